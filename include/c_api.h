@@ -1,0 +1,315 @@
+/* libtppp public C API: the only header a host needs.
+ *
+ * Why this shape: hosts in C, Rust, Go and Python (ctypes) bind to it without a
+ * compiler or CUDA headers, so it uses only <stdint.h>/<stddef.h>, opaque
+ * handles, fixed-width fields, status returns and versioned params structs
+ * (struct_size first, filled by *_params_init, append-only), like nccl.h and
+ * llama.h. Conventions: ../shared/DESIGN.md section 7.
+ *
+ * Errors: every function returns a tppp_status (int32_t). On failure the
+ * out-params are untouched and tppp_last_error() holds a thread-local message
+ * naming the rank, peer, operation and underlying library text.
+ *
+ * Thread safety: calls on one group (and on requests it made) must be
+ * serialised by the host, except tppp_group_abort and
+ * tppp_group_get_async_error, which any thread may call at any time.
+ * tppp_get_unique_id, tppp_status_string, tppp_version and friends are
+ * thread-safe.
+ */
+#ifndef TPPP_C_API_H
+#define TPPP_C_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define TPPP_API __declspec(dllexport)
+#else
+#define TPPP_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- versions */
+#define TPPP_VERSION_MAJOR 0
+#define TPPP_VERSION_MINOR 1
+#define TPPP_VERSION_PATCH 0
+/* major * 10000 + minor * 100 + patch */
+#define TPPP_VERSION_CODE \
+  (TPPP_VERSION_MAJOR * 10000 + TPPP_VERSION_MINOR * 100 + TPPP_VERSION_PATCH)
+
+/* The library's version code (compare with TPPP_VERSION_CODE). */
+TPPP_API uint32_t tppp_version(void);
+/* ABI check: call as tppp_abi_check(TPPP_VERSION_MAJOR, TPPP_VERSION_MINOR).
+ * Returns TPPP_OK when the library can serve a host built against that header
+ * (same major, library minor >= header minor), else TPPP_ERR_VERSION_MISMATCH. */
+TPPP_API int32_t tppp_abi_check(uint32_t header_major, uint32_t header_minor);
+
+/* ---------------------------------------------------------------- statuses */
+/* Values are fixed forever. */
+typedef int32_t tppp_status;
+#define TPPP_OK 0
+#define TPPP_ERR_INVALID_ARGUMENT 1 /* a null pointer, bad size, bad enum   */
+#define TPPP_ERR_INVALID_USAGE 2    /* wrong call order, mismatched peers   */
+#define TPPP_ERR_OUT_OF_MEMORY 3
+#define TPPP_ERR_IO 4               /* file missing, truncated, unreadable  */
+#define TPPP_ERR_FORMAT 5           /* malformed file or message            */
+#define TPPP_ERR_CUDA 6
+#define TPPP_ERR_NCCL 7
+#define TPPP_ERR_UCX 8
+#define TPPP_ERR_SYSTEM 9           /* an OS call failed (errno text given) */
+#define TPPP_ERR_REMOTE 10          /* a peer failed or died                */
+#define TPPP_ERR_TIMEOUT 11         /* a blocking step ran past timeout_ms  */
+#define TPPP_ERR_IN_PROGRESS 12     /* an async request is not done yet     */
+#define TPPP_ERR_ABORTED 13         /* the group was aborted                */
+#define TPPP_ERR_VERSION_MISMATCH 14
+#define TPPP_ERR_NOT_SUPPORTED 15   /* not built in, or not on this device  */
+#define TPPP_ERR_INTERNAL 16
+
+/* Static text for a status ("TPPP_ERR_TIMEOUT"); never NULL. */
+TPPP_API const char* tppp_status_string(tppp_status s);
+/* Thread-local detail of the last failure on this thread ("" if none). Valid
+ * until the next tppp_* call on this thread. */
+TPPP_API const char* tppp_last_error(void);
+
+/* ---------------------------------------------------------------- logging */
+#define TPPP_LOG_ERROR 0
+#define TPPP_LOG_WARN 1
+#define TPPP_LOG_INFO 2
+#define TPPP_LOG_DEBUG 3
+typedef void (*tppp_log_fn)(int32_t level, const char* message, void* user);
+/* Process-wide. fn == NULL restores the default (stderr, level from the
+ * TPPP_LOG_LEVEL environment variable, default WARN). Messages above
+ * max_level are dropped. The callback may run on internal threads. */
+TPPP_API tppp_status tppp_set_log_callback(tppp_log_fn fn, void* user,
+                                           int32_t max_level);
+
+/* ---------------------------------------------------------------- dtypes */
+#define TPPP_DTYPE_F32 0
+#define TPPP_DTYPE_F16 1
+#define TPPP_DTYPE_BF16 2
+#define TPPP_DTYPE_F8E4M3 3
+#define TPPP_DTYPE_F8E5M2 4
+#define TPPP_DTYPE_I8 5
+#define TPPP_DTYPE_U8 6
+#define TPPP_DTYPE_I32 7
+#define TPPP_DTYPE_I64 8
+/* Bytes per element into *out. */
+TPPP_API tppp_status tppp_dtype_size(int32_t dtype, size_t* out);
+
+/* ---------------------------------------------------------------- tensors */
+#define TPPP_MEM_HOST 0
+#define TPPP_MEM_PINNED 1
+#define TPPP_MEM_CUDA 2
+#define TPPP_MAX_DIMS 8
+/* DLPack-like descriptor. The library never owns `data`. */
+typedef struct tppp_tensor {
+  void* data;
+  int32_t mem_kind;               /* TPPP_MEM_*                          */
+  int32_t device;                 /* CUDA ordinal, -1 for host memory    */
+  int32_t dtype;                  /* TPPP_DTYPE_*                        */
+  int32_t ndim;                   /* 0..TPPP_MAX_DIMS                    */
+  int64_t shape[TPPP_MAX_DIMS];
+  const int64_t* strides;         /* in elements; NULL = contiguous      */
+} tppp_tensor;
+
+/* ---------------------------------------------------------------- groups */
+typedef struct tppp_group_s* tppp_group_t;
+typedef struct tppp_request_s* tppp_request_t;
+
+/* Opaque bootstrap id (rank 0's listening address + a random magic), passed
+ * by the host to every rank by any channel, like ncclUniqueId. Single use:
+ * rank 0 must call tppp_group_create in the process that made it. */
+#define TPPP_UNIQUE_ID_BYTES 128
+typedef struct tppp_unique_id {
+  char internal[TPPP_UNIQUE_ID_BYTES];
+} tppp_unique_id;
+
+#define TPPP_TRANSPORT_AUTO 0
+#define TPPP_TRANSPORT_UCX 1
+#define TPPP_TRANSPORT_NCCL 2
+
+#define TPPP_DEVICE_CPU (-1)
+
+typedef struct tppp_group_params {
+  uint32_t struct_size; /* sizeof(tppp_group_params) as the host knows it   */
+  int32_t tp_size;      /* default 1 (from_env: 1 means tp = world / pp)    */
+  int32_t pp_size;      /* default 1; world_size must equal tp * pp          */
+  int32_t device;       /* TPPP_DEVICE_CPU (default) or a CUDA ordinal       */
+  int32_t transport;    /* TPPP_TRANSPORT_*; default AUTO                    */
+  int32_t timeout_ms;   /* every blocking step; default 60000; > 0           */
+} tppp_group_params;
+
+/* Fills defaults; size is sizeof *p as the caller knows it. */
+TPPP_API tppp_status tppp_group_params_init(tppp_group_params* p, size_t size);
+
+/* Called on rank 0 only: opens the bootstrap listener (TPPP_BOOTSTRAP_ADDR or
+ * the first non-loopback IPv4 interface, else 127.0.0.1; port from
+ * TPPP_BOOTSTRAP_PORT or ephemeral). */
+TPPP_API tppp_status tppp_get_unique_id(tppp_unique_id* out);
+
+/* Collective over world_size processes: returns when every rank has joined
+ * and every transport connection is up, or fails within timeout_ms (+1 s). */
+TPPP_API tppp_status tppp_group_create(const tppp_unique_id* id,
+                                       int32_t world_size, int32_t rank,
+                                       const tppp_group_params* params,
+                                       tppp_group_t* out);
+
+/* Same, with world, rank and the bootstrap address read from the launcher's
+ * environment: torchrun / tppp-run (RANK, WORLD_SIZE, LOCAL_RANK,
+ * MASTER_ADDR, MASTER_PORT), Open MPI (OMPI_COMM_WORLD_*), Slurm
+ * (SLURM_PROCID, SLURM_NTASKS). See README "Launchers". */
+TPPP_API tppp_status tppp_group_create_from_env(const tppp_group_params* params,
+                                                tppp_group_t* out);
+
+/* Any thread, any time: every pending and later call on the group (and its
+ * requests) returns TPPP_ERR_ABORTED. Idempotent. */
+TPPP_API tppp_status tppp_group_abort(tppp_group_t g);
+
+/* Any thread: the first asynchronous error seen (a peer that died, an abort),
+ * or TPPP_OK, into *out. */
+TPPP_API tppp_status tppp_group_get_async_error(tppp_group_t g,
+                                                tppp_status* out);
+
+/* Frees everything; accepts NULL. Outstanding requests must be freed first
+ * (they are cancelled and reported by the log otherwise). */
+TPPP_API void tppp_group_destroy(tppp_group_t g);
+
+/* Scope of a call: the whole group, this rank's TP group (same pp_rank,
+ * contiguous global ranks) or its PP group (same tp_rank, stride tp). Peer
+ * and root arguments are ranks inside the scope. */
+#define TPPP_SCOPE_WORLD 0
+#define TPPP_SCOPE_TP 1
+#define TPPP_SCOPE_PP 2
+
+typedef struct tppp_group_info {
+  uint32_t struct_size;  /* set by the caller to sizeof, like params        */
+  int32_t world_size;
+  int32_t rank;          /* global rank = pp_rank * tp_size + tp_rank        */
+  int32_t tp_size;
+  int32_t tp_rank;
+  int32_t pp_size;
+  int32_t pp_rank;
+  int32_t prev_stage_rank; /* global rank of the same tp_rank one stage up, -1 */
+  int32_t next_stage_rank; /* same, one stage down, -1 on the last stage       */
+  int32_t local_rank;      /* from the launcher, else -1                        */
+  int32_t device;
+  int32_t transport;       /* the transport actually chosen                    */
+  int32_t timeout_ms;
+} tppp_group_info;
+
+TPPP_API tppp_status tppp_group_get_info(tppp_group_t g, tppp_group_info* out);
+/* Size of a scope and this rank's index in it. */
+TPPP_API tppp_status tppp_group_scope(tppp_group_t g, int32_t scope,
+                                      int32_t* rank, int32_t* size);
+/* Global rank of member `index` of this rank's `scope`. */
+TPPP_API tppp_status tppp_group_global_rank(tppp_group_t g, int32_t scope,
+                                            int32_t index, int32_t* out);
+
+/* ---------------------------------------------------------------- p2p */
+/* Buffers are in the group's memory space (host memory for a CPU group).
+ * A receive must be posted with exactly the size sent: a mismatch fails with
+ * TPPP_ERR_INVALID_USAGE naming both sizes. Messages between a pair with the
+ * same (scope, tag) arrive in order. tag: 0 .. 2^31-1. `stream` is a
+ * cudaStream_t for device groups and ignored (may be NULL) on the CPU. */
+TPPP_API tppp_status tppp_isend(tppp_group_t g, int32_t scope, int32_t peer,
+                                int32_t tag, const void* buf, size_t bytes,
+                                void* stream, tppp_request_t* out);
+TPPP_API tppp_status tppp_irecv(tppp_group_t g, int32_t scope, int32_t peer,
+                                int32_t tag, void* buf, size_t bytes,
+                                void* stream, tppp_request_t* out);
+/* *done = 1 when complete (then the request's result is returned). Returns
+ * the request's error if it failed, TPPP_ERR_TIMEOUT once it has been pending
+ * longer than the group's timeout. */
+TPPP_API tppp_status tppp_request_test(tppp_request_t r, int32_t* done);
+/* Blocks until done, failed, aborted or timed out (group timeout_ms). */
+TPPP_API tppp_status tppp_request_wait(tppp_request_t r);
+/* Cancels if pending; accepts NULL. */
+TPPP_API void tppp_request_free(tppp_request_t r);
+
+TPPP_API tppp_status tppp_send(tppp_group_t g, int32_t scope, int32_t peer,
+                               int32_t tag, const void* buf, size_t bytes,
+                               void* stream);
+TPPP_API tppp_status tppp_recv(tppp_group_t g, int32_t scope, int32_t peer,
+                               int32_t tag, void* buf, size_t bytes,
+                               void* stream);
+
+/* ---------------------------------------------------------------- collectives */
+#define TPPP_OP_SUM 0
+#define TPPP_OP_MAX 1
+#define TPPP_OP_MIN 2
+
+/* recv[i] = op over the scope of send[i], i < count. send == recv is allowed.
+ * Dtypes: F32, F16 and BF16 (arithmetic in f32, rounded once per step, like
+ * NCCL), I32, I64. Every rank ends with the same bits. */
+TPPP_API tppp_status tppp_all_reduce(tppp_group_t g, int32_t scope,
+                                     const void* send, void* recv, size_t count,
+                                     int32_t dtype, int32_t op, void* stream);
+/* recv = concat over scope ranks of send (count elements each); recv holds
+ * count * scope_size elements. send may be recv + rank * count * esize. */
+TPPP_API tppp_status tppp_all_gather(tppp_group_t g, int32_t scope,
+                                     const void* send, void* recv, size_t count,
+                                     int32_t dtype, void* stream);
+/* buf on `root` (a scope rank) is copied to every rank of the scope. */
+TPPP_API tppp_status tppp_broadcast(tppp_group_t g, int32_t scope, void* buf,
+                                    size_t count, int32_t dtype, int32_t root,
+                                    void* stream);
+TPPP_API tppp_status tppp_barrier(tppp_group_t g, int32_t scope);
+
+/* ---------------------------------------------------------------- api table */
+/* Versioned, append-only table of every function above, for hosts that
+ * dlopen(RTLD_NOW | RTLD_LOCAL) the library and dlsym only tppp_get_api. */
+typedef struct tppp_api {
+  uint32_t struct_size;    /* sizeof the table the library fills      */
+  uint32_t version_major;
+  uint32_t version_minor;
+  uint32_t version_patch;
+  uint32_t (*version)(void);
+  int32_t (*abi_check)(uint32_t, uint32_t);
+  const char* (*status_string)(tppp_status);
+  const char* (*last_error)(void);
+  tppp_status (*set_log_callback)(tppp_log_fn, void*, int32_t);
+  tppp_status (*dtype_size)(int32_t, size_t*);
+  tppp_status (*group_params_init)(tppp_group_params*, size_t);
+  tppp_status (*get_unique_id)(tppp_unique_id*);
+  tppp_status (*group_create)(const tppp_unique_id*, int32_t, int32_t,
+                              const tppp_group_params*, tppp_group_t*);
+  tppp_status (*group_create_from_env)(const tppp_group_params*, tppp_group_t*);
+  tppp_status (*group_abort)(tppp_group_t);
+  tppp_status (*group_get_async_error)(tppp_group_t, tppp_status*);
+  void (*group_destroy)(tppp_group_t);
+  tppp_status (*group_get_info)(tppp_group_t, tppp_group_info*);
+  tppp_status (*group_scope)(tppp_group_t, int32_t, int32_t*, int32_t*);
+  tppp_status (*group_global_rank)(tppp_group_t, int32_t, int32_t, int32_t*);
+  tppp_status (*isend)(tppp_group_t, int32_t, int32_t, int32_t, const void*,
+                       size_t, void*, tppp_request_t*);
+  tppp_status (*irecv)(tppp_group_t, int32_t, int32_t, int32_t, void*, size_t,
+                       void*, tppp_request_t*);
+  tppp_status (*request_test)(tppp_request_t, int32_t*);
+  tppp_status (*request_wait)(tppp_request_t);
+  void (*request_free)(tppp_request_t);
+  tppp_status (*send)(tppp_group_t, int32_t, int32_t, int32_t, const void*,
+                      size_t, void*);
+  tppp_status (*recv)(tppp_group_t, int32_t, int32_t, int32_t, void*, size_t,
+                      void*);
+  tppp_status (*all_reduce)(tppp_group_t, int32_t, const void*, void*, size_t,
+                            int32_t, int32_t, void*);
+  tppp_status (*all_gather)(tppp_group_t, int32_t, const void*, void*, size_t,
+                            int32_t, void*);
+  tppp_status (*broadcast)(tppp_group_t, int32_t, void*, size_t, int32_t,
+                           int32_t, void*);
+  tppp_status (*barrier)(tppp_group_t, int32_t);
+  /* later versions append here */
+} tppp_api;
+
+/* The table for (major, minor): NULL if major differs from the library's or
+ * minor is newer than the library's. */
+TPPP_API const tppp_api* tppp_get_api(uint32_t major, uint32_t minor);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TPPP_C_API_H */

@@ -1,0 +1,58 @@
+// A process group: this rank's place in the TP x PP grid (DESIGN section 2),
+// the world/TP/PP communicators, and the transport that serves them.
+// Layout: global_rank = pp_rank * tp + tp_rank (TP groups contiguous, PP
+// groups strided by tp), as in Megatron, vLLM and SGLang.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "c_api.h"
+#include "core/bootstrap.hpp"
+#include "transport/transport.hpp"
+
+namespace tppp {
+
+struct GroupConfig {
+  int world = 1, rank = 0, local_rank = -1;
+  int tp = 1, pp = 1;
+  int device = TPPP_DEVICE_CPU;
+  int transport = TPPP_TRANSPORT_AUTO;
+  int timeout_ms = 60000;
+};
+
+// Throws INVALID_ARGUMENT naming the first bad field.
+void validate_group_config(const GroupConfig& c);
+
+// Pure grid arithmetic (tested without processes).
+struct GridPos {
+  int tp_rank, pp_rank, prev_stage, next_stage;  // prev/next: global ranks or -1
+};
+GridPos grid_position(int rank, int tp, int pp);
+Comm make_comm(int scope, int rank, int tp, int pp);  // TPPP_SCOPE_*
+
+class Group {
+ public:
+  // Forms the group: bootstrap (listener valid on rank 0), then the transport.
+  Group(const GroupConfig& cfg, const BootstrapAddr& addr, Fd listener);
+
+  const GroupConfig& config() const { return cfg_; }
+  const GridPos& pos() const { return pos_; }
+  const Comm& comm(int32_t scope) const;  // throws INVALID_ARGUMENT
+  Transport& transport() { return *transport_; }
+  const std::shared_ptr<Transport>& transport_ptr() const { return transport_; }
+  const std::shared_ptr<std::atomic<int>>& abort_flag() const { return abort_; }
+
+  // Throws ABORTED once tppp_group_abort has been called.
+  void check_live(const char* op) const;
+  void abort() noexcept;
+
+ private:
+  GroupConfig cfg_;
+  GridPos pos_;
+  Comm world_, tp_, pp_;
+  std::shared_ptr<std::atomic<int>> abort_;
+  std::shared_ptr<Transport> transport_;
+};
+
+}  // namespace tppp

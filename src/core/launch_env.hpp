@@ -1,0 +1,26 @@
+// Reads a launcher's environment (tppp-run/torchrun, Open MPI, Slurm) into
+// plain data: world, rank, local rank and the bootstrap address. Pure: the
+// environment comes in as a lookup function, so every launcher is tested
+// without launching anything.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace tppp {
+
+struct LaunchEnv {
+  std::string launcher;  // "torchrun", "tppp-run", "openmpi", "slurm"
+  int world = 0, rank = 0, local_rank = -1;
+  std::string master_addr;
+  uint16_t port = 0;
+  uint64_t magic = 0;  // same on every rank of one job, differs across jobs
+};
+
+using EnvLookup = std::function<const char*(const char*)>;
+
+// Throws INVALID_USAGE when no launcher is recognised, INVALID_ARGUMENT naming
+// the variable when one holds garbage.
+LaunchEnv read_launch_env(const EnvLookup& env);
+
+}  // namespace tppp

@@ -1,0 +1,300 @@
+// Host-memory collective algorithms; see host_collectives.hpp for the why.
+#include "transport/host_collectives.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+
+namespace tppp {
+namespace {
+
+template <typename T>
+void reduce_native(T* d, const T* s, size_t n, int32_t op) {
+  switch (op) {
+    case TPPP_OP_SUM:
+      for (size_t i = 0; i < n; i++) d[i] = d[i] + s[i];
+      break;
+    case TPPP_OP_MAX:
+      for (size_t i = 0; i < n; i++) d[i] = d[i] < s[i] ? s[i] : d[i];
+      break;
+    default:
+      for (size_t i = 0; i < n; i++) d[i] = s[i] < d[i] ? s[i] : d[i];
+      break;
+  }
+}
+
+template <float (*Load)(uint16_t), uint16_t (*Store)(float)>
+void reduce_half(uint16_t* d, const uint16_t* s, size_t n, int32_t op) {
+  // Blocks through f32 so the compiler can vectorise the arithmetic.
+  float a[256], b[256];
+  for (size_t i0 = 0; i0 < n; i0 += 256) {
+    size_t m = std::min<size_t>(256, n - i0);
+    for (size_t i = 0; i < m; i++) {
+      a[i] = Load(d[i0 + i]);
+      b[i] = Load(s[i0 + i]);
+    }
+    reduce_native(a, b, m, op);
+    for (size_t i = 0; i < m; i++) d[i0 + i] = Store(a[i]);
+  }
+}
+
+inline int mod(int a, int n) { return ((a % n) + n) % n; }
+
+// Element ranges of the n ring chunks: balanced, the first count%n one longer.
+struct Chunks {
+  size_t count, n;
+  size_t off(size_t i) const { return i * (count / n) + std::min(i, count % n); }
+  size_t len(size_t i) const { return count / n + (i < count % n ? 1 : 0); }
+};
+
+constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
+
+}  // namespace
+
+void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op) {
+  switch (dtype) {
+    case TPPP_DTYPE_F32:
+      reduce_native(static_cast<float*>(dst), static_cast<const float*>(src), count, op);
+      break;
+    case TPPP_DTYPE_I32:
+      reduce_native(static_cast<int32_t*>(dst), static_cast<const int32_t*>(src), count, op);
+      break;
+    case TPPP_DTYPE_I64:
+      reduce_native(static_cast<int64_t*>(dst), static_cast<const int64_t*>(src), count, op);
+      break;
+    case TPPP_DTYPE_BF16:
+      reduce_half<bf16_to_f32, f32_to_bf16>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), count,
+                                            op);
+      break;
+    case TPPP_DTYPE_F16:
+      reduce_half<f16_to_f32, f32_to_f16>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), count, op);
+      break;
+    default:
+      fail(TPPP_ERR_NOT_SUPPORTED, "all_reduce: dtype %s cannot be reduced (use F32, F16, BF16, I32 or I64)",
+           dtype_name(dtype));
+  }
+}
+
+char* HostCollectives::scratch(size_t n) {
+  if (scratch_.size() < n) scratch_.resize(n);
+  return scratch_.data();
+}
+
+void HostCollectives::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
+                                 int32_t op) {
+  const size_t es = dtype_size(dtype);
+  if (send != recv) std::memmove(recv, send, count * es);
+  if (c.size() == 1 || count == 0) return;
+  p2p_.coll_begin(c, "all_reduce");
+  try {
+    if (count * es <= t_.allreduce_small_bytes || count < static_cast<size_t>(c.size()))
+      allreduce_doubling(c, static_cast<char*>(recv), count, dtype, op);
+    else
+      allreduce_ring(c, static_cast<char*>(recv), count, dtype, op);
+  } catch (...) {
+    p2p_.coll_end();
+    throw;
+  }
+  p2p_.coll_end();
+}
+
+void HostCollectives::allreduce_doubling(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op) {
+  const int n = c.size(), me = c.me;
+  const size_t bytes = count * dtype_size(dtype);
+  char* tmp = scratch(bytes);
+  int p2 = 1;
+  while (p2 * 2 <= n) p2 *= 2;
+  const int rem = n - p2;
+  uint64_t step = 0;
+  int vrank;
+  // Fold: of the first 2*rem ranks, the even ones hand their data to the odd
+  // neighbour and sit out, leaving a power of two.
+  if (me < 2 * rem) {
+    if (me % 2 == 0) {
+      p2p_.coll_wait(p2p_.coll_send(c, me + 1, step, buf, bytes));
+      vrank = -1;
+    } else {
+      p2p_.coll_wait(p2p_.coll_recv(c, me - 1, step, tmp, bytes));
+      reduce_into(buf, tmp, count, dtype, op);
+      vrank = me / 2;
+    }
+  } else {
+    vrank = me - rem;
+  }
+  step++;
+  if (vrank >= 0) {
+    for (int mask = 1; mask < p2; mask <<= 1, step++) {
+      int pv = vrank ^ mask;
+      int peer = pv < rem ? pv * 2 + 1 : pv + rem;
+      auto r = p2p_.coll_recv(c, peer, step, tmp, bytes);
+      auto s = p2p_.coll_send(c, peer, step, buf, bytes);
+      p2p_.coll_wait(r);
+      p2p_.coll_wait(s);
+      reduce_into(buf, tmp, count, dtype, op);  // a op b == b op a: both sides agree bit for bit
+    }
+  } else {
+    step += static_cast<uint64_t>(__builtin_ctz(static_cast<unsigned>(p2)));
+  }
+  if (me < 2 * rem) {
+    if (me % 2 == 1)
+      p2p_.coll_wait(p2p_.coll_send(c, me - 1, step, buf, bytes));
+    else
+      p2p_.coll_wait(p2p_.coll_recv(c, me + 1, step, buf, bytes));
+  }
+}
+
+void HostCollectives::allreduce_ring(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op) {
+  const int n = c.size(), me = c.me;
+  const size_t es = dtype_size(dtype);
+  const Chunks ch{count, static_cast<size_t>(n)};
+  const size_t seg_elems = std::max<size_t>(1, t_.segment_bytes / es);
+  const int right = mod(me + 1, n), left = mod(me - 1, n);
+  char* tmp = scratch(ch.len(0) * es);
+  auto nsegs = [&](int chunk) { return (ch.len(static_cast<size_t>(chunk)) + seg_elems - 1) / seg_elems; };
+  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) {
+    *off = ch.off(static_cast<size_t>(chunk)) + j * seg_elems;
+    *len = std::min(seg_elems, ch.len(static_cast<size_t>(chunk)) - j * seg_elems);
+  };
+  auto tag = [](uint64_t step, size_t j) { return (step << kSegBits) | j; };
+
+  // Step 0 sends my own chunk whole; every later send forwards a segment as
+  // soon as it has been reduced (reduce-scatter) or received (all-gather).
+  {
+    int sc = me;
+    for (size_t j = 0; j < nsegs(sc); j++) {
+      size_t off, len;
+      seg_span(sc, j, &off, &len);
+      p2p_.coll_send(c, right, tag(0, j), buf + off * es, len * es);
+    }
+  }
+  std::vector<HostP2P::Id> ids;
+  for (int s = 0; s < n - 1; s++) {  // reduce-scatter
+    const int rc = mod(me - s - 1, n);
+    const size_t base = ch.off(static_cast<size_t>(rc));
+    ids.clear();
+    for (size_t j = 0; j < nsegs(rc); j++) {
+      size_t off, len;
+      seg_span(rc, j, &off, &len);
+      ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), tmp + (off - base) * es, len * es));
+    }
+    for (size_t j = 0; j < ids.size(); j++) {
+      size_t off, len;
+      seg_span(rc, j, &off, &len);
+      p2p_.coll_wait(ids[j]);
+      reduce_into(buf + off * es, tmp + (off - base) * es, len, dtype, op);
+      p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
+    }
+  }
+  for (int s = 0; s < n - 1; s++) {  // all-gather of the reduced chunks
+    const int rc = mod(me - s, n);
+    const uint64_t step = static_cast<uint64_t>(n - 1 + s);
+    ids.clear();
+    for (size_t j = 0; j < nsegs(rc); j++) {
+      size_t off, len;
+      seg_span(rc, j, &off, &len);
+      ids.push_back(p2p_.coll_recv(c, left, tag(step, j), buf + off * es, len * es));
+    }
+    for (size_t j = 0; j < ids.size(); j++) {
+      p2p_.coll_wait(ids[j]);
+      if (s < n - 2) {
+        size_t off, len;
+        seg_span(rc, j, &off, &len);
+        p2p_.coll_send(c, right, tag(step + 1, j), buf + off * es, len * es);
+      }
+    }
+  }
+  p2p_.coll_wait_all();
+}
+
+void HostCollectives::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype) {
+  const size_t bytes = count * dtype_size(dtype);
+  const int n = c.size(), me = c.me;
+  char* out = static_cast<char*>(recv);
+  if (send != out + static_cast<size_t>(me) * bytes) std::memmove(out + static_cast<size_t>(me) * bytes, send, bytes);
+  if (n == 1 || bytes == 0) return;
+  p2p_.coll_begin(c, "all_gather");
+  try {
+    if (bytes * static_cast<size_t>(n) <= t_.allgather_small_bytes) {
+      for (int p = 0; p < n; p++)
+        if (p != me) p2p_.coll_recv(c, p, 0, out + static_cast<size_t>(p) * bytes, bytes);
+      for (int p = 0; p < n; p++)
+        if (p != me) p2p_.coll_send(c, p, 0, out + static_cast<size_t>(me) * bytes, bytes);
+    } else {
+      const int right = mod(me + 1, n), left = mod(me - 1, n);
+      const size_t seg = std::max<size_t>(1, t_.segment_bytes);
+      const size_t nseg = (bytes + seg - 1) / seg;
+      auto tag = [](uint64_t step, size_t j) { return (step << kSegBits) | j; };
+      for (size_t j = 0; j < nseg; j++)
+        p2p_.coll_send(c, right, tag(0, j), out + static_cast<size_t>(me) * bytes + j * seg,
+                       std::min(seg, bytes - j * seg));
+      std::vector<HostP2P::Id> ids;
+      for (int s = 0; s < n - 1; s++) {
+        const size_t blk = static_cast<size_t>(mod(me - s - 1, n)) * bytes;
+        ids.clear();
+        for (size_t j = 0; j < nseg; j++)
+          ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), out + blk + j * seg,
+                                       std::min(seg, bytes - j * seg)));
+        for (size_t j = 0; j < nseg; j++) {
+          p2p_.coll_wait(ids[j]);
+          if (s < n - 2)
+            p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), out + blk + j * seg,
+                           std::min(seg, bytes - j * seg));
+        }
+      }
+    }
+    p2p_.coll_wait_all();
+  } catch (...) {
+    p2p_.coll_end();
+    throw;
+  }
+  p2p_.coll_end();
+}
+
+void HostCollectives::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root) {
+  const size_t bytes = count * dtype_size(dtype);
+  const int n = c.size();
+  if (n == 1 || bytes == 0) return;
+  p2p_.coll_begin(c, "broadcast");
+  try {
+    const int vr = mod(c.me - root, n);
+    int mask = 1;
+    while (mask < n) {
+      if (vr & mask) {
+        p2p_.coll_wait(p2p_.coll_recv(c, mod(vr - mask + root, n), 0, buf, bytes));
+        break;
+      }
+      mask <<= 1;
+    }
+    mask >>= 1;
+    for (; mask > 0; mask >>= 1)
+      if (vr + mask < n) p2p_.coll_send(c, mod(vr + mask + root, n), 0, buf, bytes);
+    p2p_.coll_wait_all();
+  } catch (...) {
+    p2p_.coll_end();
+    throw;
+  }
+  p2p_.coll_end();
+}
+
+void HostCollectives::barrier(const Comm& c) {
+  const int n = c.size();
+  if (n == 1) return;
+  p2p_.coll_begin(c, "barrier");
+  try {
+    char out = 1, in[1];
+    uint64_t step = 0;
+    for (int k = 1; k < n; k <<= 1, step++) {
+      p2p_.coll_send(c, mod(c.me + k, n), step, &out, 1);
+      p2p_.coll_wait(p2p_.coll_recv(c, mod(c.me - k, n), step, in, 1));
+      p2p_.coll_wait_all();
+    }
+  } catch (...) {
+    p2p_.coll_end();
+    throw;
+  }
+  p2p_.coll_end();
+}
+
+}  // namespace tppp

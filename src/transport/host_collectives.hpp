@@ -1,0 +1,62 @@
+// Collective algorithms over host-memory p2p, for transports without native
+// collectives (UCX). Algorithm choice by message size, as MPI libraries do:
+//   all_reduce: recursive doubling (with the non-power-of-two fold) for small
+//               messages; ring reduce-scatter + ring all-gather, segmented so
+//               reduction overlaps transfer, for large ones.
+//   all_gather: direct exchange for small messages, ring for large.
+//   broadcast : binomial tree.     barrier: dissemination.
+// f16/bf16 are reduced in f32 and rounded once per step (as NCCL does); every
+// rank ends with the same bits because each element's final value is computed
+// once (ring) or by a commutative two-operand op on both sides (doubling).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "transport/transport.hpp"
+
+namespace tppp {
+
+// What a transport lends the algorithms: tagged async send/recv on a comm,
+// with a per-collective sequence number so concurrent collectives on
+// different comms never match each other's messages.
+class HostP2P {
+ public:
+  using Id = size_t;
+  virtual ~HostP2P() = default;
+  virtual Id coll_send(const Comm& c, int peer, uint64_t step, const void* buf, size_t n) = 0;
+  virtual Id coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) = 0;
+  virtual void coll_wait(Id id) = 0;   // throws, naming the peer and op
+  virtual void coll_wait_all() = 0;    // waits for every op posted since begin
+  virtual void coll_begin(const Comm& c, const char* op) = 0;  // new sequence number
+  virtual void coll_end() = 0;         // releases what coll_begin set up
+};
+
+struct CollTuning {
+  size_t allreduce_small_bytes = 64 << 10;   // <= : recursive doubling
+  size_t allgather_small_bytes = 64 << 10;   // total bytes <= : direct exchange
+  size_t segment_bytes = 256 << 10;          // ring pipeline segment
+};
+
+class HostCollectives {
+ public:
+  explicit HostCollectives(HostP2P& p2p, CollTuning t = CollTuning()) : p2p_(p2p), t_(t) {}
+  void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op);
+  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype);
+  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root);
+  void barrier(const Comm& c);
+
+ private:
+  void allreduce_doubling(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op);
+  void allreduce_ring(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op);
+  char* scratch(size_t n);
+
+  HostP2P& p2p_;
+  CollTuning t_;
+  std::vector<char> scratch_;  // grows to the largest chunk seen, then stays
+};
+
+// dst[i] = dst[i] op src[i] (f16/bf16 through f32). Exposed for tests.
+void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op);
+
+}  // namespace tppp

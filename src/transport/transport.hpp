@@ -1,0 +1,81 @@
+// Transport: the communication seam (DESIGN section 1/3). A transport moves
+// bytes between the ranks of a group: async p2p plus the collectives the TP
+// layers need. UCX implements it for host memory (src/transport/ucx), NCCL
+// for device memory (later); src/transport/registry.cpp picks one. Nothing
+// above this header knows which one runs.
+//
+// All methods but abort() and async_error() are called from one thread at a
+// time (the group's owner). Failures throw tppp::Error naming the peer and op.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "c_api.h"
+
+namespace tppp {
+
+class Bootstrap;
+
+// A communicator: an ordered subset of global ranks. id (0..127) separates the
+// message spaces of the world, TP and PP groups; `me` is this rank's index.
+struct Comm {
+  uint8_t id = 0;
+  std::vector<int> ranks;
+  int me = 0;
+  int size() const { return static_cast<int>(ranks.size()); }
+  const char* name = "world";
+};
+
+// An async p2p operation. test() makes progress and returns true once done;
+// both throw on failure (size mismatch, dead peer, abort, timeout). The
+// destructor cancels a pending operation.
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual bool test() = 0;
+  virtual void wait() = 0;
+};
+
+struct TransportConfig {
+  int world = 1;
+  int rank = 0;
+  int timeout_ms = 60000;
+  int device = TPPP_DEVICE_CPU;
+  std::shared_ptr<std::atomic<int>> abort_flag;  // set by tppp_group_abort
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual const char* name() const = 0;
+  virtual int32_t kind() const = 0;  // TPPP_TRANSPORT_*
+
+  // peer: index in c.ranks. tag: 0..2^31-1. n bytes; the receive must match.
+  virtual std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+                                         void* stream) = 0;
+  virtual std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n,
+                                         void* stream) = 0;
+
+  virtual void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
+                          void* stream) = 0;
+  virtual void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
+                          void* stream) = 0;
+  virtual void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) = 0;
+  virtual void barrier(const Comm& c) = 0;
+
+  // Any thread. Pending and later operations fail with ABORTED.
+  virtual void abort() noexcept = 0;
+  // Any thread: first asynchronous error (peer failure), else TPPP_OK.
+  virtual tppp_status async_error(std::string* msg) const = 0;
+};
+
+// registry.cpp: builds the transport named by `kind` (AUTO picks UCX for a CPU
+// group) after the bootstrap has formed the group; throws NOT_SUPPORTED for a
+// transport that is not built in.
+std::shared_ptr<Transport> create_transport(int32_t kind, Bootstrap& bs, const TransportConfig& cfg);
+
+}  // namespace tppp

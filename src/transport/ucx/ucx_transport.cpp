@@ -1,0 +1,372 @@
+// UCX transport. Tag layout (64 bits), so every receive names its source and
+// message space exactly (no wildcards, so no cross-talk between groups):
+//   [63] collective?  [62:56] comm id  [55:40] source global rank
+//   [39:0] user p2p: tag (31 bits) | collective: seq (8) << 32 | step (32)
+// UCX matches messages from one sender in order, so equal tags are FIFO.
+#include "transport/ucx/ucx_transport.hpp"
+
+#include <sched.h>
+
+#include <cstring>
+
+#include "core/bootstrap.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace tppp {
+namespace {
+
+using std::chrono::steady_clock;
+
+class UcxRequest final : public Request {
+ public:
+  UcxRequest(UcxTransport* t, UcxTransport::Op* op)
+      : t_(t), op_(op), deadline_(steady_clock::now() + std::chrono::milliseconds(t->timeout_ms())) {}
+  ~UcxRequest() override { t_->release_op(op_); }
+  bool test() override { return t_->test_op(op_, deadline_); }
+  void wait() override { t_->wait_op(op_, deadline_); }
+
+ private:
+  UcxTransport* t_;
+  UcxTransport::Op* op_;
+  steady_clock::time_point deadline_;
+};
+
+bool is_peer_failure(ucs_status_t s) {
+  return s == UCS_ERR_ENDPOINT_TIMEOUT || s == UCS_ERR_CONNECTION_RESET || s == UCS_ERR_UNREACHABLE ||
+         s == UCS_ERR_REJECTED || s == UCS_ERR_NOT_CONNECTED;
+}
+
+void check_ucs(ucs_status_t s, const char* what) {
+  if (s != UCS_OK) fail(TPPP_ERR_UCX, "UCX %s failed: %s", what, ucs_status_string(s));
+}
+
+}  // namespace
+
+UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg), coll_(*this) {
+  try {
+    ucp_config_t* config = nullptr;
+    check_ucs(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
+    ucp_params_t p{};
+    p.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
+    p.features = UCP_FEATURE_TAG;
+    p.estimated_num_eps = static_cast<size_t>(cfg.world);
+    ucs_status_t s = ucp_init(&p, config, &ctx_);
+    ucp_config_release(config);
+    check_ucs(s, "ucp_init");
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+    check_ucs(ucp_worker_create(ctx_, &wp, &worker_), "ucp_worker_create");
+    ucp_address_t* addr = nullptr;
+    size_t addr_len = 0;
+    check_ucs(ucp_worker_get_address(worker_, &addr, &addr_len), "ucp_worker_get_address");
+    std::string mine(reinterpret_cast<const char*>(addr), addr_len);
+    ucp_worker_release_address(worker_, addr);
+    std::vector<std::string> all = bs.all_gather(mine);
+
+    peers_.resize(static_cast<size_t>(cfg.world));
+    eps_.assign(static_cast<size_t>(cfg.world), nullptr);
+    for (int r = 0; r < cfg.world; r++) {
+      peers_[static_cast<size_t>(r)].reset(new Peer{this, r, {0}});
+      ucp_ep_params_t ep{};
+      ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      ep.address = reinterpret_cast<const ucp_address_t*>(all[static_cast<size_t>(r)].data());
+      ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+      ep.err_handler.cb = &UcxTransport::ep_error_cb;
+      ep.err_handler.arg = peers_[static_cast<size_t>(r)].get();
+      s = ucp_ep_create(worker_, &ep, &eps_[static_cast<size_t>(r)]);
+      if (s != UCS_OK)
+        fail(TPPP_ERR_UCX, "UCX ucp_ep_create to rank %d failed: %s", r, ucs_status_string(s));
+    }
+    // Wire-up check: returns only once every rank can talk to its peers.
+    Comm world;
+    world.id = 0;
+    world.me = cfg.rank;
+    for (int r = 0; r < cfg.world; r++) world.ranks.push_back(r);
+    coll_.barrier(world);
+  } catch (...) {
+    shutdown();
+    throw;
+  }
+}
+
+UcxTransport::~UcxTransport() { shutdown(); }
+
+void UcxTransport::shutdown() noexcept {
+  if (!worker_) {
+    if (ctx_) ucp_cleanup(ctx_);
+    ctx_ = nullptr;
+    return;
+  }
+  const bool force = cfg_.abort_flag && cfg_.abort_flag->load();
+  // Cancel what is still posted, then close endpoints (flush unless aborted),
+  // bounded by a short deadline so a dead peer cannot hold us.
+  for (auto& op : all_ops_)
+    if (!op->done && op->ucx_req && op->is_recv) ucp_request_cancel(worker_, op->ucx_req);
+  std::vector<void*> closing;
+  for (size_t r = 0; r < eps_.size(); r++) {
+    if (!eps_[r]) continue;
+    ucp_request_param_t prm{};
+    prm.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    prm.flags = (force || peers_[r]->failed.load()) ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    ucs_status_ptr_t sp = ucp_ep_close_nbx(eps_[r], &prm);
+    if (sp && !UCS_PTR_IS_ERR(sp)) closing.push_back(sp);
+    eps_[r] = nullptr;
+  }
+  auto dl = steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 2000));
+  for (void* req : closing) {
+    while (ucp_request_check_status(req) == UCS_INPROGRESS && steady_clock::now() < dl) {
+      if (!ucp_worker_progress(worker_)) sched_yield();
+    }
+    if (ucp_request_check_status(req) != UCS_INPROGRESS) ucp_request_free(req);
+  }
+  ucp_worker_destroy(worker_);
+  worker_ = nullptr;
+  if (ctx_) ucp_cleanup(ctx_);
+  ctx_ = nullptr;
+}
+
+void UcxTransport::ep_error_cb(void* arg, ucp_ep_h, ucs_status_t status) {
+  Peer* p = static_cast<Peer*>(arg);
+  p->failed.store(static_cast<int>(status) ? static_cast<int>(status) : -1);
+  std::lock_guard<std::mutex> lk(p->t->err_mu_);
+  if (p->t->async_status_ == TPPP_OK) {
+    p->t->async_status_ = TPPP_ERR_REMOTE;
+    p->t->async_msg_ = strf("UCX connection from rank %d to rank %d failed: %s (peer dead or unreachable)",
+                            p->t->cfg_.rank, p->rank, ucs_status_string(status));
+  }
+  // INFO, not WARN: a peer that finished and closed looks the same from here.
+  TPPP_LOG(TPPP_LOG_INFO, "rank %d: UCX connection to rank %d failed: %s", p->t->cfg_.rank, p->rank,
+           ucs_status_string(status));
+}
+
+tppp_status UcxTransport::async_error(std::string* msg) const {
+  std::lock_guard<std::mutex> lk(err_mu_);
+  if (msg) *msg = async_msg_;
+  return async_status_;
+}
+
+void UcxTransport::abort() noexcept {
+  if (cfg_.abort_flag) cfg_.abort_flag->store(1);
+}
+
+void UcxTransport::throw_aborted(const char* what) const {
+  fail(TPPP_ERR_ABORTED, "rank %d: %s cancelled: the group was aborted (tppp_group_abort)", cfg_.rank, what);
+}
+
+uint64_t UcxTransport::make_tag(bool coll, const Comm& c, int src_global, uint64_t low) const {
+  return (static_cast<uint64_t>(coll) << 63) | (static_cast<uint64_t>(c.id & 0x7f) << 56) |
+         (static_cast<uint64_t>(src_global & 0xffff) << 40) | (low & 0xffffffffffull);
+}
+
+UcxTransport::Op* UcxTransport::new_op() {
+  if (free_ops_.empty()) {
+    all_ops_.emplace_back(new Op());
+    free_ops_.push_back(all_ops_.back().get());
+  }
+  Op* op = free_ops_.back();
+  free_ops_.pop_back();
+  *op = Op();
+  op->t = this;
+  return op;
+}
+
+void UcxTransport::free_op(Op* op) {
+  op->done = true;
+  op->released = false;
+  op->ucx_req = nullptr;
+  free_ops_.push_back(op);
+}
+
+void UcxTransport::send_cb(void* request, ucs_status_t status, void* user) {
+  Op* op = static_cast<Op*>(user);
+  op->status = status;
+  op->done = true;
+  op->ucx_req = nullptr;
+  ucp_request_free(request);
+  if (op->released) op->t->free_op(op);
+}
+
+void UcxTransport::recv_cb(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user) {
+  Op* op = static_cast<Op*>(user);
+  op->status = status;
+  op->length = (status == UCS_OK && info) ? info->length : 0;
+  op->done = true;
+  op->ucx_req = nullptr;
+  ucp_request_free(request);
+  if (op->released) op->t->free_op(op);
+}
+
+UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* buf, size_t n, const char* what) {
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(what);
+  Op* op = new_op();
+  op->peer = peer;
+  op->expected = n;
+  op->what = what;
+  ucp_request_param_t prm{};
+  prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  prm.cb.send = &UcxTransport::send_cb;
+  prm.user_data = op;
+  ucs_status_ptr_t sp = ucp_tag_send_nbx(eps_[static_cast<size_t>(peer)], buf, n, tag, &prm);
+  if (sp == nullptr) {
+    op->done = true;
+  } else if (UCS_PTR_IS_ERR(sp)) {
+    op->done = true;
+    op->status = UCS_PTR_STATUS(sp);
+  } else if (!op->done) {
+    op->ucx_req = sp;
+  }
+  return op;
+}
+
+UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, size_t n, const char* what) {
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(what);
+  Op* op = new_op();
+  op->peer = peer;
+  op->expected = n;
+  op->is_recv = true;
+  op->what = what;
+  // UCX 1.13 leaves recv_info.tag_info's length at 0 on immediate completion,
+  // so completion always goes through the callback, which reports the length.
+  ucp_request_param_t prm{};
+  prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  prm.cb.recv = &UcxTransport::recv_cb;
+  prm.user_data = op;
+  ucs_status_ptr_t sp = ucp_tag_recv_nbx(worker_, buf, n, tag, ~0ull, &prm);
+  if (UCS_PTR_IS_ERR(sp)) {
+    op->done = true;
+    op->status = UCS_PTR_STATUS(sp);
+  } else if (sp != nullptr && !op->done) {  // the callback may already have run
+    op->ucx_req = sp;
+  }
+  return op;
+}
+
+void UcxTransport::check_op(Op* op) {
+  const char* dir = op->is_recv ? "from" : "to";
+  if (op->status == UCS_OK) {
+    if (op->is_recv && op->length != op->expected)
+      fail(TPPP_ERR_INVALID_USAGE,
+           "rank %d: %s: rank %d sent %zu bytes but this rank posted %zu (buffers of mismatched size)", cfg_.rank,
+           op->what, op->peer, op->length, op->expected);
+    return;
+  }
+  if (op->status == UCS_ERR_MESSAGE_TRUNCATED)
+    fail(TPPP_ERR_INVALID_USAGE,
+         "rank %d: %s: rank %d sent more than the %zu bytes this rank posted (buffers of mismatched size)",
+         cfg_.rank, op->what, op->peer, op->expected);
+  if (op->status == UCS_ERR_CANCELED) throw_aborted(op->what);
+  if (is_peer_failure(op->status))
+    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d failed: %s (peer dead or unreachable)", cfg_.rank, op->what, dir,
+         op->peer, ucs_status_string(op->status));
+  fail(TPPP_ERR_UCX, "rank %d: %s %s rank %d failed: %s", cfg_.rank, op->what, dir, op->peer,
+       ucs_status_string(op->status));
+}
+
+bool UcxTransport::test_op(Op* op, steady_clock::time_point deadline) {
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op->what);
+  if (!op->done) ucp_worker_progress(worker_);
+  if (op->done) {
+    check_op(op);
+    return true;
+  }
+  if (op->is_recv && peers_[static_cast<size_t>(op->peer)]->failed.load())
+    fail(TPPP_ERR_REMOTE, "rank %d: %s from rank %d: that peer's connection failed (peer dead)", cfg_.rank,
+         op->what, op->peer);
+  if (steady_clock::now() > deadline)
+    fail(TPPP_ERR_TIMEOUT, "rank %d: %s %s rank %d timed out after %d ms (peer not posting, stuck or dead)",
+         cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, cfg_.timeout_ms);
+  return false;
+}
+
+void UcxTransport::wait_op(Op* op, steady_clock::time_point deadline) {
+  unsigned spins = 0, idle = 0;
+  while (!op->done) {
+    if (ucp_worker_progress(worker_)) {
+      idle = 0;
+    } else if (++idle >= 64) {
+      idle = 0;
+      sched_yield();  // oversubscribed cores (more ranks than cores) need this
+    }
+    if (op->done) break;
+    if ((++spins & 31) == 0 && !test_op(op, deadline)) continue;
+  }
+  check_op(op);
+}
+
+void UcxTransport::release_op(Op* op) {
+  if (op->done) {
+    free_op(op);
+    return;
+  }
+  op->released = true;
+  if (op->is_recv && op->ucx_req) ucp_request_cancel(worker_, op->ucx_req);
+  // A pending send completes (or fails) on a later progress and frees itself.
+}
+
+std::unique_ptr<Request> UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+                                             void*) {
+  Op* op = post_send(c.ranks[static_cast<size_t>(peer)], make_tag(false, c, cfg_.rank, tag), buf, n, "send");
+  return std::unique_ptr<Request>(new UcxRequest(this, op));
+}
+
+std::unique_ptr<Request> UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, void*) {
+  int src = c.ranks[static_cast<size_t>(peer)];
+  Op* op = post_recv(src, make_tag(false, c, src, tag), buf, n, "recv");
+  return std::unique_ptr<Request>(new UcxRequest(this, op));
+}
+
+// ---- collectives: HostCollectives drives these HostP2P hooks.
+
+void UcxTransport::coll_begin(const Comm& c, const char* op) {
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op);
+  coll_comm_ = &c;
+  coll_name_ = op;
+  coll_seq_[c.id & 0x7f]++;
+  coll_deadline_ = steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
+}
+
+void UcxTransport::coll_end() {
+  for (Op* op : coll_ops_) release_op(op);
+  coll_ops_.clear();
+  coll_comm_ = nullptr;
+}
+
+HostP2P::Id UcxTransport::coll_send(const Comm& c, int peer, uint64_t step, const void* buf, size_t n) {
+  uint64_t low = (static_cast<uint64_t>(coll_seq_[c.id & 0x7f]) << 32) | (step & 0xffffffffull);
+  coll_ops_.push_back(post_send(c.ranks[static_cast<size_t>(peer)], make_tag(true, c, cfg_.rank, low), buf, n,
+                                coll_name_));
+  return coll_ops_.size() - 1;
+}
+
+HostP2P::Id UcxTransport::coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) {
+  int src = c.ranks[static_cast<size_t>(peer)];
+  uint64_t low = (static_cast<uint64_t>(coll_seq_[c.id & 0x7f]) << 32) | (step & 0xffffffffull);
+  coll_ops_.push_back(post_recv(src, make_tag(true, c, src, low), buf, n, coll_name_));
+  return coll_ops_.size() - 1;
+}
+
+void UcxTransport::coll_wait(Id id) { wait_op(coll_ops_[id], coll_deadline_); }
+
+void UcxTransport::coll_wait_all() {
+  for (Op* op : coll_ops_) wait_op(op, coll_deadline_);
+}
+
+void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
+                              void*) {
+  coll_.all_reduce(c, send, recv, count, dtype, op);
+}
+
+void UcxTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, void*) {
+  coll_.all_gather(c, send, recv, count, dtype);
+}
+
+void UcxTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void*) {
+  coll_.broadcast(c, buf, count, dtype, root);
+}
+
+void UcxTransport::barrier(const Comm& c) { coll_.barrier(c); }
+
+}  // namespace tppp

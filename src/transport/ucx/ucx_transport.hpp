@@ -1,0 +1,104 @@
+// UCX transport: host memory over UCX's tag API (shared memory, CMA, TCP,
+// InfiniBand: whatever UCX_TLS allows). One ucp worker per group, one
+// endpoint per peer in error-handling mode PEER so a dead peer fails its
+// requests instead of hanging them. Collectives come from HostCollectives.
+#pragma once
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "transport/host_collectives.hpp"
+#include "transport/transport.hpp"
+
+namespace tppp {
+
+class UcxTransport final : public Transport, private HostP2P {
+ public:
+  UcxTransport(Bootstrap& bs, const TransportConfig& cfg);
+  ~UcxTransport() override;
+
+  const char* name() const override { return "ucx"; }
+  int32_t kind() const override { return TPPP_TRANSPORT_UCX; }
+  std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+                                 void* stream) override;
+  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, void* stream) override;
+  void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
+                  void* stream) override;
+  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, void* stream) override;
+  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) override;
+  void barrier(const Comm& c) override;
+  void abort() noexcept override;
+  tppp_status async_error(std::string* msg) const override;
+
+  // One in-flight UCX operation. Pooled; owned by the transport.
+  struct Op {
+    UcxTransport* t = nullptr;
+    void* ucx_req = nullptr;  // UCX request while pending
+    ucs_status_t status = UCS_OK;
+    size_t length = 0;        // bytes received
+    size_t expected = 0;      // bytes posted
+    int peer = -1;            // global rank
+    bool is_recv = false;
+    bool done = false;
+    bool released = false;    // the owner let go; free on completion
+    const char* what = "";    // op name for messages
+  };
+
+  // Progress until op completes; throws on error, abort, dead peer or deadline.
+  void wait_op(Op* op, std::chrono::steady_clock::time_point deadline);
+  // One progress round; throws for abort. Returns true if op is done (and OK).
+  bool test_op(Op* op, std::chrono::steady_clock::time_point deadline);
+  void release_op(Op* op);  // cancels if pending
+  int timeout_ms() const { return cfg_.timeout_ms; }
+
+ private:
+  // HostP2P
+  Id coll_send(const Comm& c, int peer, uint64_t step, const void* buf, size_t n) override;
+  Id coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) override;
+  void coll_wait(Id id) override;
+  void coll_wait_all() override;
+  void coll_begin(const Comm& c, const char* op) override;
+  void coll_end() override;
+
+  void shutdown() noexcept;  // idempotent; the destructor and a failed constructor
+  Op* post_send(int peer_global, uint64_t tag, const void* buf, size_t n, const char* what);
+  Op* post_recv(int peer_global, uint64_t tag, void* buf, size_t n, const char* what);
+  Op* new_op();
+  void free_op(Op* op);
+  void check_op(Op* op);  // throws if op completed with an error
+  [[noreturn]] void throw_aborted(const char* what) const;
+  uint64_t make_tag(bool coll, const Comm& c, int src_global, uint64_t low) const;
+  static void send_cb(void* request, ucs_status_t status, void* user);
+  static void recv_cb(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user);
+  static void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status);
+
+  TransportConfig cfg_;
+  ucp_context_h ctx_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<ucp_ep_h> eps_;  // by global rank
+  struct Peer {
+    UcxTransport* t;
+    int rank;
+    std::atomic<int> failed{0};  // ucs_status_t of the failure, 0 = alive
+  };
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::vector<Op*> free_ops_;
+  std::vector<std::unique_ptr<Op>> all_ops_;
+  mutable std::mutex err_mu_;
+  tppp_status async_status_ = TPPP_OK;
+  std::string async_msg_;
+
+  // State of the collective in progress.
+  HostCollectives coll_;
+  const Comm* coll_comm_ = nullptr;
+  const char* coll_name_ = "";
+  uint8_t coll_seq_[128] = {0};
+  std::vector<Op*> coll_ops_;
+  std::chrono::steady_clock::time_point coll_deadline_;
+};
+
+}  // namespace tppp
