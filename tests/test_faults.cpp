@@ -1,0 +1,252 @@
+// Faults after the group formed: mismatched buffers, abort from another
+// thread, use after abort, a peer killed mid-run, requests that time out,
+// and bad arguments on a live group. Each gives a specific status, in time.
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+bool has(const char* hay, const char* needle) { return std::string(hay).find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST_SUITE("faults") {
+  TEST_CASE("p2p buffers of mismatched size") {
+    auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(2, 1, 3000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      std::vector<char> buf(4096, 1);
+      if (rank == 0) {
+        RANK_OK(tppp_send(g, TPPP_SCOPE_WORLD, 1, 5, buf.data(), 100, nullptr));  // into a smaller receive
+        RANK_OK(tppp_send(g, TPPP_SCOPE_WORLD, 1, 6, buf.data(), 100, nullptr));  // into a larger receive
+        RANK_OK(tppp_send(g, TPPP_SCOPE_WORLD, 1, 7, buf.data(), 3000, nullptr));  // rendezvous size, smaller
+      } else {
+        tppp_status s = tppp_recv(g, TPPP_SCOPE_WORLD, 0, 5, buf.data(), 64, nullptr);
+        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE, "smaller: %s %s", tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(has(tppp_last_error(), "mismatched size") && has(tppp_last_error(), "64"), "msg %s",
+                   tppp_last_error());
+        s = tppp_recv(g, TPPP_SCOPE_WORLD, 0, 6, buf.data(), 200, nullptr);
+        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE, "larger: %s %s", tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(has(tppp_last_error(), "sent 100 bytes") && has(tppp_last_error(), "posted 200"), "msg %s",
+                   tppp_last_error());
+        s = tppp_recv(g, TPPP_SCOPE_WORLD, 0, 7, buf.data(), 2000, nullptr);
+        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE, "big smaller: %s %s", tppp_status_string(s), tppp_last_error());
+      }
+      RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("collectives with mismatched counts fail on every rank within the timeout") {
+    for (size_t base : {size_t(100), size_t(1) << 20}) {
+      CAPTURE(base);
+      auto codes = th::run_ranks(2, 30, [base](int rank, const tppp_unique_id& id) {
+        const int timeout_ms = 1500;
+        tppp_group_params p = th::params(2, 1, timeout_ms);
+        tppp_group_t g = nullptr;
+        RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+        size_t count = base * static_cast<size_t>(rank + 1);
+        std::vector<float> x(count, 1.0f);
+        auto t0 = Clock::now();
+        tppp_status s = tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), x.data(), count, TPPP_DTYPE_F32, TPPP_OP_SUM,
+                                        nullptr);
+        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE || s == TPPP_ERR_TIMEOUT || s == TPPP_ERR_REMOTE, "status %s: %s",
+                   tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(ms_since(t0) < timeout_ms + 1000, "took %.0f ms", ms_since(t0));
+        tppp_group_destroy(g);
+        return 0;
+      });
+      CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
+  }
+
+  TEST_CASE("abort from another thread ends a blocked receive; later calls say ABORTED") {
+    auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(2, 1, 20000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      if (rank == 1) {
+        std::thread t([g] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          tppp_group_abort(g);
+        });
+        float x[4];
+        auto t0 = Clock::now();
+        tppp_status s = tppp_recv(g, TPPP_SCOPE_WORLD, 0, 1, x, sizeof x, nullptr);  // never sent
+        t.join();
+        RANK_CHECK(s == TPPP_ERR_ABORTED, "recv: %s %s", tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(ms_since(t0) < 5000, "abort took %.0f ms", ms_since(t0));
+        s = tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, x, 4, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr);
+        RANK_CHECK(s == TPPP_ERR_ABORTED, "use after abort: %s", tppp_status_string(s));
+        RANK_CHECK(has(tppp_last_error(), "aborted"), "msg %s", tppp_last_error());
+        tppp_request_t r = nullptr;
+        RANK_CHECK(tppp_isend(g, TPPP_SCOPE_WORLD, 0, 1, x, 4, nullptr, &r) == TPPP_ERR_ABORTED, "isend");
+        RANK_CHECK(r == nullptr, "no request made");
+        RANK_CHECK(tppp_barrier(g, TPPP_SCOPE_TP) == TPPP_ERR_ABORTED, "barrier");
+        tppp_status st = TPPP_OK;
+        RANK_OK(tppp_group_get_async_error(g, &st));
+        RANK_CHECK(st == TPPP_ERR_ABORTED, "async error %s", tppp_status_string(st));
+        RANK_OK(tppp_group_abort(g));  // idempotent
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      }
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("abort ends a pending async request too") {
+    auto codes = th::run_ranks(1, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(1, 1, 20000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 1, rank, &p, &g));
+      float x[4];
+      tppp_request_t r = nullptr;
+      RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 3, x, sizeof x, nullptr, &r));  // from self, never sent
+      int32_t done = 1;
+      RANK_OK(tppp_request_test(r, &done));
+      RANK_CHECK(done == 0, "pending");
+      RANK_OK(tppp_group_abort(g));
+      RANK_CHECK(tppp_request_wait(r) == TPPP_ERR_ABORTED, "wait after abort");
+      RANK_CHECK(tppp_request_test(r, &done) == TPPP_ERR_ABORTED && done == 1, "test repeats the result");
+      tppp_request_free(r);
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("a receive nobody answers times out, naming the peer") {
+    auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
+      const int timeout_ms = 800;
+      tppp_group_params p = th::params(1, 2, timeout_ms);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      if (rank == 0) {
+        float x[2];
+        auto t0 = Clock::now();
+        tppp_status s = tppp_recv(g, TPPP_SCOPE_PP, 1, 9, x, sizeof x, nullptr);
+        RANK_CHECK(s == TPPP_ERR_TIMEOUT, "%s %s", tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(has(tppp_last_error(), "rank 1") && has(tppp_last_error(), "timed out"), "msg %s",
+                   tppp_last_error());
+        RANK_CHECK(ms_since(t0) < timeout_ms + 1000, "took %.0f", ms_since(t0));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(rank == 1 ? 1200 : 0));
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("a peer killed mid-run: the survivor fails within the timeout, no hang") {
+    auto codes = th::run_ranks(3, 60, [](int rank, const tppp_unique_id& id) {
+      const int timeout_ms = 2000;
+      tppp_group_params p = th::params(3, 1, timeout_ms);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 3, rank, &p, &g));
+      std::vector<float> x(1 << 16, 1.0f);
+      RANK_OK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), x.data(), x.size(), TPPP_DTYPE_F32, TPPP_OP_SUM,
+                              nullptr));
+      if (rank == 2) raise(SIGKILL);
+      auto t0 = Clock::now();
+      tppp_status s = tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), x.data(), x.size(), TPPP_DTYPE_F32,
+                                      TPPP_OP_SUM, nullptr);
+      RANK_CHECK(s == TPPP_ERR_REMOTE || s == TPPP_ERR_TIMEOUT, "%s %s", tppp_status_string(s), tppp_last_error());
+      RANK_CHECK(ms_since(t0) < timeout_ms + 1000, "took %.0f", ms_since(t0));
+      tppp_group_destroy(g);
+      return 0;
+    });
+    REQUIRE(codes.size() == 3);
+    CHECK(codes[0] == 0);
+    CHECK(codes[1] == 0);
+    CHECK(codes[2] == 128 + SIGKILL);
+  }
+
+  TEST_CASE("a dead peer on this host is detected long before the timeout") {
+    auto codes = th::run_ranks(2, 60, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(2, 1, 20000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+      if (rank == 1) raise(SIGKILL);
+      float x[4];
+      auto t0 = Clock::now();
+      tppp_status s = tppp_recv(g, TPPP_SCOPE_WORLD, 1, 0, x, sizeof x, nullptr);
+      RANK_CHECK(s == TPPP_ERR_REMOTE, "%s %s", tppp_status_string(s), tppp_last_error());
+      RANK_CHECK(has(tppp_last_error(), "rank 1") && has(tppp_last_error(), "dead"), "msg %s", tppp_last_error());
+      RANK_CHECK(ms_since(t0) < 3000, "took %.0f ms with a 20 s timeout", ms_since(t0));
+      tppp_status st = TPPP_OK;
+      RANK_OK(tppp_group_get_async_error(g, &st));
+      RANK_CHECK(st == TPPP_ERR_REMOTE, "async error %s", tppp_status_string(st));
+      tppp_group_destroy(g);
+      return 0;
+    });
+    REQUIRE(codes.size() == 2);
+    CHECK(codes[0] == 0);
+    CHECK(codes[1] == 128 + SIGKILL);
+  }
+
+  TEST_CASE("bad arguments on a live group") {
+    auto codes = th::run_ranks(1, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(1, 1, 2000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 1, rank, &p, &g));
+      float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+      tppp_request_t r = nullptr;
+      auto inv = [&](tppp_status s, const char* needle) {
+        return s == TPPP_ERR_INVALID_ARGUMENT && has(tppp_last_error(), needle);
+      };
+      RANK_CHECK(inv(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 0, x, 4, nullptr, &r), "peer 1"), "%s", tppp_last_error());
+      RANK_CHECK(inv(tppp_isend(g, TPPP_SCOPE_WORLD, 0, -1, x, 4, nullptr, &r), "tag -1"), "%s", tppp_last_error());
+      RANK_CHECK(inv(tppp_isend(g, TPPP_SCOPE_WORLD, 0, 0, nullptr, 4, nullptr, &r), "NULL"), "%s",
+                 tppp_last_error());
+      RANK_CHECK(inv(tppp_isend(g, TPPP_SCOPE_WORLD, 0, 0, x, 4, nullptr, nullptr), "NULL"), "%s",
+                 tppp_last_error());
+      RANK_CHECK(inv(tppp_irecv(g, 9, 0, 0, x, 4, nullptr, &r), "scope 9"), "%s", tppp_last_error());
+      RANK_CHECK(r == nullptr, "no request on failure");
+      RANK_CHECK(inv(tppp_all_reduce(g, 0, x, x, 8, 99, TPPP_OP_SUM, nullptr), "dtype 99"), "%s", tppp_last_error());
+      RANK_CHECK(inv(tppp_all_reduce(g, 0, x, x, 8, TPPP_DTYPE_F32, 5, nullptr), "op 5"), "%s", tppp_last_error());
+      RANK_CHECK(inv(tppp_all_reduce(g, 0, nullptr, x, 8, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr), "send is NULL"),
+                 "%s", tppp_last_error());
+      RANK_CHECK(inv(tppp_all_reduce(g, 0, x, x, SIZE_MAX / 2, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr), "overflows"),
+                 "%s", tppp_last_error());
+      RANK_CHECK(tppp_all_reduce(g, 0, x, x, 8, TPPP_DTYPE_U8, TPPP_OP_SUM, nullptr) == TPPP_OK,
+                 "1 rank: a copy needs no arithmetic");
+      RANK_CHECK(inv(tppp_all_gather(g, 0, x, nullptr, 8, TPPP_DTYPE_F32, nullptr), "recv is NULL"), "%s",
+                 tppp_last_error());
+      RANK_CHECK(inv(tppp_broadcast(g, 0, x, 8, TPPP_DTYPE_F32, 1, nullptr), "root 1"), "%s", tppp_last_error());
+      RANK_CHECK(inv(tppp_barrier(g, -1), "scope -1"), "%s", tppp_last_error());
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("a dtype that cannot be reduced is refused across ranks") {
+    auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(2, 1, 2000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      uint8_t x[16] = {1};
+      tppp_status s = tppp_all_reduce(g, 0, x, x, 16, TPPP_DTYPE_F8E4M3, TPPP_OP_SUM, nullptr);
+      RANK_CHECK(s == TPPP_ERR_NOT_SUPPORTED && has(tppp_last_error(), "F8_E4M3"), "%s %s", tppp_status_string(s),
+                 tppp_last_error());
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+}

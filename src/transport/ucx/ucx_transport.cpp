@@ -6,8 +6,14 @@
 #include "transport/ucx/ucx_transport.hpp"
 
 #include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "core/bootstrap.hpp"
 #include "core/error.hpp"
@@ -37,6 +43,35 @@ bool is_peer_failure(ucs_status_t s) {
          s == UCS_ERR_REJECTED || s == UCS_ERR_NOT_CONNECTED;
 }
 
+// Identifies "same kernel, same pid namespace": pids are comparable then.
+uint64_t host_key() {
+  std::string boot;
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::getline(f, boot);
+  struct stat st {};
+  ::stat("/proc/self/ns/pid", &st);
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  std::string key = boot + "|" + std::to_string(st.st_ino) + "|" + host;
+  return fnv1a64(key.data(), key.size());
+}
+
+struct AddrHead {
+  uint64_t host;
+  int32_t pid;
+  uint32_t pad;
+};
+
+bool process_gone(int pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  // A zombie (dead, not yet reaped by its parent) still answers kill(0).
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return true;
+  size_t rp = line.rfind(')');
+  return rp != std::string::npos && rp + 2 < line.size() && (line[rp + 2] == 'Z' || line[rp + 2] == 'X');
+}
+
 void check_ucs(ucs_status_t s, const char* what) {
   if (s != UCS_OK) fail(TPPP_ERR_UCX, "UCX %s failed: %s", what, ucs_status_string(s));
 }
@@ -61,19 +96,29 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     ucp_address_t* addr = nullptr;
     size_t addr_len = 0;
     check_ucs(ucp_worker_get_address(worker_, &addr, &addr_len), "ucp_worker_get_address");
-    std::string mine(reinterpret_cast<const char*>(addr), addr_len);
+    AddrHead head{host_key(), static_cast<int32_t>(::getpid()), 0};
+    std::string mine(reinterpret_cast<const char*>(&head), sizeof head);
+    mine.append(reinterpret_cast<const char*>(addr), addr_len);
     ucp_worker_release_address(worker_, addr);
     std::vector<std::string> all = bs.all_gather(mine);
+    const char* em = std::getenv("TPPP_UCX_ERR_MODE");
+    const bool force_peer_mode = em && std::string(em) == "peer";
 
     peers_.resize(static_cast<size_t>(cfg.world));
     eps_.assign(static_cast<size_t>(cfg.world), nullptr);
     for (int r = 0; r < cfg.world; r++) {
-      peers_[static_cast<size_t>(r)].reset(new Peer{this, r, {0}});
+      const std::string& blob = all[static_cast<size_t>(r)];
+      if (blob.size() <= sizeof(AddrHead))
+        fail(TPPP_ERR_FORMAT, "UCX address of rank %d is %zu bytes: too short", r, blob.size());
+      AddrHead h;
+      std::memcpy(&h, blob.data(), sizeof h);
+      Peer* peer = new Peer{this, r, {0}, h.pid, h.host == head.host && !force_peer_mode};
+      peers_[static_cast<size_t>(r)].reset(peer);
       ucp_ep_params_t ep{};
       ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
-      ep.address = reinterpret_cast<const ucp_address_t*>(all[static_cast<size_t>(r)].data());
-      ep.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+      ep.address = reinterpret_cast<const ucp_address_t*>(blob.data() + sizeof(AddrHead));
+      ep.err_mode = peer->local ? UCP_ERR_HANDLING_MODE_NONE : UCP_ERR_HANDLING_MODE_PEER;
       ep.err_handler.cb = &UcxTransport::ep_error_cb;
       ep.err_handler.arg = peers_[static_cast<size_t>(r)].get();
       s = ucp_ep_create(worker_, &ep, &eps_[static_cast<size_t>(r)]);
@@ -100,11 +145,16 @@ void UcxTransport::shutdown() noexcept {
     ctx_ = nullptr;
     return;
   }
-  const bool force = cfg_.abort_flag && cfg_.abort_flag->load();
-  // Cancel what is still posted, then close endpoints (flush unless aborted),
-  // bounded by a short deadline so a dead peer cannot hold us.
-  for (auto& op : all_ops_)
-    if (!op->done && op->ucx_req && op->is_recv) ucp_request_cancel(worker_, op->ucx_req);
+  // Cancel what is still posted, then close the endpoints: flush when all is
+  // quiet, force (which fails pending sends) after an abort or an error left
+  // operations behind, since UCX must not destroy an endpoint with requests
+  // on it. Bounded by a short deadline so a dead peer cannot hold us.
+  bool force = cfg_.abort_flag && cfg_.abort_flag->load();
+  for (auto& op : all_ops_) {
+    if (op->done || !op->ucx_req) continue;
+    force = true;
+    if (op->is_recv) ucp_request_cancel(worker_, op->ucx_req);
+  }
   std::vector<void*> closing;
   for (size_t r = 0; r < eps_.size(); r++) {
     if (!eps_[r]) continue;
@@ -121,6 +171,9 @@ void UcxTransport::shutdown() noexcept {
       if (!ucp_worker_progress(worker_)) sched_yield();
     }
     if (ucp_request_check_status(req) != UCS_INPROGRESS) ucp_request_free(req);
+  }
+  // Let cancelled operations deliver their callbacks before the worker goes.
+  for (int i = 0; i < 100 && ucp_worker_progress(worker_); i++) {
   }
   ucp_worker_destroy(worker_);
   worker_ = nullptr;
@@ -140,6 +193,23 @@ void UcxTransport::ep_error_cb(void* arg, ucp_ep_h, ucs_status_t status) {
   // INFO, not WARN: a peer that finished and closed looks the same from here.
   TPPP_LOG(TPPP_LOG_INFO, "rank %d: UCX connection to rank %d failed: %s", p->t->cfg_.rank, p->rank,
            ucs_status_string(status));
+}
+
+bool UcxTransport::peer_dead(int rank) {
+  Peer& p = *peers_[static_cast<size_t>(rank)];
+  if (p.failed.load()) return true;
+  if (!p.local || rank == cfg_.rank) return false;
+  auto now = steady_clock::now();
+  if (now < next_liveness_check_) return false;
+  next_liveness_check_ = now + std::chrono::milliseconds(100);
+  if (!process_gone(p.pid)) return false;
+  p.failed.store(static_cast<int>(UCS_ERR_ENDPOINT_TIMEOUT));
+  std::lock_guard<std::mutex> lk(err_mu_);
+  if (async_status_ == TPPP_OK) {
+    async_status_ = TPPP_ERR_REMOTE;
+    async_msg_ = strf("rank %d (process %d on this host) died", rank, p.pid);
+  }
+  return true;
 }
 
 tppp_status UcxTransport::async_error(std::string* msg) const {
@@ -272,9 +342,9 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point deadline) {
     check_op(op);
     return true;
   }
-  if (op->is_recv && peers_[static_cast<size_t>(op->peer)]->failed.load())
-    fail(TPPP_ERR_REMOTE, "rank %d: %s from rank %d: that peer's connection failed (peer dead)", cfg_.rank,
-         op->what, op->peer);
+  if (peer_dead(op->peer))
+    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d: that peer is dead (process %d gone or its connection failed)",
+         cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, peers_[static_cast<size_t>(op->peer)]->pid);
   if (steady_clock::now() > deadline)
     fail(TPPP_ERR_TIMEOUT, "rank %d: %s %s rank %d timed out after %d ms (peer not posting, stuck or dead)",
          cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, cfg_.timeout_ms);

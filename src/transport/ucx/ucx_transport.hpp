@@ -1,7 +1,13 @@
 // UCX transport: host memory over UCX's tag API (shared memory, CMA, TCP,
 // InfiniBand: whatever UCX_TLS allows). One ucp worker per group, one
-// endpoint per peer in error-handling mode PEER so a dead peer fails its
-// requests instead of hanging them. Collectives come from HostCollectives.
+// endpoint per peer. Collectives come from HostCollectives.
+//
+// Dead peers: endpoints to other hosts use error-handling mode PEER, so UCX
+// fails their requests. UCX 1.13 (Debian 12) leaves shared memory and CMA
+// out of PEER-mode endpoints (only TCP remains, several times slower), so
+// peers on this host (same boot id and pid namespace) get mode NONE and we
+// watch their pid instead: a wait on a dead local peer fails with REMOTE
+// within ~100 ms. TPPP_UCX_ERR_MODE=peer forces PEER everywhere.
 #pragma once
 #include <ucp/api/ucp.h>
 
@@ -84,7 +90,11 @@ class UcxTransport final : public Transport, private HostP2P {
     UcxTransport* t;
     int rank;
     std::atomic<int> failed{0};  // ucs_status_t of the failure, 0 = alive
+    int pid = 0;                 // watched when local
+    bool local = false;          // same host and pid namespace
   };
+  bool peer_dead(int rank);      // polls a local peer's pid, rate-limited
+  std::chrono::steady_clock::time_point next_liveness_check_{};
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<Op*> free_ops_;
   std::vector<std::unique_ptr<Op>> all_ops_;

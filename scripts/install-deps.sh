@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build and test libtppp.
+# Idempotent; quiet when everything is already there. CUDA (nvcc, NCCL,
+# cuBLASLt) is optional and expected in /usr/local/cuda when wanted.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libucx-dev ucx-utils doctest-dev openmpi-bin libopenmpi-dev)
+[ "${TPPP_WITH_CLANG:-0}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
