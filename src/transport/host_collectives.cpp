@@ -11,7 +11,7 @@ namespace tppp {
 namespace {
 
 template <typename T>
-void reduce_native(T* d, const T* s, size_t n, int32_t op) {
+void reduce_native(T* __restrict d, const T* __restrict s, size_t n, int32_t op) {
   switch (op) {
     case TPPP_OP_SUM:
       for (size_t i = 0; i < n; i++) d[i] = d[i] + s[i];

@@ -356,7 +356,7 @@ void UcxTransport::wait_op(Op* op, steady_clock::time_point deadline) {
   while (!op->done) {
     if (ucp_worker_progress(worker_)) {
       idle = 0;
-    } else if (++idle >= 64) {
+    } else if (++idle >= 1024) {  // ~30 us of nothing to do
       idle = 0;
       sched_yield();  // oversubscribed cores (more ranks than cores) need this
     }

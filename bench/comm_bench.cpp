@@ -1,0 +1,134 @@
+// comm_bench: libtppp's p2p bandwidth/latency and all_reduce time between 2
+// processes, measured the way the peers measure (bench/comm.sh runs it
+// beside ucx_perftest and Open MPI):
+//   bw  SIZE : rank 0 streams ITERS messages of one buffer to rank 1, 32
+//              in flight (like ucx_perftest tag_bw); MB/s = 2^20 B/s
+//   lat 8    : ping-pong, half the round trip (like ucx_perftest tag_lat)
+//   ar  BYTES: all_reduce f32 sum, median over repetitions (like osu/IMB)
+// Run: tppp-run -n 2 -- comm_bench [bw|lat|ar] [args]; prints "key value" lines.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "c_api.h"
+
+#define CHECK(call)                                                                                  \
+  do {                                                                                               \
+    tppp_status s_ = (call);                                                                         \
+    if (s_ != TPPP_OK) {                                                                             \
+      std::fprintf(stderr, "%s: %s: %s\n", #call, tppp_status_string(s_), tppp_last_error());       \
+      std::exit(1);                                                                                  \
+    }                                                                                                \
+  } while (0)
+
+using Clock = std::chrono::steady_clock;
+static double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+static void bw(tppp_group_t g, int rank, size_t size, int iters) {
+  // Like ucx_perftest tag_bw: one buffer for every message and a sliding
+  // window of outstanding operations (a new one posted as the oldest ends).
+  const int window = 32;
+  std::vector<char> buf(size, 1);  // [size] bytes, host
+  std::vector<tppp_request_t> reqs(window);
+  char ack = 0;
+  for (int pass = 0; pass < 2; pass++) {  // pass 0 warms up
+    int n = pass == 0 ? std::max(iters / 10, window) : iters;
+    CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+    auto t0 = Clock::now();
+    for (int i = 0; i < n + window; i++) {
+      tppp_request_t& r = reqs[static_cast<size_t>(i % window)];
+      if (i >= window) {
+        CHECK(tppp_request_wait(r));
+        tppp_request_free(r);
+      }
+      if (i >= n) continue;
+      if (rank == 0)
+        CHECK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 1, buf.data(), size, nullptr, &r));
+      else
+        CHECK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 1, buf.data(), size, nullptr, &r));
+    }
+    if (rank == 0)
+      CHECK(tppp_recv(g, TPPP_SCOPE_WORLD, 1, 2, &ack, 1, nullptr));
+    else
+      CHECK(tppp_send(g, TPPP_SCOPE_WORLD, 0, 2, &ack, 1, nullptr));
+    double t = secs(t0, Clock::now());
+    if (pass == 1 && rank == 0)
+      std::printf("bw %zu %.2f\n", size, static_cast<double>(size) * n / t / (1024.0 * 1024.0));
+  }
+}
+
+static void lat(tppp_group_t g, int rank, size_t size, int iters) {
+  std::vector<char> buf(size, 1);
+  for (int pass = 0; pass < 2; pass++) {
+    int n = pass == 0 ? iters / 10 : iters;
+    CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+    auto t0 = Clock::now();
+    for (int i = 0; i < n; i++) {
+      if (rank == 0) {
+        CHECK(tppp_send(g, TPPP_SCOPE_WORLD, 1, 3, buf.data(), size, nullptr));
+        CHECK(tppp_recv(g, TPPP_SCOPE_WORLD, 1, 3, buf.data(), size, nullptr));
+      } else {
+        CHECK(tppp_recv(g, TPPP_SCOPE_WORLD, 0, 3, buf.data(), size, nullptr));
+        CHECK(tppp_send(g, TPPP_SCOPE_WORLD, 0, 3, buf.data(), size, nullptr));
+      }
+    }
+    double t = secs(t0, Clock::now());
+    if (pass == 1 && rank == 0) std::printf("lat %zu %.3f\n", size, t / n / 2 * 1e6);
+  }
+}
+
+static void allreduce(tppp_group_t g, int rank, size_t max_bytes) {
+  for (size_t bytes = 8; bytes <= max_bytes; bytes *= 2) {
+    size_t count = bytes / 4;
+    std::vector<float> x(count, 1.0f), y(count);
+    int iters = bytes <= (64 << 10) ? 2000 : (bytes <= (1 << 20) ? 200 : 40);
+    std::vector<double> t(static_cast<size_t>(iters));
+    for (int i = 0; i < iters / 10 + 2; i++)  // warm-up
+      CHECK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), y.data(), count, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr));
+    CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+    auto t0 = Clock::now();
+    for (int i = 0; i < iters; i++)
+      CHECK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), y.data(), count, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr));
+    double avg = secs(t0, Clock::now()) / iters;
+    // The slower rank's average is what a user waits for (mpi_allreduce.c reports the same).
+    std::vector<double> both(2);  // the f64 bits travel as I64
+    CHECK(tppp_all_gather(g, TPPP_SCOPE_WORLD, &avg, both.data(), 1, TPPP_DTYPE_I64, nullptr));
+    if (rank == 0) std::printf("ar %zu %.3f\n", bytes, std::max(both[0], both[1]) * 1e6);
+    if (y[0] != 2.0f) {
+      std::fprintf(stderr, "all_reduce result %g != 2\n", y[0]);
+      std::exit(1);
+    }
+  }
+}
+
+int main(int argc, char** argv) {
+  std::string what = argc > 1 ? argv[1] : "ar";
+  tppp_group_params p;
+  CHECK(tppp_group_params_init(&p, sizeof p));
+  p.timeout_ms = 120000;
+  tppp_group_t g = nullptr;
+  CHECK(tppp_group_create_from_env(&p, &g));
+  tppp_group_info info;
+  info.struct_size = sizeof info;
+  CHECK(tppp_group_get_info(g, &info));
+  if (info.world_size != 2) {
+    std::fprintf(stderr, "comm_bench runs on exactly 2 ranks\n");
+    return 1;
+  }
+  if (what == "bw") {
+    for (int i = 2; i < argc; i++) {
+      size_t s = std::strtoull(argv[i], nullptr, 10);
+      bw(g, info.rank, s, s >= (4u << 20) ? 500 : 2000);
+    }
+  } else if (what == "lat") {
+    lat(g, info.rank, argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 8, 200000);
+  } else {
+    allreduce(g, info.rank, argc > 2 ? std::strtoull(argv[2], nullptr, 10) : (16u << 20));
+  }
+  tppp_group_destroy(g);
+  return 0;
+}
