@@ -34,7 +34,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- versions */
 #define TPPP_VERSION_MAJOR 0
-#define TPPP_VERSION_MINOR 1
+#define TPPP_VERSION_MINOR 2
 #define TPPP_VERSION_PATCH 0
 /* major * 10000 + minor * 100 + patch */
 #define TPPP_VERSION_CODE \
@@ -258,6 +258,85 @@ TPPP_API tppp_status tppp_broadcast(tppp_group_t g, int32_t scope, void* buf,
                                     void* stream);
 TPPP_API tppp_status tppp_barrier(tppp_group_t g, int32_t scope);
 
+/* ---------------------------------------------------------------- checkpoints */
+/* A Hugging Face safetensors checkpoint: a .safetensors file, or a directory
+ * with model.safetensors or model.safetensors.index.json (+ config.json).
+ * Opening validates every header, the index against the shards and the
+ * shapes against config.json, reading no tensor data. A checkpoint handle is
+ * used by one thread at a time. Strings it returns live until close. */
+typedef struct tppp_checkpoint_s* tppp_checkpoint_t;
+
+TPPP_API tppp_status tppp_checkpoint_open(const char* path, tppp_checkpoint_t* out);
+TPPP_API void tppp_checkpoint_close(tppp_checkpoint_t c);
+TPPP_API tppp_status tppp_checkpoint_num_tensors(tppp_checkpoint_t c, size_t* out);
+/* Index of `name` in name order, or TPPP_ERR_INVALID_ARGUMENT. */
+TPPP_API tppp_status tppp_checkpoint_find(tppp_checkpoint_t c, const char* name, size_t* out);
+
+typedef struct tppp_tensor_info {
+  uint32_t struct_size;
+  int32_t dtype;           /* TPPP_DTYPE_*, or -1 for a type libtppp cannot load (F64, BOOL, ...) */
+  const char* name;
+  const char* dtype_name;  /* as in the file: "BF16" */
+  const char* file;        /* the shard holding it */
+  int32_t ndim;            /* shape[] holds the first TPPP_MAX_DIMS dims */
+  int32_t reserved;
+  int64_t shape[TPPP_MAX_DIMS];
+  uint64_t nbytes;
+} tppp_tensor_info;
+/* index in [0, num_tensors): tensors in name order. */
+TPPP_API tppp_status tppp_checkpoint_tensor_info(tppp_checkpoint_t c, size_t index, tppp_tensor_info* out);
+
+typedef struct tppp_model_config {
+  uint32_t struct_size;
+  int32_t present;  /* 1 if config.json was found, else the rest is 0 */
+  int64_t hidden_size, num_heads, num_kv_heads, head_dim, intermediate_size, num_layers, vocab_size;
+  int32_t tie_word_embeddings;
+  int32_t reserved;
+} tppp_model_config;
+TPPP_API tppp_status tppp_checkpoint_model_config(tppp_checkpoint_t c, tppp_model_config* out);
+
+/* Where a rank sits, for the sharding rules (DESIGN section 4). */
+typedef struct tppp_shard_params {
+  uint32_t struct_size;
+  int32_t tp_size, tp_rank, pp_size, pp_rank; /* defaults 1, 0, 1, 0 */
+  const int32_t* layer_split; /* NULL: even split, remainder to earlier stages;
+                                 else pp_size layer counts */
+} tppp_shard_params;
+TPPP_API tppp_status tppp_shard_params_init(tppp_shard_params* p, size_t size);
+
+#define TPPP_SHARD_REPLICATED 0
+#define TPPP_SHARD_COLUMN 1      /* split dim 0 */
+#define TPPP_SHARD_ROW 2         /* split dim 1 */
+#define TPPP_SHARD_KV_COLUMN 3   /* dim 0 by kv heads; replicated when kv_heads < tp */
+#define TPPP_SHARD_VOCAB 4       /* dim 0, vocab padded to a multiple of tp; pad rows are 0 */
+#define TPPP_SHARD_OTHER_STAGE 5 /* another pipeline stage's: nothing to read */
+
+typedef struct tppp_slice {
+  uint32_t struct_size;
+  int32_t rule;        /* TPPP_SHARD_* */
+  int32_t dim;         /* split dimension */
+  int32_t pad;         /* 1: rows past the tensor's end are zero padding */
+  int64_t parts, index;
+  int32_t ndim;        /* the slice's shape */
+  int32_t reserved;
+  int64_t shape[TPPP_MAX_DIMS];
+  uint64_t read_bytes; /* bytes this rank reads from the file */
+  uint64_t out_bytes;  /* bytes of the slice in the file's dtype */
+  const char* source;  /* tensor actually read (lm_head tied -> embed_tokens) */
+} tppp_slice;
+/* The slice of `name` this grid position owns. Fails with
+ * TPPP_ERR_INVALID_ARGUMENT naming the tensor when the rule needs a dimension
+ * divisible by tp and it is not. */
+TPPP_API tppp_status tppp_checkpoint_shard_info(tppp_checkpoint_t c, const char* name,
+                                                const tppp_shard_params* p, tppp_slice* out);
+/* shard_info for every tensor: checks a grid before anything is allocated. */
+TPPP_API tppp_status tppp_checkpoint_validate_grid(tppp_checkpoint_t c, const tppp_shard_params* p);
+/* Reads a slice (NULL: the whole tensor) into dst: host or pinned memory,
+ * contiguous, shape equal to the slice's; F32/F16/BF16 convert among
+ * themselves on the way. Only the slice's bytes are read. */
+TPPP_API tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
+                                          const tppp_tensor* dst);
+
 /* ---------------------------------------------------------------- api table */
 /* Versioned, append-only table of every function above, for hosts that
  * dlopen(RTLD_NOW | RTLD_LOCAL) the library and dlsym only tppp_get_api. */
@@ -301,6 +380,16 @@ typedef struct tppp_api {
   tppp_status (*broadcast)(tppp_group_t, int32_t, void*, size_t, int32_t,
                            int32_t, void*);
   tppp_status (*barrier)(tppp_group_t, int32_t);
+  tppp_status (*checkpoint_open)(const char*, tppp_checkpoint_t*);
+  void (*checkpoint_close)(tppp_checkpoint_t);
+  tppp_status (*checkpoint_num_tensors)(tppp_checkpoint_t, size_t*);
+  tppp_status (*checkpoint_find)(tppp_checkpoint_t, const char*, size_t*);
+  tppp_status (*checkpoint_tensor_info)(tppp_checkpoint_t, size_t, tppp_tensor_info*);
+  tppp_status (*checkpoint_model_config)(tppp_checkpoint_t, tppp_model_config*);
+  tppp_status (*shard_params_init)(tppp_shard_params*, size_t);
+  tppp_status (*checkpoint_shard_info)(tppp_checkpoint_t, const char*, const tppp_shard_params*, tppp_slice*);
+  tppp_status (*checkpoint_validate_grid)(tppp_checkpoint_t, const tppp_shard_params*);
+  tppp_status (*checkpoint_load)(tppp_checkpoint_t, const char*, const tppp_slice*, const tppp_tensor*);
   /* later versions append here */
 } tppp_api;
 

@@ -14,6 +14,7 @@
 #include "core/group.hpp"
 #include "core/launch_env.hpp"
 #include "core/log.hpp"
+#include "c_api_internal.hpp"
 
 struct tppp_group_s {
   std::unique_ptr<tppp::Group> g;
@@ -27,47 +28,17 @@ struct tppp_request_s {
   std::string message;  // of a failed result, repeated on later calls
 };
 
+namespace tppp_shim {
+std::string& last_error() {
+  thread_local std::string e;
+  return e;
+}
+}  // namespace tppp_shim
+
 namespace {
 
-thread_local std::string t_last_error;
-
-tppp_status set_error(tppp_status s, const char* msg) {
-  t_last_error = msg ? msg : "";
-  if (tppp::log_enabled(TPPP_LOG_DEBUG)) tppp::log(TPPP_LOG_DEBUG, "%s: %s", tppp_status_string(s), msg);
-  return s;
-}
-
-#define API_BEGIN \
-  t_last_error.clear(); \
-  try {
-#define API_END                                                                  \
-  }                                                                              \
-  catch (const tppp::Error& e) {                                                 \
-    return set_error(e.status(), e.what());                                      \
-  }                                                                              \
-  catch (const std::bad_alloc&) {                                                \
-    return set_error(TPPP_ERR_OUT_OF_MEMORY, "out of host memory");              \
-  }                                                                              \
-  catch (const std::exception& e) {                                              \
-    return set_error(TPPP_ERR_INTERNAL, e.what());                               \
-  }                                                                              \
-  catch (...) {                                                                  \
-    return set_error(TPPP_ERR_INTERNAL, "unknown exception");                    \
-  }                                                                              \
-  return TPPP_OK;
-
-#define REQUIRE(cond, ...) \
-  if (!(cond)) tppp::fail(TPPP_ERR_INVALID_ARGUMENT, __VA_ARGS__)
-
-// Copies min(struct_size, sizeof) bytes of a versioned struct over defaults.
-template <typename T>
-void read_versioned(const T* in, T* out, const char* what) {
-  REQUIRE(in->struct_size >= sizeof(uint32_t), "%s.struct_size is %u: call %s_init first", what, in->struct_size,
-          what);
-  size_t n = in->struct_size < sizeof(T) ? in->struct_size : sizeof(T);
-  std::memcpy(out, in, n);
-  out->struct_size = sizeof(T);
-}
+using tppp_shim::read_versioned;
+using tppp_shim::set_error;
 
 void default_params(tppp_group_params* p) {
   std::memset(p, 0, sizeof *p);
@@ -160,7 +131,7 @@ extern "C" {
 uint32_t tppp_version(void) { return TPPP_VERSION_CODE; }
 
 int32_t tppp_abi_check(uint32_t major, uint32_t minor) {
-  t_last_error.clear();
+  tppp_shim::last_error().clear();
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR)
     return set_error(TPPP_ERR_VERSION_MISMATCH,
                      tppp::strf("header version %u.%u is not served by library %d.%d.%d", major, minor,
@@ -192,7 +163,7 @@ const char* tppp_status_string(tppp_status s) {
   }
 }
 
-const char* tppp_last_error(void) { return t_last_error.c_str(); }
+const char* tppp_last_error(void) { return tppp_shim::last_error().c_str(); }
 
 tppp_status tppp_set_log_callback(tppp_log_fn fn, void* user, int32_t max_level) {
   API_BEGIN
@@ -290,7 +261,7 @@ tppp_status tppp_group_get_async_error(tppp_group_t g, tppp_status* out) {
     msg = "the group was aborted";
   }
   *out = s;
-  if (s != TPPP_OK) t_last_error = msg;
+  if (s != TPPP_OK) tppp_shim::last_error() = msg;
   API_END
 }
 
@@ -307,8 +278,6 @@ tppp_status tppp_group_get_info(tppp_group_t g, tppp_group_info* out) {
   API_BEGIN
   REQUIRE(g && g->g, "tppp_group_get_info: group handle is NULL");
   REQUIRE(out, "tppp_group_get_info: out is NULL");
-  REQUIRE(out->struct_size >= sizeof(uint32_t), "tppp_group_info.struct_size is %u: set it to sizeof first",
-          out->struct_size);
   const tppp::GroupConfig& c = g->g->config();
   const tppp::GridPos& p = g->g->pos();
   tppp_group_info i;
@@ -325,9 +294,7 @@ tppp_status tppp_group_get_info(tppp_group_t g, tppp_group_info* out) {
   i.device = c.device;
   i.transport = g->g->transport().kind();
   i.timeout_ms = c.timeout_ms;
-  size_t n = out->struct_size < sizeof i ? out->struct_size : sizeof i;
-  i.struct_size = static_cast<uint32_t>(n);
-  std::memcpy(out, &i, n);
+  tppp_shim::write_versioned(i, out, "tppp_group_info");
   API_END
 }
 
@@ -499,6 +466,16 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_all_gather,
       tppp_broadcast,
       tppp_barrier,
+      tppp_checkpoint_open,
+      tppp_checkpoint_close,
+      tppp_checkpoint_num_tensors,
+      tppp_checkpoint_find,
+      tppp_checkpoint_tensor_info,
+      tppp_checkpoint_model_config,
+      tppp_shard_params_init,
+      tppp_checkpoint_shard_info,
+      tppp_checkpoint_validate_grid,
+      tppp_checkpoint_load,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

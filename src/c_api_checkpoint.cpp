@@ -1,0 +1,205 @@
+// extern "C" shims for checkpoints (src/loader): argument checks, then the
+// C++ loader, every exception turned into a status by API_BEGIN/API_END.
+#include <cstring>
+#include <memory>
+
+#include "c_api.h"
+#include "c_api_internal.hpp"
+#include "core/dtype.hpp"
+#include "loader/checkpoint.hpp"
+
+struct tppp_checkpoint_s {
+  std::unique_ptr<tppp::Checkpoint> c;
+};
+
+namespace {
+
+tppp::Checkpoint& ck(tppp_checkpoint_t c, const char* op) {
+  REQUIRE(c && c->c, "%s: checkpoint handle is NULL", op);
+  return *c->c;
+}
+
+void default_shard_params(tppp_shard_params* p) {
+  std::memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->tp_size = 1;
+  p->pp_size = 1;
+}
+
+tppp::GridSpec grid_of(const tppp_shard_params* in, const char* op) {
+  tppp_shard_params p;
+  default_shard_params(&p);
+  if (in) tppp_shim::read_versioned(in, &p, "tppp_shard_params");
+  REQUIRE(p.tp_size > 0 && p.pp_size > 0, "%s: tp_size %d and pp_size %d must be positive", op, p.tp_size,
+          p.pp_size);
+  REQUIRE(p.tp_rank >= 0 && p.tp_rank < p.tp_size, "%s: tp_rank %d is outside [0, %d)", op, p.tp_rank, p.tp_size);
+  REQUIRE(p.pp_rank >= 0 && p.pp_rank < p.pp_size, "%s: pp_rank %d is outside [0, %d)", op, p.pp_rank, p.pp_size);
+  tppp::GridSpec g;
+  g.tp = p.tp_size;
+  g.tp_rank = p.tp_rank;
+  g.pp = p.pp_size;
+  g.pp_rank = p.pp_rank;
+  if (p.layer_split)
+    for (int i = 0; i < p.pp_size; i++) g.layer_split.push_back(p.layer_split[i]);
+  return g;
+}
+
+int32_t rule_code(tppp::ShardRule r) { return static_cast<int32_t>(r); }
+
+}  // namespace
+
+extern "C" {
+
+tppp_status tppp_checkpoint_open(const char* path, tppp_checkpoint_t* out) {
+  API_BEGIN
+  REQUIRE(path, "tppp_checkpoint_open: path is NULL");
+  REQUIRE(out, "tppp_checkpoint_open: out is NULL");
+  std::unique_ptr<tppp_checkpoint_s> h(new tppp_checkpoint_s());
+  h->c = tppp::Checkpoint::open(path);
+  *out = h.release();
+  API_END
+}
+
+void tppp_checkpoint_close(tppp_checkpoint_t c) { delete c; }
+
+tppp_status tppp_checkpoint_num_tensors(tppp_checkpoint_t c, size_t* out) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_num_tensors");
+  REQUIRE(out, "tppp_checkpoint_num_tensors: out is NULL");
+  *out = k.tensors().size();
+  API_END
+}
+
+tppp_status tppp_checkpoint_find(tppp_checkpoint_t c, const char* name, size_t* out) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_find");
+  REQUIRE(name && out, "tppp_checkpoint_find: name or out is NULL");
+  const tppp::TensorRef* r = &k.get(name);
+  *out = static_cast<size_t>(r - k.tensors().data());
+  API_END
+}
+
+tppp_status tppp_checkpoint_tensor_info(tppp_checkpoint_t c, size_t index, tppp_tensor_info* out) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_tensor_info");
+  REQUIRE(out, "tppp_checkpoint_tensor_info: out is NULL");
+  REQUIRE(index < k.tensors().size(), "tppp_checkpoint_tensor_info: index %zu is outside [0, %zu)", index,
+          k.tensors().size());
+  const tppp::TensorRef& r = k.tensors()[index];
+  tppp_tensor_info i;
+  std::memset(&i, 0, sizeof i);
+  i.dtype = r.t->dtype;
+  i.name = r.t->name.c_str();
+  i.dtype_name = r.t->dtype_name.c_str();
+  i.file = k.files()[r.file].path.c_str();
+  i.ndim = static_cast<int32_t>(r.t->shape.size());
+  for (size_t d = 0; d < r.t->shape.size() && d < TPPP_MAX_DIMS; d++) i.shape[d] = r.t->shape[d];
+  i.nbytes = r.t->end - r.t->begin;
+  tppp_shim::write_versioned(i, out, "tppp_tensor_info");
+  API_END
+}
+
+tppp_status tppp_checkpoint_model_config(tppp_checkpoint_t c, tppp_model_config* out) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_model_config");
+  REQUIRE(out, "tppp_checkpoint_model_config: out is NULL");
+  const tppp::ModelConfig& m = k.config();
+  tppp_model_config v;
+  std::memset(&v, 0, sizeof v);
+  v.present = m.present ? 1 : 0;
+  v.hidden_size = m.hidden;
+  v.num_heads = m.heads;
+  v.num_kv_heads = m.kv_heads;
+  v.head_dim = m.head_dim;
+  v.intermediate_size = m.intermediate;
+  v.num_layers = m.layers;
+  v.vocab_size = m.vocab;
+  v.tie_word_embeddings = m.tie_word_embeddings ? 1 : 0;
+  tppp_shim::write_versioned(v, out, "tppp_model_config");
+  API_END
+}
+
+tppp_status tppp_shard_params_init(tppp_shard_params* p, size_t size) {
+  API_BEGIN
+  REQUIRE(p, "tppp_shard_params_init: params is NULL");
+  REQUIRE(size >= sizeof(uint32_t), "tppp_shard_params_init: size %zu is too small", size);
+  tppp_shard_params d;
+  default_shard_params(&d);
+  size_t n = size < sizeof d ? size : sizeof d;
+  d.struct_size = static_cast<uint32_t>(n);
+  std::memcpy(p, &d, n);
+  API_END
+}
+
+tppp_status tppp_checkpoint_shard_info(tppp_checkpoint_t c, const char* name, const tppp_shard_params* p,
+                                       tppp_slice* out) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_shard_info");
+  REQUIRE(name && out, "tppp_checkpoint_shard_info: name or out is NULL");
+  tppp::GridSpec g = grid_of(p, "tppp_checkpoint_shard_info");
+  tppp::ShardDecision d = k.decide(name, g);
+  const tppp::TensorRef& r = k.get(d.source);
+  tppp_slice s;
+  std::memset(&s, 0, sizeof s);
+  s.rule = rule_code(d.rule);
+  s.source = r.t->name.c_str();
+  if (d.rule != tppp::ShardRule::OtherStage) {
+    tppp::SlicePlan plan = tppp::plan_slice(r.t->shape, r.t->esize, d.spec, name);
+    s.dim = d.spec.dim;
+    s.pad = d.spec.pad ? 1 : 0;
+    s.parts = d.spec.parts;
+    s.index = d.spec.index;
+    REQUIRE(plan.out_shape.size() <= TPPP_MAX_DIMS, "tensor '%s' has %zu dimensions (max %d)", name,
+            plan.out_shape.size(), TPPP_MAX_DIMS);
+    s.ndim = static_cast<int32_t>(plan.out_shape.size());
+    for (size_t i = 0; i < plan.out_shape.size(); i++) s.shape[i] = plan.out_shape[i];
+    s.read_bytes = plan.read_bytes;
+    s.out_bytes = plan.out_bytes;
+  }
+  tppp_shim::write_versioned(s, out, "tppp_slice");
+  API_END
+}
+
+tppp_status tppp_checkpoint_validate_grid(tppp_checkpoint_t c, const tppp_shard_params* p) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_validate_grid");
+  k.validate_grid(grid_of(p, "tppp_checkpoint_validate_grid"));
+  API_END
+}
+
+tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
+                                 const tppp_tensor* dst) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_load");
+  REQUIRE(name && dst, "tppp_checkpoint_load: name or dst is NULL");
+  std::string source = name;
+  tppp::SliceSpec spec;  // whole tensor
+  if (slice) {
+    REQUIRE(slice->struct_size >= sizeof(tppp_slice), "tppp_checkpoint_load: slice.struct_size %u: fill it with "
+            "tppp_checkpoint_shard_info", slice->struct_size);
+    REQUIRE(slice->rule != TPPP_SHARD_OTHER_STAGE,
+            "tppp_checkpoint_load: tensor '%s' belongs to another pipeline stage", name);
+    if (slice->source) source = slice->source;
+    spec.dim = slice->dim;
+    spec.parts = slice->parts;
+    spec.index = slice->index;
+    spec.pad = slice->pad != 0;
+  }
+  REQUIRE(dst->mem_kind == TPPP_MEM_HOST || dst->mem_kind == TPPP_MEM_PINNED,
+          "tppp_checkpoint_load: tensor '%s': destination memory kind %d is not host memory (device destinations "
+          "come with the CUDA backend)", name, dst->mem_kind);
+  REQUIRE(dst->strides == nullptr, "tppp_checkpoint_load: tensor '%s': destination must be contiguous", name);
+  REQUIRE(tppp::dtype_valid(dst->dtype), "tppp_checkpoint_load: destination dtype %d is not valid", dst->dtype);
+  REQUIRE(dst->ndim >= 0 && dst->ndim <= TPPP_MAX_DIMS, "tppp_checkpoint_load: destination ndim %d", dst->ndim);
+  const tppp::TensorRef& r = k.get(source);
+  tppp::SlicePlan plan = tppp::plan_slice(r.t->shape, r.t->esize, spec, name);
+  bool same = plan.out_shape.size() == static_cast<size_t>(dst->ndim);
+  for (size_t i = 0; same && i < plan.out_shape.size(); i++) same = plan.out_shape[i] == dst->shape[i];
+  REQUIRE(same, "tppp_checkpoint_load: tensor '%s': destination shape does not match the slice's", name);
+  size_t bytes = tppp::dtype_size(dst->dtype);
+  for (int64_t d : plan.out_shape) bytes *= static_cast<size_t>(d);
+  k.load(source, spec, dst->data, bytes, dst->dtype);
+  API_END
+}
+
+}  // extern "C"

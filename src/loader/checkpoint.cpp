@@ -1,0 +1,323 @@
+// Checkpoint opening, validation and slice reads.
+#include "loader/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "c_api.h"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+
+namespace tppp {
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string real(const std::string& p) {
+  char buf[PATH_MAX];
+  if (!::realpath(p.c_str(), buf)) fail(TPPP_ERR_IO, "%s: %s", p.c_str(), errno_text(errno).c_str());
+  return buf;
+}
+
+std::string read_small_file(const std::string& p, size_t limit) {
+  Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) fail(TPPP_ERR_IO, "%s: cannot open: %s", p.c_str(), errno_text(errno).c_str());
+  std::string s;
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::read(fd.get(), buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(TPPP_ERR_IO, "%s: read: %s", p.c_str(), errno_text(errno).c_str());
+    }
+    if (r == 0) break;
+    s.append(buf, static_cast<size_t>(r));
+    if (s.size() > limit) fail(TPPP_ERR_FORMAT, "%s: larger than %zu bytes", p.c_str(), limit);
+  }
+  return s;
+}
+
+void pread_all(int fd, void* dst, uint64_t n, uint64_t off, const std::string& file, const std::string& tensor) {
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    size_t chunk = n > (1u << 30) ? (1u << 30) : static_cast<size_t>(n);
+    ssize_t r = ::pread(fd, p, chunk, static_cast<off_t>(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(TPPP_ERR_IO, "%s: tensor '%s': read at offset %llu: %s", file.c_str(), tensor.c_str(),
+           static_cast<unsigned long long>(off), errno_text(errno).c_str());
+    }
+    if (r == 0)
+      fail(TPPP_ERR_IO, "%s: tensor '%s': file ends at offset %llu, before the tensor's bytes (truncated?)",
+           file.c_str(), tensor.c_str(), static_cast<unsigned long long>(off));
+    p += r;
+    off += static_cast<uint64_t>(r);
+    n -= static_cast<uint64_t>(r);
+  }
+}
+
+ShardFile open_shard(const std::string& path, const std::string& name) {
+  ShardFile f;
+  f.name = name;
+  f.path = path;
+  f.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!f.fd.valid()) fail(TPPP_ERR_IO, "%s: cannot open: %s", path.c_str(), errno_text(errno).c_str());
+  struct stat st {};
+  if (::fstat(f.fd.get(), &st) != 0) fail(TPPP_ERR_IO, "%s: fstat: %s", path.c_str(), errno_text(errno).c_str());
+  if (!S_ISREG(st.st_mode)) fail(TPPP_ERR_IO, "%s: not a regular file", path.c_str());
+  f.size = static_cast<uint64_t>(st.st_size);
+  uint8_t first[8] = {0};
+  size_t got = f.size < 8 ? static_cast<size_t>(f.size) : 8;
+  if (got) pread_all(f.fd.get(), first, got, 0, path, "(header)");
+  uint64_t need = safetensors_header_bytes(first, got, f.size, path);
+  std::vector<uint8_t> head(need);
+  pread_all(f.fd.get(), head.data(), need, 0, path, "(header)");
+  f.header = parse_safetensors(head.data(), head.size(), f.size, path);
+  return f;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+bool ends_with(const std::string& s, const char* suf) {
+  size_t n = std::strlen(suf);
+  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
+}
+
+}  // namespace
+
+void convert_dtype(const void* src, int32_t sd, void* dst, int32_t dd, size_t n) {
+  if (sd == dd) {
+    std::memcpy(dst, src, n * dtype_size(sd));
+    return;
+  }
+  auto load = [&](size_t i) -> float {
+    switch (sd) {
+      case TPPP_DTYPE_F32: return static_cast<const float*>(src)[i];
+      case TPPP_DTYPE_F16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      default: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+    }
+  };
+  for (size_t i = 0; i < n; i++) {
+    float v = load(i);
+    switch (dd) {
+      case TPPP_DTYPE_F32: static_cast<float*>(dst)[i] = v; break;
+      case TPPP_DTYPE_F16: static_cast<uint16_t*>(dst)[i] = f32_to_f16(v); break;
+      default: static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v); break;
+    }
+  }
+}
+
+std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
+  std::unique_ptr<Checkpoint> c(new Checkpoint());
+  c->path_ = path;
+  std::string dir;
+  if (is_dir(path)) {
+    dir = path;
+    std::string index = path + "/model.safetensors.index.json";
+    if (exists(index)) {
+      std::string bytes = read_small_file(index, 64u << 20);
+      StIndex idx = parse_index(bytes.data(), bytes.size(), index);
+      const std::string root = real(dir);
+      std::map<std::string, size_t> file_of;
+      for (const std::string& s : idx.shards) {
+        std::string p = dir + "/" + s;
+        if (!exists(p))
+          fail(TPPP_ERR_IO, "%s: shard '%s' named by the index does not exist", index.c_str(), s.c_str());
+        std::string rp = real(p);
+        if (rp.compare(0, root.size() + 1, root + "/") != 0)
+          fail(TPPP_ERR_FORMAT, "%s: shard '%s' resolves to %s, outside the checkpoint directory (symlink?)",
+               index.c_str(), s.c_str(), rp.c_str());
+        file_of[s] = c->files_.size();
+        c->files_.push_back(open_shard(p, s));
+      }
+      // The index and the headers must agree exactly.
+      std::map<std::string, size_t> seen;
+      for (size_t fi = 0; fi < c->files_.size(); fi++)
+        for (const StTensor& t : c->files_[fi].header.tensors) {
+          auto prev = seen.find(t.name);
+          if (prev != seen.end())
+            fail(TPPP_ERR_FORMAT, "%s: tensor '%s' is in two shards: %s and %s", index.c_str(), t.name.c_str(),
+                 c->files_[prev->second].name.c_str(), c->files_[fi].name.c_str());
+          seen[t.name] = fi;
+        }
+      for (const auto& kv : seen) {
+        auto m = idx.weight_map.find(kv.first);
+        const std::string& stored = c->files_[kv.second].name;
+        if (m == idx.weight_map.end())
+          fail(TPPP_ERR_FORMAT, "%s: tensor '%s' is in shard %s but absent from the weight_map", index.c_str(),
+               kv.first.c_str(), stored.c_str());
+        if (m->second != stored)
+          fail(TPPP_ERR_FORMAT, "%s: tensor '%s' is mapped to %s but stored in %s", index.c_str(), kv.first.c_str(),
+               m->second.c_str(), stored.c_str());
+      }
+      for (const auto& kv : idx.weight_map)
+        if (!seen.count(kv.first))
+          fail(TPPP_ERR_FORMAT, "%s: tensor '%s' is mapped to %s but that shard does not hold it", index.c_str(),
+               kv.first.c_str(), kv.second.c_str());
+    } else if (exists(path + "/model.safetensors")) {
+      c->files_.push_back(open_shard(path + "/model.safetensors", "model.safetensors"));
+    } else {
+      fail(TPPP_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json in this directory", path.c_str());
+    }
+  } else {
+    if (!exists(path)) fail(TPPP_ERR_IO, "%s: no such file or directory", path.c_str());
+    size_t slash = path.rfind('/');
+    dir = slash == std::string::npos ? "." : path.substr(0, slash);
+    c->files_.push_back(open_shard(path, slash == std::string::npos ? path : path.substr(slash + 1)));
+  }
+  std::string cfg = dir + "/config.json";
+  if (exists(cfg)) {
+    std::string bytes = read_small_file(cfg, 16u << 20);
+    c->config_ = parse_model_config(bytes.data(), bytes.size(), cfg);
+  }
+  for (size_t fi = 0; fi < c->files_.size(); fi++)
+    for (const StTensor& t : c->files_[fi].header.tensors) c->tensors_.push_back(TensorRef{&t, fi});
+  std::sort(c->tensors_.begin(), c->tensors_.end(),
+            [](const TensorRef& a, const TensorRef& b) { return a.t->name < b.t->name; });
+  for (size_t i = 1; i < c->tensors_.size(); i++)
+    if (c->tensors_[i].t->name == c->tensors_[i - 1].t->name)
+      fail(TPPP_ERR_FORMAT, "%s: tensor '%s' appears twice", path.c_str(), c->tensors_[i].t->name.c_str());
+  if (c->config_.present) c->check_against_config();
+  return c;
+}
+
+void Checkpoint::check_against_config() const {
+  const ModelConfig& m = config_;
+  const int64_t q = m.heads * m.head_dim, kv = m.kv_heads * m.head_dim;
+  struct Expect {
+    const char* suffix;
+    std::vector<int64_t> shape;
+  };
+  const Expect table[] = {
+      {"q_proj.weight", {q, m.hidden}},         {"q_proj.bias", {q}},
+      {"k_proj.weight", {kv, m.hidden}},        {"k_proj.bias", {kv}},
+      {"v_proj.weight", {kv, m.hidden}},        {"v_proj.bias", {kv}},
+      {"o_proj.weight", {m.hidden, q}},         {"gate_proj.weight", {m.intermediate, m.hidden}},
+      {"up_proj.weight", {m.intermediate, m.hidden}}, {"down_proj.weight", {m.hidden, m.intermediate}},
+      {"input_layernorm.weight", {m.hidden}},  {"post_attention_layernorm.weight", {m.hidden}},
+  };
+  for (const TensorRef& r : tensors_) {
+    const StTensor& t = *r.t;
+    const std::string& file = files_[r.file].path;
+    std::vector<int64_t> want;
+    if (t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight") want = {m.vocab, m.hidden};
+    else if (t.name == "model.norm.weight") want = {m.hidden};
+    else
+      for (const Expect& e : table)
+        if (ends_with(t.name, e.suffix) && t.name.rfind("model.layers.", 0) == 0) want = e.shape;
+    if (want.empty()) continue;
+    if (t.shape != want)
+      fail(TPPP_ERR_FORMAT, "%s: tensor '%s': shape %s contradicts config.json, which implies %s", file.c_str(),
+           t.name.c_str(), shape_str(t.shape).c_str(), shape_str(want).c_str());
+    if (t.dtype != TPPP_DTYPE_F32 && t.dtype != TPPP_DTYPE_F16 && t.dtype != TPPP_DTYPE_BF16)
+      fail(TPPP_ERR_FORMAT, "%s: tensor '%s': dtype %s where config.json's model needs F32, F16 or BF16",
+           file.c_str(), t.name.c_str(), t.dtype_name.c_str());
+  }
+}
+
+const TensorRef* Checkpoint::find(const std::string& name) const {
+  auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                             [](const TensorRef& r, const std::string& n) { return r.t->name < n; });
+  return (it != tensors_.end() && it->t->name == name) ? &*it : nullptr;
+}
+
+const TensorRef& Checkpoint::get(const std::string& name) const {
+  const TensorRef* r = find(name);
+  if (!r) fail(TPPP_ERR_INVALID_ARGUMENT, "%s: no tensor named '%s'", path_.c_str(), name.c_str());
+  return *r;
+}
+
+ShardDecision Checkpoint::decide(const std::string& name, const GridSpec& g) const {
+  const TensorRef* r = find(name);
+  std::string source = name;
+  if (!r && name == "lm_head.weight" && config_.tie_word_embeddings) {
+    source = "model.embed_tokens.weight";
+    r = find(source);
+  }
+  if (!r) fail(TPPP_ERR_INVALID_ARGUMENT, "%s: no tensor named '%s'", path_.c_str(), name.c_str());
+  ShardDecision d = decide_shard(name, r->t->shape, config_, g);
+  d.source = source;
+  return d;
+}
+
+void Checkpoint::validate_grid(const GridSpec& g) const {
+  if (g.tp <= 0 || g.pp <= 0 || g.tp_rank < 0 || g.tp_rank >= g.tp || g.pp_rank < 0 || g.pp_rank >= g.pp)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "grid position tp %lld/%lld pp %lld/%lld is not valid",
+         static_cast<long long>(g.tp_rank), static_cast<long long>(g.tp), static_cast<long long>(g.pp_rank),
+         static_cast<long long>(g.pp));
+  for (const TensorRef& r : tensors_) decide(r.t->name, g);
+}
+
+void Checkpoint::load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
+                      int32_t dst_dtype, const std::atomic<int>* cancel) const {
+  const TensorRef& r = get(name);
+  const StTensor& t = *r.t;
+  const ShardFile& f = files_[r.file];
+  if (t.dtype < 0)
+    fail(TPPP_ERR_NOT_SUPPORTED, "%s: tensor '%s': dtype %s cannot be loaded", f.path.c_str(), name.c_str(),
+         t.dtype_name.c_str());
+  if (!dtype_valid(dst_dtype))
+    fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination dtype %d is not a TPPP_DTYPE_* value", name.c_str(),
+         dst_dtype);
+  const bool floats = [](int32_t d) { return d == TPPP_DTYPE_F32 || d == TPPP_DTYPE_F16 || d == TPPP_DTYPE_BF16; }(t.dtype) &&
+                      (dst_dtype == TPPP_DTYPE_F32 || dst_dtype == TPPP_DTYPE_F16 || dst_dtype == TPPP_DTYPE_BF16);
+  if (t.dtype != dst_dtype && !floats)
+    fail(TPPP_ERR_NOT_SUPPORTED, "tensor '%s': cannot convert %s to %s on load", name.c_str(), t.dtype_name.c_str(),
+         dtype_name(dst_dtype));
+  SlicePlan p = plan_slice(t.shape, t.esize, spec, name);
+  const size_t out_esize = dtype_size(dst_dtype);
+  const uint64_t out_bytes = p.out_bytes / t.esize * out_esize;
+  if (dst_bytes != out_bytes)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination holds %zu bytes but the slice %s needs %llu",
+         name.c_str(), dst_bytes, shape_str(p.out_shape).c_str(), static_cast<unsigned long long>(out_bytes));
+  if (!dst && out_bytes) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination is NULL", name.c_str());
+  const uint64_t base = f.header.data_offset + t.begin;
+  char* out = static_cast<char*>(dst);
+  const uint64_t pad_bytes = p.rows_pad * p.inner_bytes / t.esize * out_esize;
+  std::vector<char> bounce;
+  for (size_t i = 0; i < p.runs.size(); i++) {
+    if (cancel && cancel->load()) fail(TPPP_ERR_ABORTED, "loading '%s' was cancelled", name.c_str());
+    const SliceRun& run = p.runs[i];
+    const uint64_t out_run = run.bytes / t.esize * out_esize;
+    if (t.dtype == dst_dtype) {
+      pread_all(f.fd.get(), out, run.bytes, base + run.src, f.path, name);
+    } else {
+      const uint64_t chunk = 4u << 20;  // bounce through 4 MiB pieces
+      for (uint64_t o = 0; o < run.bytes; o += chunk) {
+        uint64_t nb = std::min(chunk, run.bytes - o);
+        bounce.resize(static_cast<size_t>(nb));
+        pread_all(f.fd.get(), bounce.data(), nb, base + run.src + o, f.path, name);
+        convert_dtype(bounce.data(), t.dtype, out + o / t.esize * out_esize, dst_dtype,
+                      static_cast<size_t>(nb / t.esize));
+      }
+    }
+    out += out_run;
+    if (p.rows_pad) {  // vocab padding after each outer block's rows
+      std::memset(out, 0, static_cast<size_t>(pad_bytes));
+      out += pad_bytes;
+    }
+  }
+  if (p.runs.empty() && p.rows_pad) std::memset(dst, 0, static_cast<size_t>(out_bytes));  // all padding
+}
+
+}  // namespace tppp

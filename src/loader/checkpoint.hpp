@@ -1,0 +1,70 @@
+// A Hugging Face checkpoint on disk: one model.safetensors, or shards listed
+// by model.safetensors.index.json, plus config.json. Opening validates every
+// header, the index against the headers, and shapes against config.json,
+// before any byte of tensor data is read or any buffer allocated. Loading
+// reads only the byte runs of the requested slice, with pread (a file
+// truncated under us gives TPPP_ERR_IO; an mmap would give SIGBUS).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/socket.hpp"
+#include "loader/safetensors.hpp"
+#include "loader/shard_plan.hpp"
+
+namespace tppp {
+
+struct ShardFile {
+  std::string name;  // as in the index ("model-00001-of-00002.safetensors")
+  std::string path;
+  Fd fd;
+  uint64_t size = 0;
+  StHeader header;
+};
+
+struct TensorRef {
+  const StTensor* t = nullptr;
+  size_t file = 0;  // index into files()
+};
+
+class Checkpoint {
+ public:
+  // path: a .safetensors file, or a directory holding model.safetensors or
+  // model.safetensors.index.json (+ config.json). Throws IO / FORMAT.
+  static std::unique_ptr<Checkpoint> open(const std::string& path);
+
+  const std::vector<TensorRef>& tensors() const { return tensors_; }  // sorted by name
+  const TensorRef* find(const std::string& name) const;
+  const TensorRef& get(const std::string& name) const;  // throws INVALID_ARGUMENT
+  const std::vector<ShardFile>& files() const { return files_; }
+  const ModelConfig& config() const { return config_; }
+  const std::string& path() const { return path_; }
+
+  // The rule for `name` on a grid position (lm_head tied to embed_tokens
+  // when config.json says so and the file has no lm_head).
+  ShardDecision decide(const std::string& name, const GridSpec& g) const;
+  // decide() for every tensor: throws on the first indivisible dimension.
+  void validate_grid(const GridSpec& g) const;
+
+  // Reads `spec` of tensor `name` into dst (dst_bytes, dst_dtype; F32/F16/BF16
+  // convert among themselves, other dtypes must match). Padding rows are
+  // zero. `cancel`, when set, is polled between runs (progress callbacks).
+  void load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes, int32_t dst_dtype,
+            const std::atomic<int>* cancel = nullptr) const;
+
+ private:
+  void check_against_config() const;
+  std::string path_;
+  std::vector<ShardFile> files_;
+  std::vector<TensorRef> tensors_;
+  ModelConfig config_;
+};
+
+// Converts n elements between F32/F16/BF16 (any pair), or copies when equal.
+void convert_dtype(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, size_t n);
+
+}  // namespace tppp
