@@ -337,6 +337,38 @@ TPPP_API tppp_status tppp_checkpoint_validate_grid(tppp_checkpoint_t c, const tp
 TPPP_API tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
                                           const tppp_tensor* dst);
 
+/* Everything one rank owns, in one call: the sharding rules pick the slices,
+ * reads run in parallel across files and tensors, only the slices' bytes are
+ * read, and every rule is checked before anything is allocated. */
+typedef struct tppp_weights_s* tppp_weights_t;
+/* Return non-zero to cancel (the load then fails with TPPP_ERR_ABORTED).
+ * Called on the thread that called tppp_checkpoint_load_rank. */
+typedef int32_t (*tppp_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void* user);
+/* Host-owned storage: return `bytes` of host memory for tensor `name` (the
+ * host frees it after tppp_weights_free), or NULL to fail the load. */
+typedef void* (*tppp_alloc_fn)(size_t bytes, const char* name, void* user);
+
+typedef struct tppp_load_params {
+  uint32_t struct_size;
+  int32_t dtype;        /* -1 (default): keep the file's; else F32/F16/BF16 convert */
+  int32_t num_threads;  /* 0 (default): min(8, cores) */
+  int32_t reserved;
+  tppp_progress_fn progress;
+  void* progress_user;
+  tppp_alloc_fn alloc;  /* NULL (default): one library-owned, pre-touched arena */
+  void* alloc_user;
+} tppp_load_params;
+TPPP_API tppp_status tppp_load_params_init(tppp_load_params* p, size_t size);
+TPPP_API tppp_status tppp_checkpoint_load_rank(tppp_checkpoint_t c, const tppp_shard_params* shard,
+                                               const tppp_load_params* params, tppp_weights_t* out);
+TPPP_API tppp_status tppp_weights_count(tppp_weights_t w, size_t* out);
+/* Entry i (name order of the checkpoint; a tied lm_head last): *name lives
+ * until tppp_weights_free; *out describes host memory. */
+TPPP_API tppp_status tppp_weights_get(tppp_weights_t w, size_t i, const char** name, tppp_tensor* out);
+TPPP_API tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_tensor* out);
+/* Frees library-owned storage; accepts NULL. */
+TPPP_API void tppp_weights_free(tppp_weights_t w);
+
 /* ---------------------------------------------------------------- api table */
 /* Versioned, append-only table of every function above, for hosts that
  * dlopen(RTLD_NOW | RTLD_LOCAL) the library and dlsym only tppp_get_api. */
@@ -390,6 +422,13 @@ typedef struct tppp_api {
   tppp_status (*checkpoint_shard_info)(tppp_checkpoint_t, const char*, const tppp_shard_params*, tppp_slice*);
   tppp_status (*checkpoint_validate_grid)(tppp_checkpoint_t, const tppp_shard_params*);
   tppp_status (*checkpoint_load)(tppp_checkpoint_t, const char*, const tppp_slice*, const tppp_tensor*);
+  tppp_status (*load_params_init)(tppp_load_params*, size_t);
+  tppp_status (*checkpoint_load_rank)(tppp_checkpoint_t, const tppp_shard_params*, const tppp_load_params*,
+                                      tppp_weights_t*);
+  tppp_status (*weights_count)(tppp_weights_t, size_t*);
+  tppp_status (*weights_get)(tppp_weights_t, size_t, const char**, tppp_tensor*);
+  tppp_status (*weights_find)(tppp_weights_t, const char*, tppp_tensor*);
+  void (*weights_free)(tppp_weights_t);
   /* later versions append here */
 } tppp_api;
 

@@ -476,6 +476,12 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_checkpoint_shard_info,
       tppp_checkpoint_validate_grid,
       tppp_checkpoint_load,
+      tppp_load_params_init,
+      tppp_checkpoint_load_rank,
+      tppp_weights_count,
+      tppp_weights_get,
+      tppp_weights_find,
+      tppp_weights_free,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

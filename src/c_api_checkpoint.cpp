@@ -7,9 +7,14 @@
 #include "c_api_internal.hpp"
 #include "core/dtype.hpp"
 #include "loader/checkpoint.hpp"
+#include "loader/weights.hpp"
 
 struct tppp_checkpoint_s {
   std::unique_ptr<tppp::Checkpoint> c;
+};
+
+struct tppp_weights_s {
+  std::unique_ptr<tppp::WeightSet> w;
 };
 
 namespace {
@@ -201,5 +206,95 @@ tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tp
   k.load(source, spec, dst->data, bytes, dst->dtype);
   API_END
 }
+
+tppp_status tppp_load_params_init(tppp_load_params* p, size_t size) {
+  API_BEGIN
+  REQUIRE(p, "tppp_load_params_init: params is NULL");
+  REQUIRE(size >= sizeof(uint32_t), "tppp_load_params_init: size %zu is too small", size);
+  tppp_load_params d;
+  std::memset(&d, 0, sizeof d);
+  d.dtype = -1;
+  size_t n = size < sizeof d ? size : sizeof d;
+  d.struct_size = static_cast<uint32_t>(n);
+  std::memcpy(p, &d, n);
+  API_END
+}
+
+tppp_status tppp_checkpoint_load_rank(tppp_checkpoint_t c, const tppp_shard_params* shard,
+                                      const tppp_load_params* params, tppp_weights_t* out) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_load_rank");
+  REQUIRE(out, "tppp_checkpoint_load_rank: out is NULL");
+  tppp_load_params lp;
+  std::memset(&lp, 0, sizeof lp);
+  lp.struct_size = sizeof lp;
+  lp.dtype = -1;
+  if (params) tppp_shim::read_versioned(params, &lp, "tppp_load_params");
+  REQUIRE(lp.dtype == -1 || lp.dtype == TPPP_DTYPE_F32 || lp.dtype == TPPP_DTYPE_F16 || lp.dtype == TPPP_DTYPE_BF16,
+          "tppp_checkpoint_load_rank: dtype %d: use -1 (keep) or F32/F16/BF16", lp.dtype);
+  REQUIRE(lp.num_threads >= 0, "tppp_checkpoint_load_rank: num_threads %d is negative", lp.num_threads);
+  tppp::LoadOptions o;
+  o.dtype = lp.dtype;
+  o.threads = lp.num_threads;
+  if (lp.alloc) {
+    tppp_alloc_fn fn = lp.alloc;
+    void* user = lp.alloc_user;
+    o.alloc = [fn, user](size_t bytes, const std::string& name) { return fn(bytes, name.c_str(), user); };
+  }
+  if (lp.progress) {
+    tppp_progress_fn fn = lp.progress;
+    void* user = lp.progress_user;
+    o.progress = [fn, user](uint64_t done, uint64_t total) { return fn(done, total, user) != 0; };
+  }
+  std::unique_ptr<tppp_weights_s> h(new tppp_weights_s());
+  h->w = tppp::WeightSet::load(k, grid_of(shard, "tppp_checkpoint_load_rank"), o);
+  *out = h.release();
+  API_END
+}
+
+namespace {
+void describe(const tppp::WeightEntry& e, tppp_tensor* out) {
+  tppp_tensor t;
+  std::memset(&t, 0, sizeof t);
+  t.data = e.data;
+  t.mem_kind = TPPP_MEM_HOST;
+  t.device = -1;
+  t.dtype = e.dtype;
+  t.ndim = static_cast<int32_t>(e.shape.size() < TPPP_MAX_DIMS ? e.shape.size() : TPPP_MAX_DIMS);
+  for (int32_t i = 0; i < t.ndim; i++) t.shape[i] = e.shape[static_cast<size_t>(i)];
+  *out = t;
+}
+}  // namespace
+
+tppp_status tppp_weights_count(tppp_weights_t w, size_t* out) {
+  API_BEGIN
+  REQUIRE(w && w->w, "tppp_weights_count: weights handle is NULL");
+  REQUIRE(out, "tppp_weights_count: out is NULL");
+  *out = w->w->entries().size();
+  API_END
+}
+
+tppp_status tppp_weights_get(tppp_weights_t w, size_t i, const char** name, tppp_tensor* out) {
+  API_BEGIN
+  REQUIRE(w && w->w, "tppp_weights_get: weights handle is NULL");
+  REQUIRE(name && out, "tppp_weights_get: name or out is NULL");
+  REQUIRE(i < w->w->entries().size(), "tppp_weights_get: index %zu is outside [0, %zu)", i, w->w->entries().size());
+  const tppp::WeightEntry& e = w->w->entries()[i];
+  describe(e, out);
+  *name = e.name.c_str();
+  API_END
+}
+
+tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_tensor* out) {
+  API_BEGIN
+  REQUIRE(w && w->w, "tppp_weights_find: weights handle is NULL");
+  REQUIRE(name && out, "tppp_weights_find: name or out is NULL");
+  const tppp::WeightEntry* e = w->w->find(name);
+  REQUIRE(e, "tppp_weights_find: this rank holds no tensor named '%s'", name);
+  describe(*e, out);
+  API_END
+}
+
+void tppp_weights_free(tppp_weights_t w) { delete w; }
 
 }  // extern "C"

@@ -118,3 +118,149 @@ TEST_SUITE("loader") {
     CHECK(tppp_checkpoint_open((kFix + "/missing.safetensors").c_str(), &c) == TPPP_ERR_IO);
   }
 }
+
+namespace {
+
+struct Alloc {
+  std::vector<std::vector<char>> bufs;
+  int calls = 0;
+};
+
+void* host_alloc(size_t bytes, const char*, void* user) {
+  Alloc* a = static_cast<Alloc*>(user);
+  a->calls++;
+  a->bufs.emplace_back(bytes, '\x77');
+  return a->bufs.back().data();
+}
+
+struct Progress {
+  int calls = 0;
+  uint64_t last = 0, total = 0;
+  bool cancel = false;
+};
+
+int32_t on_progress(uint64_t done, uint64_t total, void* user) {
+  Progress* p = static_cast<Progress*>(user);
+  p->calls++;
+  p->last = done;
+  p->total = total;
+  return p->cancel ? 1 : 0;
+}
+
+}  // namespace
+
+TEST_SUITE("loader") {
+  TEST_CASE("load_rank: every owned slice, equal to per-tensor loads, any thread count and storage") {
+    for (const char* model : {"qwen2", "llama"}) {
+      CAPTURE(std::string(model));
+      tppp_checkpoint_t c = nullptr;
+      REQUIRE(tppp_checkpoint_open((kFix + "/" + model).c_str(), &c) == TPPP_OK);
+      for (int rank = 0; rank < 4; rank++) {
+        tppp_shard_params sp;
+        tppp_shard_params_init(&sp, sizeof sp);
+        sp.tp_size = 2;
+        sp.pp_size = 2;
+        sp.tp_rank = rank % 2;
+        sp.pp_rank = rank / 2;
+        Alloc alloc;
+        Progress prog;
+        tppp_load_params lp;
+        REQUIRE(tppp_load_params_init(&lp, sizeof lp) == TPPP_OK);
+        CHECK(lp.dtype == -1);
+        lp.num_threads = 1 + rank;  // 1..4 threads
+        if (rank % 2) {
+          lp.alloc = host_alloc;
+          lp.alloc_user = &alloc;
+          lp.progress = on_progress;
+          lp.progress_user = &prog;
+        }
+        tppp_weights_t w = nullptr;
+        REQUIRE(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_OK);
+        size_t n = 0;
+        REQUIRE(tppp_weights_count(w, &n) == TPPP_OK);
+        CHECK(n > 0);
+        uint64_t read = 0;
+        for (size_t i = 0; i < n; i++) {
+          const char* name = nullptr;
+          tppp_tensor t;
+          REQUIRE(tppp_weights_get(w, i, &name, &t) == TPPP_OK);
+          CAPTURE(std::string(name));
+          tppp_slice sl;
+          sl.struct_size = sizeof sl;
+          REQUIRE(tppp_checkpoint_shard_info(c, name, &sp, &sl) == TPPP_OK);
+          CHECK(sl.rule != TPPP_SHARD_OTHER_STAGE);
+          read += sl.read_bytes;
+          std::vector<char> want(sl.out_bytes, '\x33');
+          tppp_tensor d = t;
+          d.data = want.data();
+          REQUIRE(tppp_checkpoint_load(c, name, &sl, &d) == TPPP_OK);
+          CHECK(std::memcmp(want.data(), t.data, want.size()) == 0);
+          tppp_tensor f;
+          REQUIRE(tppp_weights_find(w, name, &f) == TPPP_OK);
+          CHECK(f.data == t.data);
+        }
+        if (rank % 2) {
+          CHECK(alloc.calls == static_cast<int>(n));
+          CHECK(prog.calls >= 1);
+          CHECK(prog.last == read);
+          CHECK(prog.total == read);
+        }
+        tppp_tensor none;
+        CHECK(tppp_weights_find(w, "model.layers.99.x", &none) == TPPP_ERR_INVALID_ARGUMENT);
+        tppp_weights_free(w);
+      }
+      tppp_checkpoint_close(c);
+    }
+  }
+
+  TEST_CASE("load_rank: dtype conversion, cancel from the progress callback, bad grids") {
+    tppp_checkpoint_t c = nullptr;
+    REQUIRE(tppp_checkpoint_open((kFix + "/qwen2").c_str(), &c) == TPPP_OK);
+    tppp_shard_params sp;
+    tppp_shard_params_init(&sp, sizeof sp);
+    tppp_load_params lp;
+    tppp_load_params_init(&lp, sizeof lp);
+    lp.dtype = TPPP_DTYPE_BF16;
+    tppp_weights_t w = nullptr;
+    REQUIRE(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_OK);
+    tppp_tensor t, ref;
+    REQUIRE(tppp_weights_find(w, "model.embed_tokens.weight", &t) == TPPP_OK);
+    CHECK(t.dtype == TPPP_DTYPE_BF16);
+    std::vector<float> full(37 * 32);
+    ref = t;
+    ref.dtype = TPPP_DTYPE_F32;
+    ref.data = full.data();
+    REQUIRE(tppp_checkpoint_load(c, "model.embed_tokens.weight", nullptr, &ref) == TPPP_OK);
+    std::vector<double> want(full.begin(), full.end());
+    CHECK(th::rel_err(TPPP_DTYPE_BF16, t.data, want) < 4e-3);
+    tppp_weights_free(w);
+
+    Progress prog;
+    prog.cancel = true;
+    lp.dtype = -1;
+    lp.progress = on_progress;
+    lp.progress_user = &prog;
+    w = nullptr;
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_ABORTED);
+    CHECK(has(tppp_last_error(), "cancelled"));
+    CHECK(w == nullptr);
+
+    Alloc none;
+    tppp_load_params_init(&lp, sizeof lp);
+    lp.alloc = [](size_t, const char*, void*) -> void* { return nullptr; };
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_OUT_OF_MEMORY);
+    tppp_load_params_init(&lp, sizeof lp);
+    lp.dtype = TPPP_DTYPE_I32;
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    tppp_load_params_init(&lp, sizeof lp);
+    sp.tp_size = 3;  // 4 heads: refused before anything is allocated or read
+    lp.alloc = host_alloc;
+    lp.alloc_user = &none;
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(none.calls == 0);
+    CHECK(tppp_checkpoint_load_rank(nullptr, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(tppp_weights_count(nullptr, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    tppp_weights_free(nullptr);
+    tppp_checkpoint_close(c);
+  }
+}

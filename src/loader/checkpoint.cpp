@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "c_api.h"
 #include "core/dtype.hpp"
@@ -268,8 +270,8 @@ void Checkpoint::validate_grid(const GridSpec& g) const {
   for (const TensorRef& r : tensors_) decide(r.t->name, g);
 }
 
-void Checkpoint::load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
-                      int32_t dst_dtype, const std::atomic<int>* cancel) const {
+void Checkpoint::plan_load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
+                           int32_t dst_dtype, std::vector<ReadJob>* jobs, uint64_t max_job_bytes) const {
   const TensorRef& r = get(name);
   const StTensor& t = *r.t;
   const ShardFile& f = files_[r.file];
@@ -279,9 +281,8 @@ void Checkpoint::load(const std::string& name, const SliceSpec& spec, void* dst,
   if (!dtype_valid(dst_dtype))
     fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination dtype %d is not a TPPP_DTYPE_* value", name.c_str(),
          dst_dtype);
-  const bool floats = [](int32_t d) { return d == TPPP_DTYPE_F32 || d == TPPP_DTYPE_F16 || d == TPPP_DTYPE_BF16; }(t.dtype) &&
-                      (dst_dtype == TPPP_DTYPE_F32 || dst_dtype == TPPP_DTYPE_F16 || dst_dtype == TPPP_DTYPE_BF16);
-  if (t.dtype != dst_dtype && !floats)
+  auto is_float = [](int32_t d) { return d == TPPP_DTYPE_F32 || d == TPPP_DTYPE_F16 || d == TPPP_DTYPE_BF16; };
+  if (t.dtype != dst_dtype && !(is_float(t.dtype) && is_float(dst_dtype)))
     fail(TPPP_ERR_NOT_SUPPORTED, "tensor '%s': cannot convert %s to %s on load", name.c_str(), t.dtype_name.c_str(),
          dtype_name(dst_dtype));
   SlicePlan p = plan_slice(t.shape, t.esize, spec, name);
@@ -291,33 +292,83 @@ void Checkpoint::load(const std::string& name, const SliceSpec& spec, void* dst,
     fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination holds %zu bytes but the slice %s needs %llu",
          name.c_str(), dst_bytes, shape_str(p.out_shape).c_str(), static_cast<unsigned long long>(out_bytes));
   if (!dst && out_bytes) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination is NULL", name.c_str());
+  if (p.rows_pad) std::memset(dst, 0, static_cast<size_t>(out_bytes));  // vocab padding rows stay zero
   const uint64_t base = f.header.data_offset + t.begin;
+  const uint64_t out_row_block = (p.rows_read + p.rows_pad) * p.inner_bytes / t.esize * out_esize;
+  // Split long runs so several threads can share one big tensor; pieces stay
+  // whole elements.
+  const uint64_t piece = std::max<uint64_t>(t.esize, max_job_bytes / t.esize * t.esize);
   char* out = static_cast<char*>(dst);
-  const uint64_t pad_bytes = p.rows_pad * p.inner_bytes / t.esize * out_esize;
-  std::vector<char> bounce;
   for (size_t i = 0; i < p.runs.size(); i++) {
-    if (cancel && cancel->load()) fail(TPPP_ERR_ABORTED, "loading '%s' was cancelled", name.c_str());
     const SliceRun& run = p.runs[i];
-    const uint64_t out_run = run.bytes / t.esize * out_esize;
-    if (t.dtype == dst_dtype) {
-      pread_all(f.fd.get(), out, run.bytes, base + run.src, f.path, name);
-    } else {
-      const uint64_t chunk = 4u << 20;  // bounce through 4 MiB pieces
-      for (uint64_t o = 0; o < run.bytes; o += chunk) {
-        uint64_t nb = std::min(chunk, run.bytes - o);
-        bounce.resize(static_cast<size_t>(nb));
-        pread_all(f.fd.get(), bounce.data(), nb, base + run.src + o, f.path, name);
-        convert_dtype(bounce.data(), t.dtype, out + o / t.esize * out_esize, dst_dtype,
-                      static_cast<size_t>(nb / t.esize));
+    char* run_dst = p.rows_pad ? static_cast<char*>(dst) + i * out_row_block : out;
+    for (uint64_t o = 0; o < run.bytes; o += piece) {
+      ReadJob j;
+      j.fd = f.fd.get();
+      j.file = &f.path;
+      j.tensor = &t.name;
+      j.offset = base + run.src + o;
+      j.bytes = std::min(piece, run.bytes - o);
+      j.dst = run_dst + o / t.esize * out_esize;
+      j.src_dtype = t.dtype;
+      j.dst_dtype = dst_dtype;
+      jobs->push_back(j);
+    }
+    out += run.bytes / t.esize * out_esize;
+  }
+}
+
+void Checkpoint::load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
+                      int32_t dst_dtype, const std::atomic<int>* cancel) const {
+  std::vector<ReadJob> jobs;
+  plan_load(name, spec, dst, dst_bytes, dst_dtype, &jobs, UINT64_MAX / 2);
+  run_read_jobs(jobs, 1, cancel, nullptr);
+}
+
+void run_read_job(const ReadJob& j, std::vector<char>* bounce) {
+  if (j.src_dtype == j.dst_dtype) {
+    pread_all(j.fd, j.dst, j.bytes, j.offset, *j.file, *j.tensor);
+    return;
+  }
+  const size_t se = dtype_size(j.src_dtype), de = dtype_size(j.dst_dtype);
+  const uint64_t chunk = 4u << 20;  // bounce through 4 MiB pieces
+  for (uint64_t o = 0; o < j.bytes; o += chunk) {
+    uint64_t nb = std::min(chunk, j.bytes - o);
+    bounce->resize(static_cast<size_t>(nb));
+    pread_all(j.fd, bounce->data(), nb, j.offset + o, *j.file, *j.tensor);
+    convert_dtype(bounce->data(), j.src_dtype, j.dst + o / se * de, j.dst_dtype, static_cast<size_t>(nb / se));
+  }
+}
+
+void run_read_jobs(const std::vector<ReadJob>& jobs, int threads, const std::atomic<int>* cancel,
+                   std::atomic<uint64_t>* done_bytes) {
+  std::atomic<size_t> next{0};
+  std::atomic<int> failed{0};
+  std::mutex mu;
+  std::unique_ptr<Error> first;
+  auto worker = [&] {
+    std::vector<char> bounce;
+    for (;;) {
+      size_t i = next.fetch_add(1);
+      if (i >= jobs.size() || failed.load()) return;
+      try {
+        if (cancel && cancel->load()) fail(TPPP_ERR_ABORTED, "loading '%s' was cancelled", jobs[i].tensor->c_str());
+        run_read_job(jobs[i], &bounce);
+        if (done_bytes) done_bytes->fetch_add(jobs[i].bytes);
+      } catch (const Error& e) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!first) first.reset(new Error(e));
+        failed.store(1);
+        return;
       }
     }
-    out += out_run;
-    if (p.rows_pad) {  // vocab padding after each outer block's rows
-      std::memset(out, 0, static_cast<size_t>(pad_bytes));
-      out += pad_bytes;
-    }
-  }
-  if (p.runs.empty() && p.rows_pad) std::memset(dst, 0, static_cast<size_t>(out_bytes));  // all padding
+  };
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(jobs.size())));
+  std::vector<std::thread> pool;
+  for (int k = 1; k < threads; k++) pool.emplace_back(worker);
+  worker();
+  for (auto& th : pool) th.join();
+  if (first) throw *first;
 }
 
 }  // namespace tppp

@@ -26,6 +26,21 @@ struct ShardFile {
   StHeader header;
 };
 
+// One pread of a slice (and its dtype conversion), independent of the others:
+// the unit the read pool hands out.
+struct ReadJob {
+  int fd = -1;
+  const std::string* file = nullptr;
+  const std::string* tensor = nullptr;
+  uint64_t offset = 0, bytes = 0;  // in the file
+  char* dst = nullptr;
+  int32_t src_dtype = 0, dst_dtype = 0;
+};
+// Runs jobs on `threads` threads (the caller's included); the first error is
+// rethrown after all stop. done_bytes counts file bytes read.
+void run_read_jobs(const std::vector<ReadJob>& jobs, int threads, const std::atomic<int>* cancel,
+                   std::atomic<uint64_t>* done_bytes);
+
 struct TensorRef {
   const StTensor* t = nullptr;
   size_t file = 0;  // index into files()
@@ -55,6 +70,10 @@ class Checkpoint {
   // zero. `cancel`, when set, is polled between runs (progress callbacks).
   void load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes, int32_t dst_dtype,
             const std::atomic<int>* cancel = nullptr) const;
+  // The same as read jobs of at most max_job_bytes each (padding is zeroed
+  // here), for run_read_jobs to spread over threads.
+  void plan_load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes, int32_t dst_dtype,
+                 std::vector<ReadJob>* jobs, uint64_t max_job_bytes) const;
 
  private:
   void check_against_config() const;

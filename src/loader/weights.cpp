@@ -1,0 +1,105 @@
+// Rank-wide loading: plan every slice, allocate once, read in parallel.
+#include "loader/weights.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "c_api.h"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+
+namespace tppp {
+
+WeightSet::~WeightSet() {
+  if (arena_) ::munmap(arena_, arena_bytes_);
+}
+
+const WeightEntry* WeightSet::find(const std::string& name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+std::unique_ptr<WeightSet> WeightSet::load(const Checkpoint& c, const GridSpec& g, const LoadOptions& o) {
+  c.validate_grid(g);  // every rule checked before any allocation
+  std::unique_ptr<WeightSet> w(new WeightSet());
+  std::vector<std::string> names;
+  for (const auto& r : c.tensors()) names.push_back(r.t->name);
+  if (c.config().tie_word_embeddings && !c.find("lm_head.weight") && c.find("model.embed_tokens.weight"))
+    names.push_back("lm_head.weight");
+  std::vector<SliceSpec> specs;
+  for (const std::string& n : names) {
+    ShardDecision d = c.decide(n, g);
+    if (d.rule == ShardRule::OtherStage) continue;
+    const StTensor& t = *c.get(d.source).t;
+    if (t.dtype < 0)
+      fail(TPPP_ERR_NOT_SUPPORTED, "tensor '%s': dtype %s cannot be loaded", n.c_str(), t.dtype_name.c_str());
+    WeightEntry e;
+    e.name = n;
+    e.source = d.source;
+    e.rule = d.rule;
+    e.dtype = o.dtype >= 0 ? o.dtype : t.dtype;
+    SlicePlan p = plan_slice(t.shape, t.esize, d.spec, n);
+    e.shape = p.out_shape;
+    e.bytes = static_cast<size_t>(p.out_bytes / t.esize * dtype_size(e.dtype));
+    w->read_bytes_ += p.read_bytes;
+    w->entries_.push_back(e);
+    specs.push_back(d.spec);
+  }
+  // Storage: the host's buffers, or one pre-touched, 64-byte-aligned arena.
+  if (o.alloc) {
+    for (auto& e : w->entries_) {
+      e.data = o.alloc(e.bytes, e.name);
+      if (!e.data && e.bytes)
+        fail(TPPP_ERR_OUT_OF_MEMORY, "the host allocator returned NULL for '%s' (%zu bytes)", e.name.c_str(),
+             e.bytes);
+    }
+  } else {
+    size_t total = 0;
+    for (const auto& e : w->entries_) total += (e.bytes + 63) / 64 * 64;
+    if (total) {
+      void* a = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      if (a == MAP_FAILED) fail(TPPP_ERR_OUT_OF_MEMORY, "cannot map %zu bytes for the weights", total);
+      w->arena_ = a;
+      w->arena_bytes_ = total;
+      size_t off = 0;
+      for (auto& e : w->entries_) {
+        e.data = static_cast<char*>(a) + off;
+        off += (e.bytes + 63) / 64 * 64;
+      }
+    }
+  }
+  std::vector<ReadJob> jobs;
+  for (size_t i = 0; i < w->entries_.size(); i++) {
+    const WeightEntry& e = w->entries_[i];
+    c.plan_load(e.source, specs[i], e.data, e.bytes, e.dtype, &jobs, 16u << 20);
+  }
+  // Largest first, so the tail of the pool is short.
+  std::stable_sort(jobs.begin(), jobs.end(), [](const ReadJob& a, const ReadJob& b) { return a.bytes > b.bytes; });
+  int threads = o.threads > 0 ? o.threads : std::min(8, static_cast<int>(std::thread::hardware_concurrency()));
+  std::atomic<int> cancel{0};
+  std::atomic<uint64_t> done{0};
+  const uint64_t total = w->read_bytes_;
+  if (!o.progress) {
+    run_read_jobs(jobs, threads, nullptr, &done);
+    return w;
+  }
+  auto fut = std::async(std::launch::async, [&] { run_read_jobs(jobs, threads, &cancel, &done); });
+  bool cancelled = false;
+  while (fut.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    if (!cancelled && o.progress(done.load(), total)) {
+      cancelled = true;
+      cancel.store(1);
+    }
+  }
+  fut.get();  // rethrows a read error, or ABORTED after a cancel
+  if (cancelled) fail(TPPP_ERR_ABORTED, "loading was cancelled by the progress callback");
+  if (o.progress(done.load(), total)) fail(TPPP_ERR_ABORTED, "loading was cancelled by the progress callback");
+  return w;
+}
+
+}  // namespace tppp
