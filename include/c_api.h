@@ -331,11 +331,16 @@ TPPP_API tppp_status tppp_checkpoint_shard_info(tppp_checkpoint_t c, const char*
                                                 const tppp_shard_params* p, tppp_slice* out);
 /* shard_info for every tensor: checks a grid before anything is allocated. */
 TPPP_API tppp_status tppp_checkpoint_validate_grid(tppp_checkpoint_t c, const tppp_shard_params* p);
-/* Reads a slice (NULL: the whole tensor) into dst: host or pinned memory,
- * contiguous, shape equal to the slice's; F32/F16/BF16 convert among
- * themselves on the way. Only the slice's bytes are read. */
+/* Reads a slice (NULL: the whole tensor) into dst: contiguous, shape equal
+ * to the slice's; F32/F16/BF16 convert among themselves on the way. Only the
+ * slice's bytes are read. Host/pinned dst: done on return. CUDA dst (CUDA
+ * builds): pieces go through pinned staging buffers and cudaMemcpyAsync on
+ * the default stream (load_async: on `stream`, a cudaStream_t), reads
+ * overlapping copies; on return every copy has completed. */
 TPPP_API tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
                                           const tppp_tensor* dst);
+TPPP_API tppp_status tppp_checkpoint_load_async(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
+                                                const tppp_tensor* dst, void* stream);
 
 /* Everything one rank owns, in one call: the sharding rules pick the slices,
  * reads run in parallel across files and tensors, only the slices' bytes are
@@ -429,6 +434,7 @@ typedef struct tppp_api {
   tppp_status (*weights_get)(tppp_weights_t, size_t, const char**, tppp_tensor*);
   tppp_status (*weights_find)(tppp_weights_t, const char*, tppp_tensor*);
   void (*weights_free)(tppp_weights_t);
+  tppp_status (*checkpoint_load_async)(tppp_checkpoint_t, const char*, const tppp_slice*, const tppp_tensor*, void*);
   /* later versions append here */
 } tppp_api;
 

@@ -482,6 +482,7 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_weights_get,
       tppp_weights_find,
       tppp_weights_free,
+      tppp_checkpoint_load_async,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

@@ -5,6 +5,7 @@
 
 #include "c_api.h"
 #include "c_api_internal.hpp"
+#include "backend/device.hpp"
 #include "core/dtype.hpp"
 #include "loader/checkpoint.hpp"
 #include "loader/weights.hpp"
@@ -172,8 +173,8 @@ tppp_status tppp_checkpoint_validate_grid(tppp_checkpoint_t c, const tppp_shard_
   API_END
 }
 
-tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
-                                 const tppp_tensor* dst) {
+tppp_status tppp_checkpoint_load_async(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
+                                       const tppp_tensor* dst, void* stream) {
   API_BEGIN
   tppp::Checkpoint& k = ck(c, "tppp_checkpoint_load");
   REQUIRE(name && dst, "tppp_checkpoint_load: name or dst is NULL");
@@ -190,9 +191,9 @@ tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tp
     spec.index = slice->index;
     spec.pad = slice->pad != 0;
   }
-  REQUIRE(dst->mem_kind == TPPP_MEM_HOST || dst->mem_kind == TPPP_MEM_PINNED,
-          "tppp_checkpoint_load: tensor '%s': destination memory kind %d is not host memory (device destinations "
-          "come with the CUDA backend)", name, dst->mem_kind);
+  REQUIRE(dst->mem_kind == TPPP_MEM_HOST || dst->mem_kind == TPPP_MEM_PINNED || dst->mem_kind == TPPP_MEM_CUDA,
+          "tppp_checkpoint_load: tensor '%s': destination memory kind %d is not a TPPP_MEM_* value", name,
+          dst->mem_kind);
   REQUIRE(dst->strides == nullptr, "tppp_checkpoint_load: tensor '%s': destination must be contiguous", name);
   REQUIRE(tppp::dtype_valid(dst->dtype), "tppp_checkpoint_load: destination dtype %d is not valid", dst->dtype);
   REQUIRE(dst->ndim >= 0 && dst->ndim <= TPPP_MAX_DIMS, "tppp_checkpoint_load: destination ndim %d", dst->ndim);
@@ -203,8 +204,23 @@ tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tp
   REQUIRE(same, "tppp_checkpoint_load: tensor '%s': destination shape does not match the slice's", name);
   size_t bytes = tppp::dtype_size(dst->dtype);
   for (int64_t d : plan.out_shape) bytes *= static_cast<size_t>(d);
-  k.load(source, spec, dst->data, bytes, dst->dtype);
+  if (dst->mem_kind == TPPP_MEM_CUDA) {
+    if (!tppp::cuda_built())
+      tppp::fail(TPPP_ERR_NOT_SUPPORTED, "tppp_checkpoint_load: tensor '%s': device destinations need a CUDA build",
+                 name);
+    REQUIRE(bytes == 0 || tppp::is_device_pointer(dst->data),
+            "tppp_checkpoint_load: tensor '%s': destination says TPPP_MEM_CUDA but %p is not device memory", name,
+            dst->data);
+    k.load_to_device(source, spec, dst->data, bytes, dst->dtype, stream);
+  } else {
+    k.load(source, spec, dst->data, bytes, dst->dtype);
+  }
   API_END
+}
+
+tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
+                                 const tppp_tensor* dst) {
+  return tppp_checkpoint_load_async(c, name, slice, dst, nullptr);
 }
 
 tppp_status tppp_load_params_init(tppp_load_params* p, size_t size) {

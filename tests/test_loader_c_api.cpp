@@ -79,6 +79,10 @@ TEST_SUITE("loader") {
     CHECK(has(tppp_last_error(), "shape does not match"));
     tppp_tensor dev = dst;
     dev.mem_kind = TPPP_MEM_CUDA;
+    // Host memory labelled as CUDA: refused (CUDA build) or not supported (CPU build).
+    tppp_status ds = tppp_checkpoint_load(c, "model.layers.2.mlp.down_proj.weight", &sl, &dev);
+    CHECK((ds == TPPP_ERR_INVALID_ARGUMENT || ds == TPPP_ERR_NOT_SUPPORTED));
+    dev.mem_kind = 7;
     CHECK(tppp_checkpoint_load(c, "model.layers.2.mlp.down_proj.weight", &sl, &dev) == TPPP_ERR_INVALID_ARGUMENT);
     CHECK(has(tppp_last_error(), "memory kind"));
     REQUIRE(tppp_checkpoint_shard_info(c, "model.layers.0.mlp.down_proj.weight", &sp, &sl) == TPPP_OK);

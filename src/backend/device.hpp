@@ -12,4 +12,21 @@ int cuda_device_count(std::string* why);
 // Throws NOT_SUPPORTED (naming the reason) unless `ordinal` can be used.
 void check_cuda_device(int ordinal);
 
+// Host-to-device upload through pinned staging buffers, for the loader:
+// `fill(staging, bytes)` writes the next piece of the source into pinned
+// memory; the piece is then copied to dst + offset on `stream` (a
+// cudaStream_t) while the next piece is being filled. Returns once every copy
+// has completed. Throws NOT_SUPPORTED without CUDA, CUDA on a CUDA error.
+struct UploadPiece {
+  size_t bytes;
+  char* dst;  // device address
+  const void* key;  // passed back to fill
+};
+void upload_pieces(const UploadPiece* pieces, size_t n, void* stream,
+                   void (*fill)(const void* key, void* staging, size_t bytes, void* user), void* user);
+// cudaMemsetAsync(dst, 0, n, stream); NOT_SUPPORTED without CUDA.
+void device_zero(void* dst, size_t n, void* stream);
+// Is this a device pointer the CUDA runtime knows (false without CUDA)?
+bool is_device_pointer(const void* p);
+
 }  // namespace tppp

@@ -16,6 +16,7 @@
 
 #include "c_api.h"
 #include "core/dtype.hpp"
+#include "backend/device.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -271,7 +272,8 @@ void Checkpoint::validate_grid(const GridSpec& g) const {
 }
 
 void Checkpoint::plan_load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
-                           int32_t dst_dtype, std::vector<ReadJob>* jobs, uint64_t max_job_bytes) const {
+                           int32_t dst_dtype, std::vector<ReadJob>* jobs, uint64_t max_job_bytes,
+                           bool* needs_zero) const {
   const TensorRef& r = get(name);
   const StTensor& t = *r.t;
   const ShardFile& f = files_[r.file];
@@ -292,7 +294,10 @@ void Checkpoint::plan_load(const std::string& name, const SliceSpec& spec, void*
     fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination holds %zu bytes but the slice %s needs %llu",
          name.c_str(), dst_bytes, shape_str(p.out_shape).c_str(), static_cast<unsigned long long>(out_bytes));
   if (!dst && out_bytes) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination is NULL", name.c_str());
-  if (p.rows_pad) std::memset(dst, 0, static_cast<size_t>(out_bytes));  // vocab padding rows stay zero
+  if (needs_zero)
+    *needs_zero = p.rows_pad != 0;  // the caller zeroes (device memory)
+  else if (p.rows_pad)
+    std::memset(dst, 0, static_cast<size_t>(out_bytes));  // vocab padding rows stay zero
   const uint64_t base = f.header.data_offset + t.begin;
   const uint64_t out_row_block = (p.rows_read + p.rows_pad) * p.inner_bytes / t.esize * out_esize;
   // Split long runs so several threads can share one big tensor; pieces stay
@@ -323,6 +328,31 @@ void Checkpoint::load(const std::string& name, const SliceSpec& spec, void* dst,
   std::vector<ReadJob> jobs;
   plan_load(name, spec, dst, dst_bytes, dst_dtype, &jobs, UINT64_MAX / 2);
   run_read_jobs(jobs, 1, cancel, nullptr);
+}
+
+namespace {
+struct FillCtx {
+  std::vector<char> bounce;
+};
+void fill_staging(const void* key, void* staging, size_t, void* user) {
+  ReadJob j = *static_cast<const ReadJob*>(key);
+  j.dst = static_cast<char*>(staging);
+  run_read_job(j, &static_cast<FillCtx*>(user)->bounce);
+}
+}  // namespace
+
+void Checkpoint::load_to_device(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
+                                int32_t dst_dtype, void* stream) const {
+  std::vector<ReadJob> jobs;
+  bool zero = false;
+  plan_load(name, spec, dst, dst_bytes, dst_dtype, &jobs, 8u << 20, &zero);
+  if (zero) device_zero(dst, dst_bytes, stream);
+  std::vector<UploadPiece> pieces;
+  for (const ReadJob& j : jobs)
+    pieces.push_back(UploadPiece{static_cast<size_t>(j.bytes / dtype_size(j.src_dtype) * dtype_size(j.dst_dtype)),
+                                 j.dst, &j});
+  FillCtx ctx;
+  upload_pieces(pieces.data(), pieces.size(), stream, fill_staging, &ctx);
 }
 
 void run_read_job(const ReadJob& j, std::vector<char>* bounce) {

@@ -36,6 +36,8 @@ struct ReadJob {
   char* dst = nullptr;
   int32_t src_dtype = 0, dst_dtype = 0;
 };
+// Runs one job (bounce: scratch for dtype conversion).
+void run_read_job(const ReadJob& j, std::vector<char>* bounce);
 // Runs jobs on `threads` threads (the caller's included); the first error is
 // rethrown after all stop. done_bytes counts file bytes read.
 void run_read_jobs(const std::vector<ReadJob>& jobs, int threads, const std::atomic<int>* cancel,
@@ -73,7 +75,12 @@ class Checkpoint {
   // The same as read jobs of at most max_job_bytes each (padding is zeroed
   // here), for run_read_jobs to spread over threads.
   void plan_load(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes, int32_t dst_dtype,
-                 std::vector<ReadJob>* jobs, uint64_t max_job_bytes) const;
+                 std::vector<ReadJob>* jobs, uint64_t max_job_bytes, bool* needs_zero = nullptr) const;
+  // load() into CUDA device memory: pieces go through pinned staging buffers
+  // and cudaMemcpyAsync on `stream`, reads overlapping the copies; returns
+  // when the copies are done. NOT_SUPPORTED in a build without CUDA.
+  void load_to_device(const std::string& name, const SliceSpec& spec, void* dst, size_t dst_bytes,
+                      int32_t dst_dtype, void* stream) const;
 
  private:
   void check_against_config() const;

@@ -62,8 +62,9 @@ std::unique_ptr<WeightSet> WeightSet::load(const Checkpoint& c, const GridSpec& 
     size_t total = 0;
     for (const auto& e : w->entries_) total += (e.bytes + 63) / 64 * 64;
     if (total) {
-      void* a = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+      void* a = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (a == MAP_FAILED) fail(TPPP_ERR_OUT_OF_MEMORY, "cannot map %zu bytes for the weights", total);
+      ::madvise(a, total, MADV_HUGEPAGE);  // fewer page faults while the reads fill it (a hint)
       w->arena_ = a;
       w->arena_bytes_ = total;
       size_t off = 0;

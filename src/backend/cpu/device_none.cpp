@@ -11,3 +11,19 @@ int cuda_device_count(std::string* why) {
 }
 
 }  // namespace tppp
+
+#include "core/error.hpp"
+
+namespace tppp {
+
+bool is_device_pointer(const void*) { return false; }
+
+void device_zero(void*, size_t, void*) {
+  fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");
+}
+
+void upload_pieces(const UploadPiece*, size_t, void*, void (*)(const void*, void*, size_t, void*), void*) {
+  fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");
+}
+
+}  // namespace tppp

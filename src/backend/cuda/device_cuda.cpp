@@ -21,3 +21,67 @@ int cuda_device_count(std::string* why) {
 }
 
 }  // namespace tppp
+
+namespace tppp {
+
+namespace {
+void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(TPPP_ERR_CUDA, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+}  // namespace
+
+void device_zero(void* dst, size_t n, void* stream) {
+  check_cuda(cudaMemsetAsync(dst, 0, n, static_cast<cudaStream_t>(stream)), "loader: cudaMemsetAsync");
+}
+
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+void upload_pieces(const UploadPiece* pieces, size_t n, void* stream_p,
+                   void (*fill)(const void* key, void* staging, size_t bytes, void* user), void* user) {
+  if (n == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_p);
+  size_t cap = 0;
+  for (size_t i = 0; i < n; i++) cap = pieces[i].bytes > cap ? pieces[i].bytes : cap;
+  constexpr int kBufs = 3;  // one being filled, up to two in flight to the device
+  struct Slot {
+    void* host = nullptr;
+    cudaEvent_t done = nullptr;
+    bool busy = false;
+  } slots[kBufs];
+  auto cleanup = [&] {
+    for (Slot& s : slots) {
+      if (s.busy && s.done) cudaEventSynchronize(s.done);
+      if (s.done) cudaEventDestroy(s.done);
+      if (s.host) cudaFreeHost(s.host);
+    }
+  };
+  try {
+    for (Slot& s : slots) {
+      check_cuda(cudaMallocHost(&s.host, cap), "loader: cudaMallocHost of a staging buffer");
+      check_cuda(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "loader: cudaEventCreate");
+    }
+    for (size_t i = 0; i < n; i++) {
+      Slot& s = slots[i % kBufs];
+      if (s.busy) check_cuda(cudaEventSynchronize(s.done), "loader: waiting for a staging copy");
+      s.busy = false;
+      fill(pieces[i].key, s.host, pieces[i].bytes, user);  // reads overlap the copies in flight
+      check_cuda(cudaMemcpyAsync(pieces[i].dst, s.host, pieces[i].bytes, cudaMemcpyHostToDevice, stream),
+                 "loader: cudaMemcpyAsync to the device");
+      check_cuda(cudaEventRecord(s.done, stream), "loader: cudaEventRecord");
+      s.busy = true;
+    }
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();  // waits for the last copies
+}
+
+}  // namespace tppp
