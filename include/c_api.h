@@ -342,6 +342,15 @@ TPPP_API tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name,
 TPPP_API tppp_status tppp_checkpoint_load_async(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
                                                 const tppp_tensor* dst, void* stream);
 
+/* The shard params of this group member: tp/pp sizes and ranks (layer_split NULL). */
+TPPP_API tppp_status tppp_shard_params_from_group(tppp_group_t g, tppp_shard_params* p);
+/* Loads the slice of each of n tensors for p and stacks them along dim 0
+ * into dst, in order: the merged per-rank layouts [gate_r; up_r] and
+ * [q_r; k_r; v_r]. The slices must agree on every other dimension. */
+TPPP_API tppp_status tppp_checkpoint_load_merged(tppp_checkpoint_t c, const char* const* names, size_t n,
+                                                 const tppp_shard_params* p, const tppp_tensor* dst,
+                                                 void* stream);
+
 /* Everything one rank owns, in one call: the sharding rules pick the slices,
  * reads run in parallel across files and tensors, only the slices' bytes are
  * read, and every rule is checked before anything is allocated. */
@@ -435,6 +444,9 @@ typedef struct tppp_api {
   tppp_status (*weights_find)(tppp_weights_t, const char*, tppp_tensor*);
   void (*weights_free)(tppp_weights_t);
   tppp_status (*checkpoint_load_async)(tppp_checkpoint_t, const char*, const tppp_slice*, const tppp_tensor*, void*);
+  tppp_status (*shard_params_from_group)(tppp_group_t, tppp_shard_params*);
+  tppp_status (*checkpoint_load_merged)(tppp_checkpoint_t, const char* const*, size_t, const tppp_shard_params*,
+                                        const tppp_tensor*, void*);
   /* later versions append here */
 } tppp_api;
 

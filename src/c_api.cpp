@@ -298,6 +298,22 @@ tppp_status tppp_group_get_info(tppp_group_t g, tppp_group_info* out) {
   API_END
 }
 
+tppp_status tppp_shard_params_from_group(tppp_group_t g, tppp_shard_params* p) {
+  API_BEGIN
+  REQUIRE(g && g->g, "tppp_shard_params_from_group: group handle is NULL");
+  REQUIRE(p, "tppp_shard_params_from_group: params is NULL");
+  REQUIRE(p->struct_size >= sizeof(uint32_t), "tppp_shard_params.struct_size is %u: call tppp_shard_params_init first",
+          p->struct_size);
+  tppp_shard_params v;
+  std::memset(&v, 0, sizeof v);
+  v.tp_size = g->g->config().tp;
+  v.pp_size = g->g->config().pp;
+  v.tp_rank = g->g->pos().tp_rank;
+  v.pp_rank = g->g->pos().pp_rank;
+  tppp_shim::write_versioned(v, p, "tppp_shard_params");
+  API_END
+}
+
 tppp_status tppp_group_scope(tppp_group_t g, int32_t scope, int32_t* rank, int32_t* size) {
   API_BEGIN
   REQUIRE(g && g->g, "tppp_group_scope: group handle is NULL");
@@ -483,6 +499,8 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_weights_find,
       tppp_weights_free,
       tppp_checkpoint_load_async,
+      tppp_shard_params_from_group,
+      tppp_checkpoint_load_merged,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

@@ -2,6 +2,7 @@
 // C++ loader, every exception turned into a status by API_BEGIN/API_END.
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "c_api.h"
 #include "c_api_internal.hpp"
@@ -221,6 +222,47 @@ tppp_status tppp_checkpoint_load_async(tppp_checkpoint_t c, const char* name, co
 tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
                                  const tppp_tensor* dst) {
   return tppp_checkpoint_load_async(c, name, slice, dst, nullptr);
+}
+
+tppp_status tppp_checkpoint_load_merged(tppp_checkpoint_t c, const char* const* names, size_t n,
+                                        const tppp_shard_params* p, const tppp_tensor* dst, void* stream) {
+  API_BEGIN
+  tppp::Checkpoint& k = ck(c, "tppp_checkpoint_load_merged");
+  REQUIRE(names && n > 0 && dst, "tppp_checkpoint_load_merged: names, n or dst is empty");
+  REQUIRE(dst->ndim >= 1 && dst->ndim <= TPPP_MAX_DIMS, "tppp_checkpoint_load_merged: dst ndim %d", dst->ndim);
+  REQUIRE(tppp::dtype_valid(dst->dtype), "tppp_checkpoint_load_merged: dst dtype %d is not valid", dst->dtype);
+  std::vector<tppp_slice> slices(n);
+  int64_t rows = 0;
+  for (size_t i = 0; i < n; i++) {
+    REQUIRE(names[i], "tppp_checkpoint_load_merged: names[%zu] is NULL", i);
+    slices[i].struct_size = sizeof(tppp_slice);
+    tppp_status s = tppp_checkpoint_shard_info(c, names[i], p, &slices[i]);
+    if (s != TPPP_OK) return s;
+    const tppp_slice& sl = slices[i];
+    REQUIRE(sl.rule != TPPP_SHARD_OTHER_STAGE, "tppp_checkpoint_load_merged: '%s' belongs to another stage",
+            names[i]);
+    REQUIRE(sl.ndim == dst->ndim, "tppp_checkpoint_load_merged: '%s' has %d dims, dst %d", names[i], sl.ndim,
+            dst->ndim);
+    for (int d = 1; d < sl.ndim; d++)
+      REQUIRE(sl.shape[d] == dst->shape[d], "tppp_checkpoint_load_merged: '%s' dim %d is %lld, dst has %lld",
+              names[i], d, static_cast<long long>(sl.shape[d]), static_cast<long long>(dst->shape[d]));
+    rows += sl.shape[0];
+  }
+  REQUIRE(rows == dst->shape[0], "tppp_checkpoint_load_merged: the slices stack to %lld rows, dst has %lld",
+          static_cast<long long>(rows), static_cast<long long>(dst->shape[0]));
+  size_t row_bytes = tppp::dtype_size(dst->dtype);
+  for (int d = 1; d < dst->ndim; d++) row_bytes *= static_cast<size_t>(dst->shape[d]);
+  char* at = static_cast<char*>(dst->data);
+  for (size_t i = 0; i < n; i++) {
+    tppp_tensor part = *dst;
+    part.data = at;
+    part.shape[0] = slices[i].shape[0];
+    tppp_status s = tppp_checkpoint_load_async(c, names[i], &slices[i], &part, stream);
+    if (s != TPPP_OK) return s;
+    at += static_cast<size_t>(slices[i].shape[0]) * row_bytes;
+  }
+  (void)k;
+  API_END
 }
 
 tppp_status tppp_load_params_init(tppp_load_params* p, size_t size) {

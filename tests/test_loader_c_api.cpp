@@ -268,3 +268,73 @@ TEST_SUITE("loader") {
     tppp_checkpoint_close(c);
   }
 }
+
+TEST_SUITE("loader") {
+  TEST_CASE("merged [gate_r; up_r] and [q_r; k_r; v_r] per rank") {
+    tppp_checkpoint_t c = nullptr;
+    REQUIRE(tppp_checkpoint_open((kFix + "/qwen2").c_str(), &c) == TPPP_OK);
+    tppp_shard_params sp;
+    tppp_shard_params_init(&sp, sizeof sp);
+    sp.tp_size = 2;
+    sp.tp_rank = 1;
+    const char* gu[] = {"model.layers.1.mlp.gate_proj.weight", "model.layers.1.mlp.up_proj.weight"};
+    std::vector<float> merged(64 * 32), gate(64 * 32), up(64 * 32);
+    th::poison(merged.data(), merged.size() * 4);
+    tppp_tensor dst{};
+    dst.data = merged.data();
+    dst.mem_kind = TPPP_MEM_HOST;
+    dst.device = -1;
+    dst.dtype = TPPP_DTYPE_F32;
+    dst.ndim = 2;
+    dst.shape[0] = 64;  // 32 rows of gate + 32 of up on this rank
+    dst.shape[1] = 32;
+    REQUIRE(tppp_checkpoint_load_merged(c, gu, 2, &sp, &dst, nullptr) == TPPP_OK);
+    tppp_tensor whole = dst;
+    whole.data = gate.data();
+    REQUIRE(tppp_checkpoint_load(c, gu[0], nullptr, &whole) == TPPP_OK);
+    whole.data = up.data();
+    REQUIRE(tppp_checkpoint_load(c, gu[1], nullptr, &whole) == TPPP_OK);
+    for (int r = 0; r < 32; r++)
+      for (int k = 0; k < 32; k++) {
+        CHECK_EQ(merged[r * 32 + k], gate[(32 + r) * 32 + k]);         // gate rows 32..63
+        CHECK_EQ(merged[(32 + r) * 32 + k], up[(32 + r) * 32 + k]);    // up rows 32..63
+      }
+    const char* qkv[] = {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                         "model.layers.0.self_attn.v_proj.weight"};
+    std::vector<float> m2((16 + 8 + 8) * 32);
+    dst.data = m2.data();
+    dst.shape[0] = 32;  // q: 2 heads x 8, k and v: 1 kv head x 8
+    REQUIRE(tppp_checkpoint_load_merged(c, qkv, 3, &sp, &dst, nullptr) == TPPP_OK);
+    dst.shape[0] = 33;
+    CHECK(tppp_checkpoint_load_merged(c, qkv, 3, &sp, &dst, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has(tppp_last_error(), "stack to 32 rows"));
+    tppp_checkpoint_close(c);
+  }
+
+  TEST_CASE("shard params from a group") {
+    auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(1, 2, 5000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      tppp_shard_params sp;
+      tppp_shard_params_init(&sp, sizeof sp);
+      RANK_OK(tppp_shard_params_from_group(g, &sp));
+      RANK_CHECK(sp.tp_size == 1 && sp.pp_size == 2 && sp.pp_rank == rank && sp.tp_rank == 0, "params");
+      tppp_checkpoint_t c = nullptr;
+      RANK_OK(tppp_checkpoint_open(TPPP_FIXTURES "/llama", &c));
+      tppp_weights_t w = nullptr;
+      RANK_OK(tppp_checkpoint_load_rank(c, &sp, nullptr, &w));
+      tppp_tensor t;
+      // 5 layers over 2 stages: 0-2 on stage 0, 3-4 on stage 1 (remainder to the earlier stage)
+      RANK_CHECK((tppp_weights_find(w, "model.layers.2.mlp.up_proj.weight", &t) == TPPP_OK) == (rank == 0), "layer 2");
+      RANK_CHECK((tppp_weights_find(w, "model.layers.3.mlp.up_proj.weight", &t) == TPPP_OK) == (rank == 1), "layer 3");
+      RANK_CHECK((tppp_weights_find(w, "lm_head.weight", &t) == TPPP_OK) == (rank == 1), "tied lm_head last");
+      RANK_CHECK((tppp_weights_find(w, "model.embed_tokens.weight", &t) == TPPP_OK) == (rank == 0), "embed first");
+      tppp_weights_free(w);
+      tppp_checkpoint_close(c);
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+}
