@@ -383,6 +383,58 @@ TPPP_API tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_
 /* Frees library-owned storage; accepts NULL. */
 TPPP_API void tppp_weights_free(tppp_weights_t w);
 
+/* ---------------------------------------------------------------- TP layers */
+/* Tensor-parallel layers of a Llama/Qwen2 block on the group's device (the
+ * CPU backend: OpenBLAS, f32 accumulate). Each rank binds its own shard
+ * (tppp_layer_weight_shape says which) from host buffers or a checkpoint;
+ * forward is collective over the group's TP scope. Shapes are row-major. */
+typedef struct tppp_layer_s* tppp_layer_t;
+
+#define TPPP_LAYER_COLUMN 0     /* W[out/tp, in]; y[M, out/tp], or [M, out] with gather_output   */
+#define TPPP_LAYER_ROW 1        /* W[out, in/tp]; x[M, in/tp] (input_is_parallel) or [M, in];
+                                   partial sums all-reduced, bias added once after              */
+#define TPPP_LAYER_REPLICATED 2 /* W[out, in] on every rank                                     */
+#define TPPP_LAYER_GATE_UP 3    /* W[2*I/tp, H] = [gate_r; up_r]; y[M, I/tp] = silu(gate) * up  */
+#define TPPP_LAYER_QKV 4        /* W[(nh/tp + 2*kv_r)*hd, H]; kv heads replicated when kv < tp  */
+#define TPPP_LAYER_EMBEDDING 5  /* W[ceil(V/tp), H]; x = token ids [M] (I32/I64); y[M, H]        */
+#define TPPP_LAYER_LM_HEAD 6    /* W[ceil(V/tp), H]; y = logits [M, V]; tppp_layer_argmax       */
+#define TPPP_LAYER_MLP 7        /* GATE_UP then ROW(down): x[M, H] -> y[M, H]; 2 weight parts   */
+
+typedef struct tppp_layer_params {
+  uint32_t struct_size;
+  int32_t kind;              /* TPPP_LAYER_* */
+  int32_t dtype;             /* F32 (default), F16 or BF16: x, y and the stored weights */
+  int32_t bias;              /* 1: the layer has a bias (COLUMN, ROW, REPLICATED, QKV)   */
+  int64_t in_features;       /* GATE_UP/MLP/EMBEDDING/LM_HEAD: the hidden size           */
+  int64_t out_features;      /* GATE_UP/MLP: the intermediate size                       */
+  int32_t gather_output;     /* COLUMN: all-gather y to [M, out]                         */
+  int32_t input_is_parallel; /* ROW: default 1                                           */
+  int64_t num_heads, num_kv_heads, head_dim; /* QKV */
+  int64_t vocab_size;        /* EMBEDDING, LM_HEAD */
+  int32_t gather_to_rank0;   /* LM_HEAD: logits only on TP rank 0 (others pass y NULL)   */
+  int32_t reserved;
+} tppp_layer_params;
+TPPP_API tppp_status tppp_layer_params_init(tppp_layer_params* p, size_t size);
+TPPP_API tppp_status tppp_layer_create(tppp_group_t g, const tppp_layer_params* p, tppp_layer_t* out);
+TPPP_API void tppp_layer_destroy(tppp_layer_t l);
+/* Shape of this rank's shard of weight part `part` (0; MLP: 0 gate_up, 1 down). */
+TPPP_API tppp_status tppp_layer_weight_shape(tppp_layer_t l, int32_t part, int32_t* ndim, int64_t* shape);
+/* Copies this rank's shard from host memory (any float dtype); bias NULL
+ * when the layer has none. */
+TPPP_API tppp_status tppp_layer_bind(tppp_layer_t l, int32_t part, const tppp_tensor* weight,
+                                     const tppp_tensor* bias);
+/* Reads this rank's slices by Hugging Face name: prefix "model.layers.3.mlp"
+ * (GATE_UP, MLP), "model.layers.3.self_attn" (QKV), or the tensor without
+ * ".weight" (COLUMN/ROW/REPLICATED: "model.layers.3.self_attn.o_proj";
+ * "model.embed_tokens"; "lm_head", tied when config.json says so). */
+TPPP_API tppp_status tppp_layer_bind_checkpoint(tppp_layer_t l, tppp_checkpoint_t c, const char* prefix);
+/* Collective over the TP scope. y may be NULL only on LM_HEAD ranks other
+ * than TP rank 0 with gather_to_rank0. */
+TPPP_API tppp_status tppp_layer_forward(tppp_layer_t l, const tppp_tensor* x, const tppp_tensor* y, void* stream);
+/* LM_HEAD: greedy token per row into ids (I64 [M]) on every TP rank; only
+ * (max, index) per row crosses the wire. */
+TPPP_API tppp_status tppp_layer_argmax(tppp_layer_t l, const tppp_tensor* x, const tppp_tensor* ids, void* stream);
+
 /* ---------------------------------------------------------------- api table */
 /* Versioned, append-only table of every function above, for hosts that
  * dlopen(RTLD_NOW | RTLD_LOCAL) the library and dlsym only tppp_get_api. */
@@ -447,6 +499,14 @@ typedef struct tppp_api {
   tppp_status (*shard_params_from_group)(tppp_group_t, tppp_shard_params*);
   tppp_status (*checkpoint_load_merged)(tppp_checkpoint_t, const char* const*, size_t, const tppp_shard_params*,
                                         const tppp_tensor*, void*);
+  tppp_status (*layer_params_init)(tppp_layer_params*, size_t);
+  tppp_status (*layer_create)(tppp_group_t, const tppp_layer_params*, tppp_layer_t*);
+  void (*layer_destroy)(tppp_layer_t);
+  tppp_status (*layer_weight_shape)(tppp_layer_t, int32_t, int32_t*, int64_t*);
+  tppp_status (*layer_bind)(tppp_layer_t, int32_t, const tppp_tensor*, const tppp_tensor*);
+  tppp_status (*layer_bind_checkpoint)(tppp_layer_t, tppp_checkpoint_t, const char*);
+  tppp_status (*layer_forward)(tppp_layer_t, const tppp_tensor*, const tppp_tensor*, void*);
+  tppp_status (*layer_argmax)(tppp_layer_t, const tppp_tensor*, const tppp_tensor*, void*);
   /* later versions append here */
 } tppp_api;
 

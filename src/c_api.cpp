@@ -16,9 +16,7 @@
 #include "core/log.hpp"
 #include "c_api_internal.hpp"
 
-struct tppp_group_s {
-  std::unique_ptr<tppp::Group> g;
-};
+#include "c_api_handles.hpp"
 
 struct tppp_request_s {
   std::shared_ptr<tppp::Transport> keep;  // the transport outlives the request
@@ -501,6 +499,14 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_checkpoint_load_async,
       tppp_shard_params_from_group,
       tppp_checkpoint_load_merged,
+      tppp_layer_params_init,
+      tppp_layer_create,
+      tppp_layer_destroy,
+      tppp_layer_weight_shape,
+      tppp_layer_bind,
+      tppp_layer_bind_checkpoint,
+      tppp_layer_forward,
+      tppp_layer_argmax,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

@@ -5,15 +5,13 @@
 #include <vector>
 
 #include "c_api.h"
+#include "c_api_handles.hpp"
 #include "c_api_internal.hpp"
 #include "backend/device.hpp"
 #include "core/dtype.hpp"
 #include "loader/checkpoint.hpp"
 #include "loader/weights.hpp"
 
-struct tppp_checkpoint_s {
-  std::unique_ptr<tppp::Checkpoint> c;
-};
 
 struct tppp_weights_s {
   std::unique_ptr<tppp::WeightSet> w;

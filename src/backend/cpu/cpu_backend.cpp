@@ -1,0 +1,172 @@
+// CPU backend: OpenBLAS sgemm on f32 (f16/bf16 activations converted in
+// blocks, weights kept as an f32 copy), plain loops for the elementwise ops.
+#include <cblas.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "c_api.h"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+
+namespace tppp {
+namespace {
+
+class CpuWeight final : public PackedWeight {
+ public:
+  std::vector<float> w;  // [n, k] f32
+};
+
+float load(int32_t dt, const void* p, size_t i) {
+  switch (dt) {
+    case TPPP_DTYPE_F32: return static_cast<const float*>(p)[i];
+    case TPPP_DTYPE_F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+}
+
+void store(int32_t dt, void* p, size_t i, float v) {
+  switch (dt) {
+    case TPPP_DTYPE_F32: static_cast<float*>(p)[i] = v; break;
+    case TPPP_DTYPE_F16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); break;
+    default: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
+  }
+}
+
+void to_f32(int32_t dt, const void* src, float* dst, size_t n) {
+  if (dt == TPPP_DTYPE_F32) {
+    std::memcpy(dst, src, n * 4);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) dst[i] = load(dt, src, i);
+}
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  int32_t mem_kind() const override { return TPPP_MEM_HOST; }
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+      fail(TPPP_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate %zu bytes", bytes);
+    return p;
+  }
+  void free(void* p) noexcept override { std::free(p); }
+  void copy(void* dst, const void* src, size_t bytes, void*) override { std::memmove(dst, src, bytes); }
+
+  std::unique_ptr<PackedWeight> pack(const void* w, int32_t dt, int64_t n, int64_t k) override {
+    std::unique_ptr<CpuWeight> p(new CpuWeight());
+    p->n = n;
+    p->k = k;
+    p->w.resize(static_cast<size_t>(n * k));
+    to_f32(dt, w, p->w.data(), p->w.size());
+    return p;
+  }
+
+  void convert(const void* src, int32_t sdt, void* dst, int32_t ddt, size_t n, void*) override {
+    if (sdt == ddt) {
+      std::memmove(dst, src, n * dtype_size(sdt));
+      return;
+    }
+    for (size_t i = 0; i < n; i++) store(ddt, dst, i, load(sdt, src, i));
+  }
+
+  void linear(const void* x, const PackedWeight& pw, const void* bias, void* y, int64_t m, int64_t ldy, int32_t dt,
+              int32_t ydt, void*) override {
+    const CpuWeight& w = static_cast<const CpuWeight&>(pw);
+    const int64_t n = w.n, k = w.k;
+    if (m == 0 || n == 0) return;
+    if (dt == TPPP_DTYPE_F32 && ydt == TPPP_DTYPE_F32) {
+      float* out = static_cast<float*>(y);
+      float beta = 0.0f;
+      if (bias) {  // start from the bias rows: one GEMM with beta = 1
+        for (int64_t r = 0; r < m; r++) std::memcpy(out + r * ldy, bias, static_cast<size_t>(n) * 4);
+        beta = 1.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+                  static_cast<blasint>(k), 1.0f, static_cast<const float*>(x), static_cast<blasint>(k), w.w.data(),
+                  static_cast<blasint>(k), beta, out, static_cast<blasint>(ldy));
+      return;
+    }
+    // f16/bf16: blocks of rows through f32 scratch, rounded once at the end.
+    const int64_t rb = 64;
+    std::vector<float> xs(static_cast<size_t>(rb * k)), ys(static_cast<size_t>(rb * n));
+    std::vector<float> bs;
+    if (bias) {
+      bs.resize(static_cast<size_t>(n));
+      to_f32(dt, bias, bs.data(), bs.size());
+    }
+    for (int64_t r0 = 0; r0 < m; r0 += rb) {
+      const int64_t mr = std::min(rb, m - r0);
+      to_f32(dt, static_cast<const char*>(x) + static_cast<size_t>(r0 * k) * dtype_size(dt), xs.data(),
+             static_cast<size_t>(mr * k));
+      for (int64_t r = 0; r < mr; r++)
+        if (bias)
+          std::memcpy(ys.data() + r * n, bs.data(), static_cast<size_t>(n) * 4);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(mr), static_cast<blasint>(n),
+                  static_cast<blasint>(k), 1.0f, xs.data(), static_cast<blasint>(k), w.w.data(),
+                  static_cast<blasint>(k), bias ? 1.0f : 0.0f, ys.data(), static_cast<blasint>(n));
+      for (int64_t r = 0; r < mr; r++)
+        for (int64_t c = 0; c < n; c++)
+          store(ydt, y, static_cast<size_t>((r0 + r) * ldy + c), ys[static_cast<size_t>(r * n + c)]);
+    }
+  }
+
+  void silu_mul(const void* gu, void* out, int64_t m, int64_t i, int32_t dt, void*) override {
+    for (int64_t r = 0; r < m; r++)
+      for (int64_t c = 0; c < i; c++) {
+        float g = load(dt, gu, static_cast<size_t>(r * 2 * i + c));
+        float u = load(dt, gu, static_cast<size_t>(r * 2 * i + i + c));
+        store(dt, out, static_cast<size_t>(r * i + c), g / (1.0f + std::exp(-g)) * u);
+      }
+  }
+
+  void add_bias(void* y, const void* bias, int64_t m, int64_t n, int32_t dt, int32_t ydt, void*) override {
+    for (int64_t r = 0; r < m; r++)
+      for (int64_t c = 0; c < n; c++) {
+        size_t at = static_cast<size_t>(r * n + c);
+        store(ydt, y, at, load(ydt, y, at) + load(dt, bias, static_cast<size_t>(c)));
+      }
+  }
+
+  void embedding(const void* ids, int32_t id_dtype, int64_t m, const void* table, int64_t row0, int64_t rows,
+                 int64_t h, void* out, int32_t dt, void*) override {
+    const size_t row_bytes = static_cast<size_t>(h) * dtype_size(dt);
+    for (int64_t r = 0; r < m; r++) {
+      int64_t id = id_dtype == TPPP_DTYPE_I64 ? static_cast<const int64_t*>(ids)[r]
+                                              : static_cast<const int32_t*>(ids)[r];
+      char* dst = static_cast<char*>(out) + static_cast<size_t>(r) * row_bytes;
+      if (id >= row0 && id < row0 + rows)
+        std::memcpy(dst, static_cast<const char*>(table) + static_cast<size_t>(id - row0) * row_bytes, row_bytes);
+      else
+        std::memset(dst, 0, row_bytes);  // another rank's row (or out of range): 0, then all-reduce
+    }
+  }
+
+  void argmax_rows(const void* logits, int64_t m, int64_t n, int64_t valid_n, int64_t off, int32_t dt,
+                   float* max_out, int64_t* idx_out, void*) override {
+    for (int64_t r = 0; r < m; r++) {
+      float best = -std::numeric_limits<float>::infinity();
+      int64_t at = -1;
+      for (int64_t c = 0; c < valid_n; c++) {
+        float v = load(dt, logits, static_cast<size_t>(r * n + c));
+        if (v > best || at < 0) {
+          best = v;
+          at = c;
+        }
+      }
+      max_out[r] = best;
+      idx_out[r] = at < 0 ? std::numeric_limits<int64_t>::max() : at + off;
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> create_cpu_backend() { return std::unique_ptr<Backend>(new CpuBackend()); }
+
+}  // namespace tppp

@@ -1,0 +1,14 @@
+// Handle structs shared by the shim files (opaque to hosts).
+#pragma once
+#include <memory>
+
+#include "core/group.hpp"
+#include "loader/checkpoint.hpp"
+
+struct tppp_group_s {
+  std::unique_ptr<tppp::Group> g;
+};
+
+struct tppp_checkpoint_s {
+  std::unique_ptr<tppp::Checkpoint> c;
+};
