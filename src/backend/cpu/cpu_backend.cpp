@@ -2,6 +2,7 @@
 // blocks, weights kept as an f32 copy), plain loops for the elementwise ops.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -93,12 +94,14 @@ class CpuBackend final : public Backend {
       return;
     }
     // f16/bf16: blocks of rows through f32 scratch, rounded once at the end.
-    const int64_t rb = 64;
-    std::vector<float> xs(static_cast<size_t>(rb * k)), ys(static_cast<size_t>(rb * n));
-    std::vector<float> bs;
+    const int64_t rb = std::min<int64_t>(64, m);
+    // Per-thread scratch, kept between calls: no allocation on the forward path.
+    thread_local std::vector<float> xs, ys, bs;
+    if (xs.size() < static_cast<size_t>(rb * k)) xs.resize(static_cast<size_t>(rb * k));
+    if (ys.size() < static_cast<size_t>(rb * n)) ys.resize(static_cast<size_t>(rb * n));
     if (bias) {
-      bs.resize(static_cast<size_t>(n));
-      to_f32(dt, bias, bs.data(), bs.size());
+      if (bs.size() < static_cast<size_t>(n)) bs.resize(static_cast<size_t>(n));
+      to_f32(dt, bias, bs.data(), static_cast<size_t>(n));
     }
     for (int64_t r0 = 0; r0 < m; r0 += rb) {
       const int64_t mr = std::min(rb, m - r0);
