@@ -435,6 +435,63 @@ TPPP_API tppp_status tppp_layer_forward(tppp_layer_t l, const tppp_tensor* x, co
  * (max, index) per row crosses the wire. */
 TPPP_API tppp_status tppp_layer_argmax(tppp_layer_t l, const tppp_tensor* x, const tppp_tensor* ids, void* stream);
 
+/* ---------------------------------------------------------------- pipeline */
+/* Micro-batch scheduler over the group's PP scope (DESIGN section 6). A
+ * pure plan (per stage: RECV m / FORWARD m / SEND m) is replayed with
+ * receives posted ahead and sends in flight; each TP rank sends 1/tp of an
+ * activation and the next stage all-gathers it. While a run is submitted the
+ * host must not use the group; the stage function runs on an internal thread.
+ * A failing stage function, or a dead stage, makes every stage's run fail
+ * (REMOTE downstream, TIMEOUT at the latest after timeout_ms). */
+typedef struct tppp_scheduler_s* tppp_scheduler_t;
+
+#define TPPP_POLICY_FILL_DRAIN 0  /* GPipe forward over M micro-batches            */
+#define TPPP_POLICY_DECODE_RING 1 /* last stage hands each micro-batch back to the
+                                     first for the next step, M >= P in flight     */
+
+/* in: this stage's input [rows, hidden]; out: [rows, hidden] to fill. Return
+ * 0, or a non-zero code that fails the run on every stage. */
+typedef int32_t (*tppp_stage_fn)(void* user, int32_t microbatch, int32_t step, const tppp_tensor* in,
+                                 const tppp_tensor* out);
+
+typedef struct tppp_scheduler_params {
+  uint32_t struct_size;
+  int32_t policy;            /* TPPP_POLICY_*; default FILL_DRAIN */
+  int32_t num_microbatches;  /* default 1 */
+  int32_t steps;             /* DECODE_RING steps; default 1 */
+  int32_t dtype;             /* activation dtype; default F32 */
+  int32_t reserved;
+  int64_t hidden;            /* activation columns; divisible by tp */
+} tppp_scheduler_params;
+
+typedef struct tppp_scheduler_stats {
+  uint32_t struct_size;
+  int32_t stage, num_microbatches, steps;
+  double wall_ms, busy_ms, idle_ms;
+  double bubble;         /* idle / wall, measured on this stage */
+  double theory_bubble;  /* (P-1)/(M+P-1) fill-drain; 1 - min(M,P)/P decode ring */
+} tppp_scheduler_stats;
+
+TPPP_API tppp_status tppp_scheduler_params_init(tppp_scheduler_params* p, size_t size);
+TPPP_API tppp_status tppp_scheduler_create(tppp_group_t g, const tppp_scheduler_params* p, tppp_scheduler_t* out);
+TPPP_API tppp_status tppp_scheduler_set_stage_fn(tppp_scheduler_t s, tppp_stage_fn fn, void* user);
+/* Built-in stage: this stage's layers in order (e.g. TP MLP blocks), used
+ * when no stage function is set. The layers must outlive the scheduler. */
+TPPP_API tppp_status tppp_scheduler_add_layer(tppp_scheduler_t s, tppp_layer_t layer);
+/* Stage 0 passes the batch (in, [rows, hidden], split into micro-batches by
+ * rows); the last stage passes out (joined in order); others NULL. */
+TPPP_API tppp_status tppp_scheduler_submit(tppp_scheduler_t s, const tppp_tensor* in, const tppp_tensor* out);
+TPPP_API tppp_status tppp_scheduler_poll(tppp_scheduler_t s, int32_t* done);
+/* The submitted run's result. */
+TPPP_API tppp_status tppp_scheduler_wait(tppp_scheduler_t s);
+/* submit + wait. */
+TPPP_API tppp_status tppp_scheduler_run(tppp_scheduler_t s, const tppp_tensor* in, const tppp_tensor* out);
+TPPP_API tppp_status tppp_scheduler_get_stats(tppp_scheduler_t s, tppp_scheduler_stats* out);
+/* Collective over the world: rank 0 writes a Chrome trace (Perfetto), a track per rank. */
+TPPP_API tppp_status tppp_scheduler_write_trace(tppp_scheduler_t s, const char* path);
+/* Waits for a submitted run; accepts NULL. */
+TPPP_API void tppp_scheduler_destroy(tppp_scheduler_t s);
+
 /* ---------------------------------------------------------------- api table */
 /* Versioned, append-only table of every function above, for hosts that
  * dlopen(RTLD_NOW | RTLD_LOCAL) the library and dlsym only tppp_get_api. */
@@ -507,6 +564,17 @@ typedef struct tppp_api {
   tppp_status (*layer_bind_checkpoint)(tppp_layer_t, tppp_checkpoint_t, const char*);
   tppp_status (*layer_forward)(tppp_layer_t, const tppp_tensor*, const tppp_tensor*, void*);
   tppp_status (*layer_argmax)(tppp_layer_t, const tppp_tensor*, const tppp_tensor*, void*);
+  tppp_status (*scheduler_params_init)(tppp_scheduler_params*, size_t);
+  tppp_status (*scheduler_create)(tppp_group_t, const tppp_scheduler_params*, tppp_scheduler_t*);
+  tppp_status (*scheduler_set_stage_fn)(tppp_scheduler_t, tppp_stage_fn, void*);
+  tppp_status (*scheduler_add_layer)(tppp_scheduler_t, tppp_layer_t);
+  tppp_status (*scheduler_submit)(tppp_scheduler_t, const tppp_tensor*, const tppp_tensor*);
+  tppp_status (*scheduler_poll)(tppp_scheduler_t, int32_t*);
+  tppp_status (*scheduler_wait)(tppp_scheduler_t);
+  tppp_status (*scheduler_run)(tppp_scheduler_t, const tppp_tensor*, const tppp_tensor*);
+  tppp_status (*scheduler_get_stats)(tppp_scheduler_t, tppp_scheduler_stats*);
+  tppp_status (*scheduler_write_trace)(tppp_scheduler_t, const char*);
+  void (*scheduler_destroy)(tppp_scheduler_t);
   /* later versions append here */
 } tppp_api;
 

@@ -507,6 +507,17 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_layer_bind_checkpoint,
       tppp_layer_forward,
       tppp_layer_argmax,
+      tppp_scheduler_params_init,
+      tppp_scheduler_create,
+      tppp_scheduler_set_stage_fn,
+      tppp_scheduler_add_layer,
+      tppp_scheduler_submit,
+      tppp_scheduler_poll,
+      tppp_scheduler_wait,
+      tppp_scheduler_run,
+      tppp_scheduler_get_stats,
+      tppp_scheduler_write_trace,
+      tppp_scheduler_destroy,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

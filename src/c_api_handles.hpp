@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "core/group.hpp"
+#include "layers/tp_layers.hpp"
 #include "loader/checkpoint.hpp"
 
 struct tppp_group_s {
@@ -11,4 +12,8 @@ struct tppp_group_s {
 
 struct tppp_checkpoint_s {
   std::unique_ptr<tppp::Checkpoint> c;
+};
+
+struct tppp_layer_s {
+  std::unique_ptr<tppp::TpLayer> l;
 };

@@ -6,9 +6,6 @@
 #include "c_api_internal.hpp"
 #include "layers/tp_layers.hpp"
 
-struct tppp_layer_s {
-  std::unique_ptr<tppp::TpLayer> l;
-};
 
 namespace {
 

@@ -35,11 +35,13 @@ check "a missing program gives 127 (got $rc)" '[ $rc -eq 127 ]'
 out=$("$run" -n 4 -- "$demo" 2>&1); rc=$?
 check "the demo passes under tppp-run (rc $rc)" '[ $rc -eq 0 ] && [ $(grep -c " OK" <<<"$out") -eq 2 ]'
 
-if command -v torchrun >/dev/null 2>&1; then
-  out=$(torchrun --no-python --nproc-per-node 4 "$demo" 2>&1); rc=$?
+# Debian 12's torchrun (torch 1.13) crashes on Python 3.11 before starting
+# anything; only a torchrun that can start `true` is tested.
+if command -v torchrun >/dev/null 2>&1 && timeout 60 torchrun --no_python --nproc_per_node 1 true >/dev/null 2>&1; then
+  out=$(torchrun --no_python --nproc_per_node 4 "$demo" 2>&1); rc=$?  # underscores: torch 1.13 (Debian) and 2.x
   check "the demo passes under torchrun (rc $rc)" '[ $rc -eq 0 ]'
 else
-  echo "torchrun not installed: torchrun case skipped"
+  echo "no working torchrun here: torchrun case skipped"
 fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
