@@ -101,7 +101,12 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   std::vector<int64_t> r0(static_cast<size_t>(M) + 1, 0);  // micro-batch m: rows [r0[m], r0[m+1])
   for (int m = 0; m < M; m++) r0[static_cast<size_t>(m) + 1] = r0[static_cast<size_t>(m)] + rows / M + (m < rows % M ? 1 : 0);
   auto mrows = [&](int m) { return r0[static_cast<size_t>(m) + 1] - r0[static_cast<size_t>(m)]; };
-  std::vector<std::vector<char>> ibuf(static_cast<size_t>(M)), obuf(static_cast<size_t>(M));
+  // Per-micro-batch activation buffers [rows_m, H], kept across runs so a
+  // steady stream of equal batches allocates nothing.
+  auto& ibuf = ibuf_;
+  auto& obuf = obuf_;
+  ibuf.resize(static_cast<size_t>(M));
+  obuf.resize(static_cast<size_t>(M));
   for (int m = 0; m < M; m++) {
     ibuf[static_cast<size_t>(m)].resize(static_cast<size_t>(mrows(m) * H) * es);
     obuf[static_cast<size_t>(m)].resize(static_cast<size_t>(mrows(m) * H) * es);

@@ -63,6 +63,7 @@ class Scheduler {
     double ts_us, dur_us;
   };
   std::vector<Event> events_;
+  std::vector<std::vector<char>> ibuf_, obuf_;  // [mb] -> activation bytes
 };
 
 }  // namespace tppp
