@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -203,6 +204,20 @@ struct ScopedEnv {
       unsetenv(k.c_str());
   }
 };
+
+// A contiguous host tensor descriptor.
+inline tppp_tensor tensor(void* data, int32_t dt, std::initializer_list<int64_t> shape) {
+  tppp_tensor t{};
+  t.data = data;
+  t.mem_kind = TPPP_MEM_HOST;
+  t.device = -1;
+  t.dtype = dt;
+  t.ndim = static_cast<int32_t>(shape.size());
+  int i = 0;
+  for (int64_t s : shape) t.shape[i++] = s;
+  return t;
+}
+inline tppp_tensor tensor(void* data, int32_t dt, int64_t rows, int64_t cols) { return tensor(data, dt, {rows, cols}); }
 
 inline tppp_group_params params(int tp, int pp, int timeout_ms = 20000) {
   tppp_group_params p;

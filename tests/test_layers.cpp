@@ -28,17 +28,7 @@ std::vector<char> pack(int32_t dt, const Mat& m) {
   return b;
 }
 
-tppp_tensor tensor(void* data, int32_t dt, std::initializer_list<int64_t> shape) {
-  tppp_tensor t{};
-  t.data = data;
-  t.mem_kind = TPPP_MEM_HOST;
-  t.device = -1;
-  t.dtype = dt;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int i = 0;
-  for (int64_t s : shape) t.shape[i++] = s;
-  return t;
-}
+using th::tensor;
 
 // y[M,N] = x[M,K] W[N,K]^T + b
 Mat ref_linear(const Mat& x, const Mat& w, const Mat* b, int64_t m, int64_t n, int64_t k) {

@@ -12,17 +12,7 @@ namespace {
 
 bool has(const char* hay, const char* needle) { return std::string(hay).find(needle) != std::string::npos; }
 
-tppp_tensor tensor(void* data, int32_t dt, std::initializer_list<int64_t> shape) {
-  tppp_tensor t{};
-  t.data = data;
-  t.mem_kind = TPPP_MEM_HOST;
-  t.device = -1;
-  t.dtype = dt;
-  t.ndim = static_cast<int32_t>(shape.size());
-  int i = 0;
-  for (int64_t s : shape) t.shape[i++] = s;
-  return t;
-}
+using th::tensor;
 
 }  // namespace
 

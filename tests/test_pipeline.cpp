@@ -20,17 +20,7 @@ namespace {
 
 constexpr int64_t H = 32, I = 48;
 
-tppp_tensor tensor(void* data, int32_t dt, int64_t r, int64_t c) {
-  tppp_tensor t{};
-  t.data = data;
-  t.mem_kind = TPPP_MEM_HOST;
-  t.device = -1;
-  t.dtype = dt;
-  t.ndim = 2;
-  t.shape[0] = r;
-  t.shape[1] = c;
-  return t;
-}
+using th::tensor;
 
 double w_gate(int l, int64_t i, int64_t j) { return th::value(TPPP_DTYPE_F32, 100 + static_cast<uint64_t>(l), 0, static_cast<size_t>(i * H + j)) * 0.3; }
 double w_up(int l, int64_t i, int64_t j) { return th::value(TPPP_DTYPE_F32, 200 + static_cast<uint64_t>(l), 0, static_cast<size_t>(i * H + j)) * 0.3; }
