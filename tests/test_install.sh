@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix, then builds the C examples
+# against the installed package twice: with pkg-config and with
+# find_package(tppp); runs the demo over 2 ranks. Args: build dir, source dir.
+set -euo pipefail
+build="$1"; src="$2"
+prefix=$(mktemp -d); work=$(mktemp -d)
+trap 'rm -rf "$prefix" "$work"' EXIT
+cmake --install "$build" --prefix "$prefix" >/dev/null
+for f in include/tppp/c_api.h lib/pkgconfig/tppp.pc lib/cmake/tppp/tpppConfig.cmake bin/tppp-run; do
+  [ -e "$prefix/$f" ] || { echo "missing after install: $f"; exit 1; }
+done
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib"
+cc -o "$work/demo_pc" "$src/examples/demo.c" $(pkg-config --cflags --libs tppp) -lm
+mkdir -p "$work/cm"
+cat > "$work/cm/CMakeLists.txt" <<CM
+cmake_minimum_required(VERSION 3.22)
+project(uses_tppp C)
+find_package(tppp REQUIRED)
+add_executable(pipeline_mlp $src/examples/pipeline_mlp.c)
+target_link_libraries(pipeline_mlp PRIVATE tppp::tppp m)
+CM
+cmake -S "$work/cm" -B "$work/cm/b" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/cm/b" >/dev/null
+"$prefix/bin/tppp-run" -n 2 --timeout 60 -- "$work/demo_pc" | grep -q "OK"
+(cd "$work" && "$prefix/bin/tppp-run" -n 4 --timeout 60 -- "$work/cm/b/pipeline_mlp" "$src/tests/fixtures/data/qwen2" | grep -q " OK")
+echo "install OK: pkg-config and find_package(tppp) builds run"
