@@ -15,3 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Python side: numpy + pytest for the binding's tests (safetensors for the
+# fixture writer and the loader benchmark).
+if ! python3 -c "import numpy, pytest, safetensors" >/dev/null 2>&1; then
+  echo "installing: numpy pytest safetensors (pip)"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check numpy pytest safetensors >/dev/null
+fi

@@ -1,0 +1,257 @@
+"""libtppp for Python: ctypes over the C API (include/c_api.h), no compiler.
+
+numpy arrays in and out; every failure raises TpppError carrying the status
+and tppp_last_error(); callbacks handed to the library are kept alive by the
+objects that registered them. The library is found through TPPP_LIBRARY, or
+as libtppp.so on the loader path.
+
+    import numpy as np, tppp
+    with tppp.Group.from_env(pp_size=1) as g:            # under tppp-run / torchrun / mpirun
+        y = g.all_reduce(np.ones(4, np.float32))
+"""
+import ctypes as C
+import os
+
+import numpy as np
+
+__all__ = ["TpppError", "Group", "Layer", "library", "version", "STATUS"]
+
+STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
+          7: "NCCL", 8: "UCX", 9: "SYSTEM", 10: "REMOTE", 11: "TIMEOUT", 12: "IN_PROGRESS", 13: "ABORTED",
+          14: "VERSION_MISMATCH", 15: "NOT_SUPPORTED", 16: "INTERNAL"}
+VERSION_MAJOR, VERSION_MINOR = 0, 2  # the c_api.h this binding was written against
+MAX_DIMS = 8
+SCOPES = {"world": 0, "tp": 1, "pp": 2}
+DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 5, np.dtype(np.uint8): 6,
+          np.dtype(np.int32): 7, np.dtype(np.int64): 8}
+OPS = {"sum": 0, "max": 1, "min": 2}
+LAYER_KINDS = {"column": 0, "row": 1, "replicated": 2, "gate_up": 3, "qkv": 4, "embedding": 5, "lm_head": 6, "mlp": 7}
+
+
+class TpppError(RuntimeError):
+    def __init__(self, status, message):
+        super().__init__(f"{STATUS.get(status, status)}: {message}")
+        self.status = status
+        self.message = message
+
+
+class GroupParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("tp_size", C.c_int32), ("pp_size", C.c_int32), ("device", C.c_int32),
+                ("transport", C.c_int32), ("timeout_ms", C.c_int32)]
+
+
+class GroupInfo(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("world_size", C.c_int32), ("rank", C.c_int32), ("tp_size", C.c_int32),
+                ("tp_rank", C.c_int32), ("pp_size", C.c_int32), ("pp_rank", C.c_int32),
+                ("prev_stage_rank", C.c_int32), ("next_stage_rank", C.c_int32), ("local_rank", C.c_int32),
+                ("device", C.c_int32), ("transport", C.c_int32), ("timeout_ms", C.c_int32)]
+
+
+class Tensor(C.Structure):
+    _fields_ = [("data", C.c_void_p), ("mem_kind", C.c_int32), ("device", C.c_int32), ("dtype", C.c_int32),
+                ("ndim", C.c_int32), ("shape", C.c_int64 * MAX_DIMS), ("strides", C.POINTER(C.c_int64))]
+
+
+class LayerParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("kind", C.c_int32), ("dtype", C.c_int32), ("bias", C.c_int32),
+                ("in_features", C.c_int64), ("out_features", C.c_int64), ("gather_output", C.c_int32),
+                ("input_is_parallel", C.c_int32), ("num_heads", C.c_int64), ("num_kv_heads", C.c_int64),
+                ("head_dim", C.c_int64), ("vocab_size", C.c_int64), ("gather_to_rank0", C.c_int32),
+                ("reserved", C.c_int32)]
+
+
+STRUCTS = {"tppp_group_params": GroupParams, "tppp_group_info": GroupInfo, "tppp_tensor": Tensor,
+           "tppp_layer_params": LayerParams}
+
+LOG_FN = C.CFUNCTYPE(None, C.c_int32, C.c_char_p, C.c_void_p)
+
+
+def _load():
+    path = os.environ.get("TPPP_LIBRARY", "libtppp.so")
+    lib = C.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOW)
+    vp, i32, i64, sz = C.c_void_p, C.c_int32, C.c_int64, C.c_size_t
+    sig = {
+        "tppp_version": (C.c_uint32, []), "tppp_abi_check": (i32, [C.c_uint32, C.c_uint32]),
+        "tppp_status_string": (C.c_char_p, [i32]), "tppp_last_error": (C.c_char_p, []),
+        "tppp_set_log_callback": (i32, [LOG_FN, vp, i32]),
+        "tppp_group_params_init": (i32, [C.POINTER(GroupParams), sz]),
+        "tppp_group_create_from_env": (i32, [C.POINTER(GroupParams), C.POINTER(vp)]),
+        "tppp_group_destroy": (None, [vp]), "tppp_group_abort": (i32, [vp]),
+        "tppp_group_get_info": (i32, [vp, C.POINTER(GroupInfo)]),
+        "tppp_all_reduce": (i32, [vp, i32, vp, vp, sz, i32, i32, vp]),
+        "tppp_all_gather": (i32, [vp, i32, vp, vp, sz, i32, vp]),
+        "tppp_broadcast": (i32, [vp, i32, vp, sz, i32, i32, vp]),
+        "tppp_barrier": (i32, [vp, i32]),
+        "tppp_send": (i32, [vp, i32, i32, i32, vp, sz, vp]), "tppp_recv": (i32, [vp, i32, i32, i32, vp, sz, vp]),
+        "tppp_layer_params_init": (i32, [C.POINTER(LayerParams), sz]),
+        "tppp_layer_create": (i32, [vp, C.POINTER(LayerParams), C.POINTER(vp)]),
+        "tppp_layer_destroy": (None, [vp]),
+        "tppp_layer_weight_shape": (i32, [vp, i32, C.POINTER(i32), C.POINTER(i64)]),
+        "tppp_layer_bind": (i32, [vp, i32, C.POINTER(Tensor), C.POINTER(Tensor)]),
+        "tppp_layer_forward": (i32, [vp, C.POINTER(Tensor), C.POINTER(Tensor), vp]),
+    }
+    for name, (res, args) in sig.items():
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    if lib.tppp_abi_check(VERSION_MAJOR, VERSION_MINOR) != 0:
+        raise TpppError(14, lib.tppp_last_error().decode())
+    return lib
+
+
+library = _load()
+
+
+def _check(status):
+    if status != 0:
+        raise TpppError(status, library.tppp_last_error().decode(errors="replace"))
+
+
+def version():
+    v = library.tppp_version()
+    return (v // 10000, v // 100 % 100, v % 100)
+
+
+def _dtype(a):
+    try:
+        return DTYPES[a.dtype]
+    except KeyError:
+        raise TpppError(1, f"numpy dtype {a.dtype} has no libtppp dtype") from None
+
+
+def _tensor(a):
+    if not a.flags["C_CONTIGUOUS"]:
+        raise TpppError(1, "arrays must be C-contiguous")
+    t = Tensor()
+    t.data = a.ctypes.data
+    t.mem_kind, t.device, t.dtype, t.ndim = 0, -1, _dtype(a), a.ndim
+    for i, s in enumerate(a.shape):
+        t.shape[i] = s
+    return t
+
+
+_log_keepalive = []
+
+
+def set_log_callback(fn, max_level=1):
+    """fn(level, message) is kept alive until replaced; None restores stderr."""
+    if fn is None:
+        cb = C.cast(None, LOG_FN)
+    else:
+        cb = LOG_FN(lambda level, msg, user: fn(level, msg.decode(errors="replace")))
+    _check(library.tppp_set_log_callback(cb, None, max_level))
+    _log_keepalive[:] = [cb]
+
+
+class Group:
+    """A TP x PP process group; use as a context manager or call close()."""
+
+    def __init__(self, handle):
+        self._h = C.c_void_p(handle)
+
+    @classmethod
+    def from_env(cls, tp_size=1, pp_size=1, timeout_ms=60000):
+        p = GroupParams()
+        _check(library.tppp_group_params_init(C.byref(p), C.sizeof(p)))
+        p.tp_size, p.pp_size, p.timeout_ms = tp_size, pp_size, timeout_ms
+        h = C.c_void_p()
+        _check(library.tppp_group_create_from_env(C.byref(p), C.byref(h)))
+        return cls(h.value)
+
+    def info(self):
+        i = GroupInfo()
+        i.struct_size = C.sizeof(i)
+        _check(library.tppp_group_get_info(self._h, C.byref(i)))
+        return {name: getattr(i, name) for name, _ in GroupInfo._fields_[1:]}
+
+    def all_reduce(self, a, scope="world", op="sum"):
+        a = np.ascontiguousarray(a)
+        out = np.empty_like(a)
+        _check(library.tppp_all_reduce(self._h, SCOPES[scope], a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
+                                       OPS[op], None))
+        return out
+
+    def all_gather(self, a, scope="world"):
+        a = np.ascontiguousarray(a)
+        n = self.info()["world_size" if scope == "world" else scope + "_size"]
+        out = np.empty((n,) + a.shape, a.dtype)
+        _check(library.tppp_all_gather(self._h, SCOPES[scope], a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
+                                       None))
+        return out
+
+    def barrier(self, scope="world"):
+        _check(library.tppp_barrier(self._h, SCOPES[scope]))
+
+    def abort(self):
+        _check(library.tppp_group_abort(self._h))
+
+    def close(self):
+        if self._h:
+            library.tppp_group_destroy(self._h)
+            self._h = C.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Layer:
+    """A TP layer (kind: column, row, replicated, gate_up, qkv, embedding, lm_head, mlp)."""
+
+    def __init__(self, group, kind, in_features, out_features=0, dtype=np.float32, bias=False, gather_output=False,
+                 input_is_parallel=True, num_heads=0, num_kv_heads=0, head_dim=0, vocab_size=0):
+        p = LayerParams()
+        _check(library.tppp_layer_params_init(C.byref(p), C.sizeof(p)))
+        p.kind, p.dtype, p.bias = LAYER_KINDS[kind], DTYPES[np.dtype(dtype)], int(bias)
+        p.in_features, p.out_features = in_features, out_features
+        p.gather_output, p.input_is_parallel = int(gather_output), int(input_is_parallel)
+        p.num_heads, p.num_kv_heads, p.head_dim, p.vocab_size = num_heads, num_kv_heads, head_dim, vocab_size
+        self._group, self._p, self.dtype = group, p, np.dtype(dtype)
+        h = C.c_void_p()
+        _check(library.tppp_layer_create(group._h, C.byref(p), C.byref(h)))
+        self._h = h
+
+    def weight_shape(self, part=0):
+        nd = C.c_int32()
+        shape = (C.c_int64 * MAX_DIMS)()
+        _check(library.tppp_layer_weight_shape(self._h, part, C.byref(nd), shape))
+        return tuple(shape[i] for i in range(nd.value))
+
+    def bind(self, weight, bias=None, part=0):
+        w = _tensor(np.ascontiguousarray(weight))
+        b = _tensor(np.ascontiguousarray(bias)) if bias is not None else None
+        _check(library.tppp_layer_bind(self._h, part, C.byref(w), C.byref(b) if b is not None else None))
+
+    def _out_cols(self):
+        p, tp = self._p, self._group.info()["tp_size"]
+        k = {v: n for n, v in LAYER_KINDS.items()}[p.kind]
+        if k == "column":
+            return p.out_features if p.gather_output else p.out_features // tp
+        if k in ("row", "replicated"):
+            return p.out_features
+        if k == "gate_up":
+            return p.out_features // tp
+        if k in ("mlp", "embedding"):
+            return p.in_features
+        if k == "lm_head":
+            return p.vocab_size
+        return self.weight_shape(0)[0]
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x)
+        y = np.empty((x.shape[0], self._out_cols()), self.dtype)
+        xt, yt = _tensor(x), _tensor(y)
+        _check(library.tppp_layer_forward(self._h, C.byref(xt), C.byref(yt), None))
+        return y
+
+    def close(self):
+        if self._h:
+            library.tppp_layer_destroy(self._h)
+            self._h = C.c_void_p()
+
+    def __del__(self):
+        self.close()
