@@ -5,26 +5,38 @@
 
 #include "c_api.h"
 
-#define F(s, f) printf("%s\"%s\": %zu", first ? "" : ", ", #f, offsetof(s, f)), first = 0
-int main(void) {
+#include <string.h>
+
+static int flat; /* --flat: "name size N" and "name.field offset" lines, for parsers without JSON */
+#define F(s, f)                                                         \
+  (flat ? printf(#s "." #f " %zu\n", offsetof(s, f))                     \
+        : printf("%s\"%s\": %zu", first ? "" : ", ", #f, offsetof(s, f))), \
+      first = 0
+#define printf_json(...) (flat ? 0 : printf(__VA_ARGS__))
+int main(int argc, char** argv) {
   int first;
-  printf("{\"tppp_group_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_group_params));
+  flat = argc > 1 && !strcmp(argv[1], "--flat");
+  if (flat) {
+    printf("tppp_group_params size %zu\ntppp_group_info size %zu\ntppp_tensor size %zu\ntppp_layer_params size %zu\n",
+           sizeof(tppp_group_params), sizeof(tppp_group_info), sizeof(tppp_tensor), sizeof(tppp_layer_params));
+  }
+  printf_json("{\"tppp_group_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_group_params));
   first = 1;
   F(tppp_group_params, struct_size); F(tppp_group_params, tp_size); F(tppp_group_params, pp_size);
   F(tppp_group_params, device); F(tppp_group_params, transport); F(tppp_group_params, timeout_ms);
-  printf("}},\n \"tppp_group_info\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_group_info));
+  printf_json("}},\n \"tppp_group_info\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_group_info));
   first = 1;
   F(tppp_group_info, world_size); F(tppp_group_info, rank); F(tppp_group_info, tp_rank);
   F(tppp_group_info, pp_rank); F(tppp_group_info, next_stage_rank); F(tppp_group_info, timeout_ms);
-  printf("}},\n \"tppp_tensor\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_tensor));
+  printf_json("}},\n \"tppp_tensor\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_tensor));
   first = 1;
   F(tppp_tensor, data); F(tppp_tensor, mem_kind); F(tppp_tensor, dtype); F(tppp_tensor, ndim);
   F(tppp_tensor, shape); F(tppp_tensor, strides);
-  printf("}},\n \"tppp_layer_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_layer_params));
+  printf_json("}},\n \"tppp_layer_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_layer_params));
   first = 1;
   F(tppp_layer_params, kind); F(tppp_layer_params, bias); F(tppp_layer_params, in_features);
   F(tppp_layer_params, out_features); F(tppp_layer_params, gather_output); F(tppp_layer_params, num_heads);
   F(tppp_layer_params, vocab_size); F(tppp_layer_params, gather_to_rank0);
-  printf("}}}\n");
+  printf_json("}}}\n");
   return 0;
 }

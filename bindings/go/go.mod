@@ -1,0 +1,3 @@
+module tppp.dev/tppp
+
+go 1.19

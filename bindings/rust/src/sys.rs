@@ -1,0 +1,92 @@
+//! Raw declarations matching include/c_api.h (the `-sys` layer). Only the
+//! parts the safe layer uses; tests/layout.rs checks sizes and offsets
+//! against the header.
+#![allow(non_camel_case_types)]
+use std::os::raw::{c_char, c_void};
+
+pub type tppp_status = i32;
+pub type tppp_group_t = *mut c_void;
+pub type tppp_layer_t = *mut c_void;
+pub const TPPP_MAX_DIMS: usize = 8;
+pub const TPPP_VERSION_MAJOR: u32 = 0;
+pub const TPPP_VERSION_MINOR: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct tppp_group_params {
+    pub struct_size: u32,
+    pub tp_size: i32,
+    pub pp_size: i32,
+    pub device: i32,
+    pub transport: i32,
+    pub timeout_ms: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct tppp_group_info {
+    pub struct_size: u32,
+    pub world_size: i32,
+    pub rank: i32,
+    pub tp_size: i32,
+    pub tp_rank: i32,
+    pub pp_size: i32,
+    pub pp_rank: i32,
+    pub prev_stage_rank: i32,
+    pub next_stage_rank: i32,
+    pub local_rank: i32,
+    pub device: i32,
+    pub transport: i32,
+    pub timeout_ms: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_tensor {
+    pub data: *mut c_void,
+    pub mem_kind: i32,
+    pub device: i32,
+    pub dtype: i32,
+    pub ndim: i32,
+    pub shape: [i64; TPPP_MAX_DIMS],
+    pub strides: *const i64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct tppp_layer_params {
+    pub struct_size: u32,
+    pub kind: i32,
+    pub dtype: i32,
+    pub bias: i32,
+    pub in_features: i64,
+    pub out_features: i64,
+    pub gather_output: i32,
+    pub input_is_parallel: i32,
+    pub num_heads: i64,
+    pub num_kv_heads: i64,
+    pub head_dim: i64,
+    pub vocab_size: i64,
+    pub gather_to_rank0: i32,
+    pub reserved: i32,
+}
+
+extern "C" {
+    pub fn tppp_version() -> u32;
+    pub fn tppp_abi_check(major: u32, minor: u32) -> i32;
+    pub fn tppp_status_string(s: tppp_status) -> *const c_char;
+    pub fn tppp_last_error() -> *const c_char;
+    pub fn tppp_group_params_init(p: *mut tppp_group_params, size: usize) -> tppp_status;
+    pub fn tppp_group_create_from_env(p: *const tppp_group_params, out: *mut tppp_group_t) -> tppp_status;
+    pub fn tppp_group_destroy(g: tppp_group_t);
+    pub fn tppp_group_get_info(g: tppp_group_t, out: *mut tppp_group_info) -> tppp_status;
+    pub fn tppp_all_reduce(g: tppp_group_t, scope: i32, send: *const c_void, recv: *mut c_void, count: usize,
+                           dtype: i32, op: i32, stream: *mut c_void) -> tppp_status;
+    pub fn tppp_barrier(g: tppp_group_t, scope: i32) -> tppp_status;
+    pub fn tppp_layer_params_init(p: *mut tppp_layer_params, size: usize) -> tppp_status;
+    pub fn tppp_layer_create(g: tppp_group_t, p: *const tppp_layer_params, out: *mut tppp_layer_t) -> tppp_status;
+    pub fn tppp_layer_destroy(l: tppp_layer_t);
+    pub fn tppp_layer_bind(l: tppp_layer_t, part: i32, w: *const tppp_tensor, b: *const tppp_tensor) -> tppp_status;
+    pub fn tppp_layer_forward(l: tppp_layer_t, x: *const tppp_tensor, y: *const tppp_tensor,
+                              stream: *mut c_void) -> tppp_status;
+}
