@@ -173,8 +173,8 @@ TPPP_API tppp_status tppp_group_abort(tppp_group_t g);
 TPPP_API tppp_status tppp_group_get_async_error(tppp_group_t g,
                                                 tppp_status* out);
 
-/* Frees everything; accepts NULL. Outstanding requests must be freed first
- * (they are cancelled and reported by the log otherwise). */
+/* Frees the group; accepts NULL. Requests still alive keep the transport
+ * until tppp_request_free, so freeing them later is safe. */
 TPPP_API void tppp_group_destroy(tppp_group_t g);
 
 /* Scope of a call: the whole group, this rank's TP group (same pp_rank,

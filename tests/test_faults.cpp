@@ -129,6 +129,24 @@ TEST_SUITE("faults") {
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
   }
 
+  TEST_CASE("a request outlives its group safely") {
+    auto codes = th::run_ranks(1, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(1, 1, 1000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 1, rank, &p, &g));
+      float x[4];
+      tppp_request_t r = nullptr;
+      RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 11, x, sizeof x, nullptr, &r));
+      tppp_group_destroy(g);  // the request keeps the transport alive
+      int32_t done = 1;
+      RANK_OK(tppp_request_test(r, &done));
+      RANK_CHECK(done == 0, "still pending");
+      tppp_request_free(r);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
   TEST_CASE("a receive nobody answers times out, naming the peer") {
     auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
       const int timeout_ms = 800;
