@@ -180,13 +180,9 @@ tppp_status tppp_dtype_size(int32_t dtype, size_t* out) {
 
 tppp_status tppp_group_params_init(tppp_group_params* p, size_t size) {
   API_BEGIN
-  REQUIRE(p, "tppp_group_params_init: params is NULL");
-  REQUIRE(size >= sizeof(uint32_t), "tppp_group_params_init: size %zu is too small", size);
   tppp_group_params d;
   default_params(&d);
-  size_t n = size < sizeof d ? size : sizeof d;
-  d.struct_size = static_cast<uint32_t>(n);
-  std::memcpy(p, &d, n);
+  tppp_shim::init_versioned(p, size, d, "tppp_group_params_init");
   API_END
 }
 

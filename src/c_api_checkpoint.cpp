@@ -51,6 +51,12 @@ tppp::GridSpec grid_of(const tppp_shard_params* in, const char* op) {
 
 int32_t rule_code(tppp::ShardRule r) { return static_cast<int32_t>(r); }
 
+void default_load_params(tppp_load_params* p) {
+  std::memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->dtype = -1;
+}
+
 }  // namespace
 
 extern "C" {
@@ -126,13 +132,9 @@ tppp_status tppp_checkpoint_model_config(tppp_checkpoint_t c, tppp_model_config*
 
 tppp_status tppp_shard_params_init(tppp_shard_params* p, size_t size) {
   API_BEGIN
-  REQUIRE(p, "tppp_shard_params_init: params is NULL");
-  REQUIRE(size >= sizeof(uint32_t), "tppp_shard_params_init: size %zu is too small", size);
   tppp_shard_params d;
   default_shard_params(&d);
-  size_t n = size < sizeof d ? size : sizeof d;
-  d.struct_size = static_cast<uint32_t>(n);
-  std::memcpy(p, &d, n);
+  tppp_shim::init_versioned(p, size, d, "tppp_shard_params_init");
   API_END
 }
 
@@ -265,14 +267,9 @@ tppp_status tppp_checkpoint_load_merged(tppp_checkpoint_t c, const char* const* 
 
 tppp_status tppp_load_params_init(tppp_load_params* p, size_t size) {
   API_BEGIN
-  REQUIRE(p, "tppp_load_params_init: params is NULL");
-  REQUIRE(size >= sizeof(uint32_t), "tppp_load_params_init: size %zu is too small", size);
   tppp_load_params d;
-  std::memset(&d, 0, sizeof d);
-  d.dtype = -1;
-  size_t n = size < sizeof d ? size : sizeof d;
-  d.struct_size = static_cast<uint32_t>(n);
-  std::memcpy(p, &d, n);
+  default_load_params(&d);
+  tppp_shim::init_versioned(p, size, d, "tppp_load_params_init");
   API_END
 }
 
@@ -282,9 +279,7 @@ tppp_status tppp_checkpoint_load_rank(tppp_checkpoint_t c, const tppp_shard_para
   tppp::Checkpoint& k = ck(c, "tppp_checkpoint_load_rank");
   REQUIRE(out, "tppp_checkpoint_load_rank: out is NULL");
   tppp_load_params lp;
-  std::memset(&lp, 0, sizeof lp);
-  lp.struct_size = sizeof lp;
-  lp.dtype = -1;
+  default_load_params(&lp);
   if (params) tppp_shim::read_versioned(params, &lp, "tppp_load_params");
   REQUIRE(lp.dtype == -1 || lp.dtype == TPPP_DTYPE_F32 || lp.dtype == TPPP_DTYPE_F16 || lp.dtype == TPPP_DTYPE_BF16,
           "tppp_checkpoint_load_rank: dtype %d: use -1 (keep) or F32/F16/BF16", lp.dtype);

@@ -40,6 +40,17 @@ void write_versioned(const T& v, T* out, const char* what) {
   std::memcpy(out, &tmp, n);
 }
 
+// *_params_init(p, size): the library's defaults, cut to the caller's size.
+template <typename T>
+void init_versioned(T* p, size_t size, const T& defaults, const char* fn) {
+  if (!p) tppp::fail(TPPP_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
+  if (size < sizeof(uint32_t)) tppp::fail(TPPP_ERR_INVALID_ARGUMENT, "%s: size %zu is too small", fn, size);
+  T d = defaults;
+  size_t n = size < sizeof d ? size : sizeof d;
+  d.struct_size = static_cast<uint32_t>(n);
+  std::memcpy(p, &d, n);
+}
+
 }  // namespace tppp_shim
 
 #define API_BEGIN                   \

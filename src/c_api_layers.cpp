@@ -28,13 +28,9 @@ extern "C" {
 
 tppp_status tppp_layer_params_init(tppp_layer_params* p, size_t size) {
   API_BEGIN
-  REQUIRE(p, "tppp_layer_params_init: params is NULL");
-  REQUIRE(size >= sizeof(uint32_t), "tppp_layer_params_init: size %zu is too small", size);
   tppp_layer_params d;
   default_layer_params(&d);
-  size_t n = size < sizeof d ? size : sizeof d;
-  d.struct_size = static_cast<uint32_t>(n);
-  std::memcpy(p, &d, n);
+  tppp_shim::init_versioned(p, size, d, "tppp_layer_params_init");
   API_END
 }
 

@@ -42,13 +42,9 @@ extern "C" {
 
 tppp_status tppp_scheduler_params_init(tppp_scheduler_params* p, size_t size) {
   API_BEGIN
-  REQUIRE(p, "tppp_scheduler_params_init: params is NULL");
-  REQUIRE(size >= sizeof(uint32_t), "tppp_scheduler_params_init: size %zu is too small", size);
   tppp_scheduler_params d;
   default_params(&d);
-  size_t n = size < sizeof d ? size : sizeof d;
-  d.struct_size = static_cast<uint32_t>(n);
-  std::memcpy(p, &d, n);
+  tppp_shim::init_versioned(p, size, d, "tppp_scheduler_params_init");
   API_END
 }
 
