@@ -9,7 +9,8 @@ namespace tppp {
 bool cuda_built();
 // Number of visible CUDA devices; 0 with *why filled when none can be used.
 int cuda_device_count(std::string* why);
-// Throws NOT_SUPPORTED (naming the reason) unless `ordinal` can be used.
+// Throws NOT_SUPPORTED (no CUDA, no device) or INVALID_ARGUMENT (ordinal too
+// large), naming the reason, unless CUDA device `ordinal` exists.
 void check_cuda_device(int ordinal);
 
 // Host-to-device upload through pinned staging buffers, for the loader:

@@ -11,10 +11,6 @@ void check_cuda_device(int ordinal) {
     fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d requested but no CUDA device can be used: %s", ordinal, why.c_str());
   if (ordinal >= n)
     fail(TPPP_ERR_INVALID_ARGUMENT, "CUDA device %d requested but only %d device(s) are visible", ordinal, n);
-  fail(TPPP_ERR_NOT_SUPPORTED,
-       "CUDA device %d is present, but device groups need the CUDA backend and a device transport, which this "
-       "version does not have yet; use device = TPPP_DEVICE_CPU",
-       ordinal);
 }
 
 }  // namespace tppp

@@ -9,8 +9,8 @@ namespace tppp {
 
 std::unique_ptr<Backend> create_backend(int device) {
   if (device == TPPP_DEVICE_CPU) return create_cpu_backend();
-  check_cuda_device(device);  // throws NOT_SUPPORTED with the reason
-  fail(TPPP_ERR_NOT_SUPPORTED, "CUDA backend is not built yet");
+  check_cuda_device(device);
+  fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d is present, but the CUDA backend is not in this version", device);
 }
 
 }  // namespace tppp

@@ -75,4 +75,18 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
+void convert_dtype(const void* src, int32_t sd, void* dst, int32_t dd, size_t n) {
+  if (sd == dd) {
+    std::memmove(dst, src, n * dtype_size(sd));
+    return;
+  }
+  for (size_t i = 0; i < n; i++) store_float(dd, dst, i, load_float(sd, src, i));
+}
+
+std::string shape_string(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
 }  // namespace tppp

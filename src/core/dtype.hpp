@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "c_api.h"
 
@@ -31,5 +33,30 @@ inline uint16_t f32_to_bf16(float f) {
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
+
+inline bool dtype_is_float(int32_t d) { return d == TPPP_DTYPE_F32 || d == TPPP_DTYPE_F16 || d == TPPP_DTYPE_BF16; }
+
+// Element i of a float-dtype (F32/F16/BF16) buffer, as f32, and back.
+inline float load_float(int32_t dt, const void* p, size_t i) {
+  switch (dt) {
+    case TPPP_DTYPE_F32: return static_cast<const float*>(p)[i];
+    case TPPP_DTYPE_F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+}
+inline void store_float(int32_t dt, void* p, size_t i, float v) {
+  switch (dt) {
+    case TPPP_DTYPE_F32: static_cast<float*>(p)[i] = v; break;
+    case TPPP_DTYPE_F16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); break;
+    default: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
+  }
+}
+
+// n elements between float dtypes (any pair), or a plain copy when equal
+// (any dtype). src and dst may be the same buffer only when the dtypes match.
+void convert_dtype(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, size_t n);
+
+// "[2, 3, 4]"
+std::string shape_string(const std::vector<int64_t>& shape);
 
 }  // namespace tppp

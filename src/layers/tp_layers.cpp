@@ -35,13 +35,6 @@ void need(bool ok, const char* fmt, ...) {
   throw Error(TPPP_ERR_INVALID_ARGUMENT, m);
 }
 
-bool is_float(int32_t d) { return d == TPPP_DTYPE_F32 || d == TPPP_DTYPE_F16 || d == TPPP_DTYPE_BF16; }
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
 
 std::vector<int64_t> shape_of(const tppp_tensor& t) { return std::vector<int64_t>(t.shape, t.shape + t.ndim); }
 
@@ -54,7 +47,7 @@ TpLayer::TpLayer(Group& g, const LayerSpec& s) : g_(g), s_(s) {
   tp_ = c.size();
   r_ = c.me;
   const char* kn = kind_name(s.kind);
-  need(is_float(s.dtype), "%s layer: dtype %s is not F32, F16 or BF16", kn, dtype_name(s.dtype));
+  need(dtype_is_float(s.dtype), "%s layer: dtype %s is not F32, F16 or BF16", kn, dtype_name(s.dtype));
   need(s.in > 0, "%s layer: in_features %lld must be positive", kn, static_cast<long long>(s.in));
   switch (s.kind) {
     case LayerKind::Column:
@@ -138,10 +131,10 @@ void TpLayer::bind(int p, const tppp_tensor& w, const tppp_tensor* b) {
   need(w.data != nullptr, "%s layer: weight data is NULL", kn);
   need(w.mem_kind == TPPP_MEM_HOST || w.mem_kind == TPPP_MEM_PINNED, "%s layer: bind takes host memory", kn);
   need(w.strides == nullptr, "%s layer: weight must be contiguous", kn);
-  need(is_float(w.dtype), "%s layer: weight dtype %s is not F32, F16 or BF16", kn, dtype_name(w.dtype));
+  need(dtype_is_float(w.dtype), "%s layer: weight dtype %s is not F32, F16 or BF16", kn, dtype_name(w.dtype));
   std::vector<int64_t> want = weight_shape(p);
   need(shape_of(w) == want, "%s layer: weight shape %s, but this rank's shard is %s", kn,
-       shape_str(shape_of(w)).c_str(), shape_str(want).c_str());
+       shape_string(shape_of(w)).c_str(), shape_string(want).c_str());
   const int64_t bl = bias_len(p);
   need((b != nullptr) == (bl > 0), "%s layer: %s", kn, bl > 0 ? "the layer has a bias: pass it" : "the layer has no bias");
   Part& part = *parts_[static_cast<size_t>(p)];
@@ -166,7 +159,7 @@ void TpLayer::bind(int p, const tppp_tensor& w, const tppp_tensor* b) {
   part.n = want[0];
   part.k = want[1];
   if (b) {
-    need(b->data && b->ndim == 1 && b->shape[0] == bl && is_float(b->dtype),
+    need(b->data && b->ndim == 1 && b->shape[0] == bl && dtype_is_float(b->dtype),
          "%s layer: bias must be a float vector of %lld elements", kn, static_cast<long long>(bl));
     const void* src = converted(*b, static_cast<size_t>(bl));
     void* nb = be_->alloc(static_cast<size_t>(bl) * es);
@@ -301,7 +294,7 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
     need(y != nullptr && (y->data != nullptr || m == 0), "%s layer: y is NULL", kn);
     need(y->dtype == s_.dtype, "%s layer: y dtype %s, layer dtype %s", kn, dtype_name(y->dtype), dtype_name(s_.dtype));
     need(y->ndim == 2 && y->shape[0] == m && y->shape[1] == y_cols, "%s layer: y is %s but must be [%lld, %lld]", kn,
-         shape_str(shape_of(*y)).c_str(), static_cast<long long>(m), static_cast<long long>(y_cols));
+         shape_string(shape_of(*y)).c_str(), static_cast<long long>(m), static_cast<long long>(y_cols));
     need(y->strides == nullptr, "%s layer: y must be contiguous", kn);
     need(y->mem_kind == be_->mem_kind() || (y->mem_kind == TPPP_MEM_PINNED && be_->mem_kind() == TPPP_MEM_HOST),
          "%s layer: y is in memory kind %d, the backend needs %d", kn, y->mem_kind, be_->mem_kind());

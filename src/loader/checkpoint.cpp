@@ -95,40 +95,12 @@ ShardFile open_shard(const std::string& path, const std::string& name) {
   return f;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 bool ends_with(const std::string& s, const char* suf) {
   size_t n = std::strlen(suf);
   return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
 }
 
 }  // namespace
-
-void convert_dtype(const void* src, int32_t sd, void* dst, int32_t dd, size_t n) {
-  if (sd == dd) {
-    std::memcpy(dst, src, n * dtype_size(sd));
-    return;
-  }
-  auto load = [&](size_t i) -> float {
-    switch (sd) {
-      case TPPP_DTYPE_F32: return static_cast<const float*>(src)[i];
-      case TPPP_DTYPE_F16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
-      default: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
-    }
-  };
-  for (size_t i = 0; i < n; i++) {
-    float v = load(i);
-    switch (dd) {
-      case TPPP_DTYPE_F32: static_cast<float*>(dst)[i] = v; break;
-      case TPPP_DTYPE_F16: static_cast<uint16_t*>(dst)[i] = f32_to_f16(v); break;
-      default: static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v); break;
-    }
-  }
-}
 
 std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
   std::unique_ptr<Checkpoint> c(new Checkpoint());
@@ -231,7 +203,7 @@ void Checkpoint::check_against_config() const {
     if (want.empty()) continue;
     if (t.shape != want)
       fail(TPPP_ERR_FORMAT, "%s: tensor '%s': shape %s contradicts config.json, which implies %s", file.c_str(),
-           t.name.c_str(), shape_str(t.shape).c_str(), shape_str(want).c_str());
+           t.name.c_str(), shape_string(t.shape).c_str(), shape_string(want).c_str());
     if (t.dtype != TPPP_DTYPE_F32 && t.dtype != TPPP_DTYPE_F16 && t.dtype != TPPP_DTYPE_BF16)
       fail(TPPP_ERR_FORMAT, "%s: tensor '%s': dtype %s where config.json's model needs F32, F16 or BF16",
            file.c_str(), t.name.c_str(), t.dtype_name.c_str());
@@ -283,8 +255,7 @@ void Checkpoint::plan_load(const std::string& name, const SliceSpec& spec, void*
   if (!dtype_valid(dst_dtype))
     fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination dtype %d is not a TPPP_DTYPE_* value", name.c_str(),
          dst_dtype);
-  auto is_float = [](int32_t d) { return d == TPPP_DTYPE_F32 || d == TPPP_DTYPE_F16 || d == TPPP_DTYPE_BF16; };
-  if (t.dtype != dst_dtype && !(is_float(t.dtype) && is_float(dst_dtype)))
+  if (t.dtype != dst_dtype && !(dtype_is_float(t.dtype) && dtype_is_float(dst_dtype)))
     fail(TPPP_ERR_NOT_SUPPORTED, "tensor '%s': cannot convert %s to %s on load", name.c_str(), t.dtype_name.c_str(),
          dtype_name(dst_dtype));
   SlicePlan p = plan_slice(t.shape, t.esize, spec, name);
@@ -292,7 +263,7 @@ void Checkpoint::plan_load(const std::string& name, const SliceSpec& spec, void*
   const uint64_t out_bytes = p.out_bytes / t.esize * out_esize;
   if (dst_bytes != out_bytes)
     fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination holds %zu bytes but the slice %s needs %llu",
-         name.c_str(), dst_bytes, shape_str(p.out_shape).c_str(), static_cast<unsigned long long>(out_bytes));
+         name.c_str(), dst_bytes, shape_string(p.out_shape).c_str(), static_cast<unsigned long long>(out_bytes));
   if (!dst && out_bytes) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': destination is NULL", name.c_str());
   if (needs_zero)
     *needs_zero = p.rows_pad != 0;  // the caller zeroes (device memory)

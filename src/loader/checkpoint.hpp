@@ -90,7 +90,4 @@ class Checkpoint {
   ModelConfig config_;
 };
 
-// Converts n elements between F32/F16/BF16 (any pair), or copies when equal.
-void convert_dtype(const void* src, int32_t src_dtype, void* dst, int32_t dst_dtype, size_t n);
-
 }  // namespace tppp

@@ -56,12 +56,14 @@ Scheduler::Scheduler(Group& g, const SchedulerConfig& c) : g_(g), c_(c) {
 
 int32_t Scheduler::forward(int32_t mb, int32_t step, const tppp_tensor& in, const tppp_tensor& out) {
   if (fn_) return fn_(mb, step, in, out);
-  // Built-in stack: in -> l0 -> l1 -> ... -> out, ping-ponging through scratch.
+  // Built-in stack: in -> l0 -> l1 -> ... -> out, ping-ponging through two
+  // scratch buffers that persist across calls (no allocation per forward).
   const size_t bytes = static_cast<size_t>(in.shape[0] * in.shape[1]) * dtype_size(in.dtype);
-  std::vector<char> a(bytes), b(bytes);
+  for (auto& b : stack_scratch_)
+    if (b.size() < bytes) b.resize(bytes);
   tppp_tensor cur = in;
   for (size_t i = 0; i < layers_.size(); i++) {
-    tppp_tensor dst = i + 1 == layers_.size() ? out : view(i % 2 ? b.data() : a.data(), in.dtype, in.shape[0], in.shape[1]);
+    tppp_tensor dst = i + 1 == layers_.size() ? out : view(stack_scratch_[i % 2].data(), in.dtype, in.shape[0], in.shape[1]);
     layers_[i]->forward(cur, &dst, nullptr);
     cur = dst;
   }

@@ -64,6 +64,7 @@ class Scheduler {
   };
   std::vector<Event> events_;
   std::vector<std::vector<char>> ibuf_, obuf_;  // [mb] -> activation bytes
+  std::vector<char> stack_scratch_[2];          // built-in layer stack intermediates
 };
 
 }  // namespace tppp

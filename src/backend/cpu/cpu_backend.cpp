@@ -22,30 +22,6 @@ class CpuWeight final : public PackedWeight {
   std::vector<float> w;  // [n, k] f32
 };
 
-float load(int32_t dt, const void* p, size_t i) {
-  switch (dt) {
-    case TPPP_DTYPE_F32: return static_cast<const float*>(p)[i];
-    case TPPP_DTYPE_F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-  }
-}
-
-void store(int32_t dt, void* p, size_t i, float v) {
-  switch (dt) {
-    case TPPP_DTYPE_F32: static_cast<float*>(p)[i] = v; break;
-    case TPPP_DTYPE_F16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); break;
-    default: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
-  }
-}
-
-void to_f32(int32_t dt, const void* src, float* dst, size_t n) {
-  if (dt == TPPP_DTYPE_F32) {
-    std::memcpy(dst, src, n * 4);
-    return;
-  }
-  for (size_t i = 0; i < n; i++) dst[i] = load(dt, src, i);
-}
-
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
@@ -64,16 +40,12 @@ class CpuBackend final : public Backend {
     p->n = n;
     p->k = k;
     p->w.resize(static_cast<size_t>(n * k));
-    to_f32(dt, w, p->w.data(), p->w.size());
+    convert_dtype(w, dt, p->w.data(), TPPP_DTYPE_F32, p->w.size());
     return p;
   }
 
   void convert(const void* src, int32_t sdt, void* dst, int32_t ddt, size_t n, void*) override {
-    if (sdt == ddt) {
-      std::memmove(dst, src, n * dtype_size(sdt));
-      return;
-    }
-    for (size_t i = 0; i < n; i++) store(ddt, dst, i, load(sdt, src, i));
+    convert_dtype(src, sdt, dst, ddt, n);
   }
 
   void linear(const void* x, const PackedWeight& pw, const void* bias, void* y, int64_t m, int64_t ldy, int32_t dt,
@@ -101,12 +73,12 @@ class CpuBackend final : public Backend {
     if (ys.size() < static_cast<size_t>(rb * n)) ys.resize(static_cast<size_t>(rb * n));
     if (bias) {
       if (bs.size() < static_cast<size_t>(n)) bs.resize(static_cast<size_t>(n));
-      to_f32(dt, bias, bs.data(), static_cast<size_t>(n));
+      convert_dtype(bias, dt, bs.data(), TPPP_DTYPE_F32, static_cast<size_t>(n));
     }
     for (int64_t r0 = 0; r0 < m; r0 += rb) {
       const int64_t mr = std::min(rb, m - r0);
-      to_f32(dt, static_cast<const char*>(x) + static_cast<size_t>(r0 * k) * dtype_size(dt), xs.data(),
-             static_cast<size_t>(mr * k));
+      convert_dtype(static_cast<const char*>(x) + static_cast<size_t>(r0 * k) * dtype_size(dt), dt, xs.data(),
+                    TPPP_DTYPE_F32, static_cast<size_t>(mr * k));
       for (int64_t r = 0; r < mr; r++)
         if (bias)
           std::memcpy(ys.data() + r * n, bs.data(), static_cast<size_t>(n) * 4);
@@ -115,16 +87,16 @@ class CpuBackend final : public Backend {
                   static_cast<blasint>(k), bias ? 1.0f : 0.0f, ys.data(), static_cast<blasint>(n));
       for (int64_t r = 0; r < mr; r++)
         for (int64_t c = 0; c < n; c++)
-          store(ydt, y, static_cast<size_t>((r0 + r) * ldy + c), ys[static_cast<size_t>(r * n + c)]);
+          store_float(ydt, y, static_cast<size_t>((r0 + r) * ldy + c), ys[static_cast<size_t>(r * n + c)]);
     }
   }
 
   void silu_mul(const void* gu, void* out, int64_t m, int64_t i, int32_t dt, void*) override {
     for (int64_t r = 0; r < m; r++)
       for (int64_t c = 0; c < i; c++) {
-        float g = load(dt, gu, static_cast<size_t>(r * 2 * i + c));
-        float u = load(dt, gu, static_cast<size_t>(r * 2 * i + i + c));
-        store(dt, out, static_cast<size_t>(r * i + c), g / (1.0f + std::exp(-g)) * u);
+        float g = load_float(dt, gu, static_cast<size_t>(r * 2 * i + c));
+        float u = load_float(dt, gu, static_cast<size_t>(r * 2 * i + i + c));
+        store_float(dt, out, static_cast<size_t>(r * i + c), g / (1.0f + std::exp(-g)) * u);
       }
   }
 
@@ -132,7 +104,7 @@ class CpuBackend final : public Backend {
     for (int64_t r = 0; r < m; r++)
       for (int64_t c = 0; c < n; c++) {
         size_t at = static_cast<size_t>(r * n + c);
-        store(ydt, y, at, load(ydt, y, at) + load(dt, bias, static_cast<size_t>(c)));
+        store_float(ydt, y, at, load_float(ydt, y, at) + load_float(dt, bias, static_cast<size_t>(c)));
       }
   }
 
@@ -156,7 +128,7 @@ class CpuBackend final : public Backend {
       float best = -std::numeric_limits<float>::infinity();
       int64_t at = -1;
       for (int64_t c = 0; c < valid_n; c++) {
-        float v = load(dt, logits, static_cast<size_t>(r * n + c));
+        float v = load_float(dt, logits, static_cast<size_t>(r * n + c));
         if (v > best || at < 0) {
           best = v;
           at = c;
