@@ -3,7 +3,14 @@
 // computed from the full (unsharded) weights; each rank slices its own shard
 // here, independently of the library's rules; outputs poisoned before each
 // run. Plus bad input, and checkpoint binding equal to caller buffers.
+// With TPPP_TEST_DEVICE=<ordinal> (CUDA builds, scripts/gpu-check.sh) the
+// same checks run on the CUDA backend: every rank on that GPU (ranks share it
+// over UCX), x/y/ids in device memory, y poisoned on the device.
 #include <doctest/doctest.h>
+#ifdef TPPP_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+#include <cstdlib>
 
 #include <cmath>
 #include <string>
@@ -29,6 +36,51 @@ std::vector<char> pack(int32_t dt, const Mat& m) {
 }
 
 using th::tensor;
+
+// The device under test: -1 (CPU) unless TPPP_TEST_DEVICE names a CUDA
+// ordinal. Read from the environment only: the parent process must not touch
+// CUDA before it forks the ranks.
+int test_device() {
+  const char* d = std::getenv("TPPP_TEST_DEVICE");
+  return d && *d ? std::atoi(d) : TPPP_DEVICE_CPU;
+}
+
+// Tensors handed to forward/argmax: the host buffer itself on the CPU, a
+// device copy (freed at scope exit) on CUDA.
+struct Io {
+  std::vector<void*> dev;
+  ~Io() {
+#ifdef TPPP_HAVE_CUDA
+    for (void* p : dev) cudaFree(p);
+#endif
+  }
+  tppp_tensor in(void* host, size_t bytes, int32_t dt, std::initializer_list<int64_t> shape) {
+    tppp_tensor t = tensor(host, dt, shape);
+    if (test_device() < 0) return t;
+#ifdef TPPP_HAVE_CUDA
+    void* d = nullptr;
+    if (cudaMalloc(&d, bytes ? bytes : 1) != cudaSuccess || cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+      return tppp_tensor{};
+    dev.push_back(d);
+    t.data = d;
+    t.mem_kind = TPPP_MEM_CUDA;
+    t.device = test_device();
+#endif
+    return t;
+  }
+  tppp_tensor in(std::vector<char>& b, int32_t dt, std::initializer_list<int64_t> shape) {
+    return in(b.data(), b.size(), dt, shape);
+  }
+  // Copies a tensor made by in() back into its host buffer.
+  bool out(const tppp_tensor& t, void* host, size_t bytes) {
+    if (test_device() < 0) return true;
+#ifdef TPPP_HAVE_CUDA
+    return cudaDeviceSynchronize() == cudaSuccess && cudaMemcpy(host, t.data, bytes, cudaMemcpyDeviceToHost) == cudaSuccess;
+#else
+    return false;
+#endif
+  }
+};
 
 // y[M,N] = x[M,K] W[N,K]^T + b
 Mat ref_linear(const Mat& x, const Mat& w, const Mat* b, int64_t m, int64_t n, int64_t k) {
@@ -80,8 +132,10 @@ int check_forward(tppp_layer_t l, int32_t dt, const tppp_tensor& x, int64_t m, i
                   const char* what) {
   std::vector<char> y(static_cast<size_t>(m * n) * tppp::dtype_size(dt));
   th::poison(y.data(), y.size());
-  tppp_tensor yt = tensor(y.data(), dt, {m, n});
+  Io io;
+  tppp_tensor yt = io.in(y, dt, {m, n});  // poisoned on the device too
   RANK_OK(tppp_layer_forward(l, &x, &yt, nullptr));
+  RANK_CHECK(io.out(yt, y.data(), y.size()), "%s: copy back from the device", what);
   double e = th::rel_err(dt, y.data(), ref);
   RANK_CHECK(e <= tol(dt), "%s dtype %s M %lld: rel err %g", what, tppp::dtype_name(dt), static_cast<long long>(m), e);
   return 0;
@@ -93,7 +147,8 @@ int run_layers(const Ctx& c, int32_t dt, int64_t m) {
   uint64_t seed = 1000 * static_cast<uint64_t>(dt + 1) + static_cast<uint64_t>(m);
   Mat x = make(dt, seed, static_cast<size_t>(m * H));
   std::vector<char> xb = pack(dt, x);
-  tppp_tensor xt = tensor(xb.data(), dt, {m, H});
+  Io io;
+  tppp_tensor xt = io.in(xb, dt, {m, H});
   tppp_layer_params p;
   // COLUMN with bias, local and gathered output
   for (int gather = 0; gather < 2; gather++) {
@@ -142,7 +197,7 @@ int run_layers(const Ctx& c, int32_t dt, int64_t m) {
     Mat full = ref_linear(x, w, &b, m, OUT, H);
     if (par) {
       std::vector<char> xs = pack(dt, cols(x, m, H, r * k, k));
-      tppp_tensor xst = tensor(xs.data(), dt, {m, k});
+      tppp_tensor xst = io.in(xs, dt, {m, k});
       if (check_forward(l, dt, xst, m, OUT, full, "ROW parallel input")) return 1;
     } else {
       if (check_forward(l, dt, xt, m, OUT, full, "ROW split here")) return 1;
@@ -252,7 +307,7 @@ int run_layers(const Ctx& c, int32_t dt, int64_t m) {
     Mat want(static_cast<size_t>(m * H));
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < H; j++) want[static_cast<size_t>(i * H + j)] = table[static_cast<size_t>(ids[static_cast<size_t>(i)] * H + j)];
-    tppp_tensor it = tensor(ids.data(), TPPP_DTYPE_I64, {m});
+    tppp_tensor it = io.in(ids.data(), ids.size() * 8, TPPP_DTYPE_I64, {m});
     if (check_forward(l, dt, it, m, H, want, "EMBEDDING")) return 1;
     tppp_layer_destroy(l);
     Mat logits = ref_linear(x, table, nullptr, m, V, H);
@@ -268,8 +323,9 @@ int run_layers(const Ctx& c, int32_t dt, int64_t m) {
         RANK_OK(tppp_layer_forward(l, &xt, nullptr, nullptr));
       }
       std::vector<int64_t> got(static_cast<size_t>(m), -7);
-      tppp_tensor gt = tensor(got.data(), TPPP_DTYPE_I64, {m});
+      tppp_tensor gt = io.in(got.data(), got.size() * 8, TPPP_DTYPE_I64, {m});
       RANK_OK(tppp_layer_argmax(l, &xt, &gt, nullptr));
+      RANK_CHECK(io.out(gt, got.data(), got.size() * 8), "argmax: copy back from the device");
       for (int64_t i = 0; i < m; i++) {  // the chosen logit is the max (within rounding)
         int64_t g = got[static_cast<size_t>(i)];
         RANK_CHECK(g >= 0 && g < V, "argmax row %lld: %lld", static_cast<long long>(i), static_cast<long long>(g));
@@ -287,6 +343,7 @@ int run_layers(const Ctx& c, int32_t dt, int64_t m) {
 
 int layer_rank(int rank, const tppp_unique_id& id, int tp) {
   tppp_group_params gp = th::params(tp, 1, 60000);
+  gp.device = test_device();
   tppp_group_t g = nullptr;
   RANK_OK(tppp_group_create(&id, tp, rank, &gp, &g));
   Ctx c{g, tp, rank};

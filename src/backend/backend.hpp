@@ -10,8 +10,19 @@
 
 namespace tppp {
 
+// One row's candidate of the distributed greedy argmax: 16 bytes, the same
+// layout in host memory, device memory and on the wire (kernels/tppp_kernels.h
+// has the device twin).
+struct ArgmaxCand {
+  float value;
+  int32_t pad;
+  int64_t index;  // INT64_MAX: no column
+};
+static_assert(sizeof(ArgmaxCand) == 16, "ArgmaxCand is exchanged as bytes");
+
 // A weight matrix W[N,K] prepared for the backend's GEMM (the CPU keeps an
-// f32 copy: Debian's OpenBLAS has no bf16 GEMM).
+// f32 copy: Debian's OpenBLAS has no bf16 GEMM; CUDA a device copy in the
+// compute dtype).
 class PackedWeight {
  public:
   virtual ~PackedWeight() = default;
@@ -23,11 +34,21 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
   virtual int32_t mem_kind() const = 0;  // TPPP_MEM_*
-  virtual void* alloc(size_t bytes) = 0;  // throws OUT_OF_MEMORY
+  virtual void* alloc(size_t bytes) = 0;  // backend memory; throws OUT_OF_MEMORY
   virtual void free(void* p) noexcept = 0;
+  // Stream-ordered copies; either side may be host or backend memory.
   virtual void copy(void* dst, const void* src, size_t bytes, void* stream) = 0;
-  // w_host: N*K elements of w_dtype in host memory.
-  virtual std::unique_ptr<PackedWeight> pack(const void* w_host, int32_t w_dtype, int64_t n, int64_t k) = 0;
+  // rows x width bytes, from src (row pitch spitch) to dst (row pitch dpitch).
+  virtual void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
+                      void* stream) = 0;
+  // Waits for the work queued on stream (host backends: nothing to wait for).
+  virtual void sync(void* stream) = 0;
+  // Is stream being captured into a CUDA graph (then nothing may allocate)?
+  virtual bool capturing(void* stream) const { (void)stream; return false; }
+  // w_host: N*K elements of w_dtype in host memory; the GEMM runs on
+  // activations of compute_dtype.
+  virtual std::unique_ptr<PackedWeight> pack(const void* w_host, int32_t w_dtype, int64_t n, int64_t k,
+                                             int32_t compute_dtype) = 0;
   // y[M, :N] (row stride ldy) = x[M,K] W^T + bias[N] (bias may be NULL).
   // x and bias are in `dtype`; y in y_dtype (F32 keeps partial sums exact
   // until a reduction; else equal to dtype).
@@ -44,13 +65,25 @@ class Backend {
   virtual void embedding(const void* ids, int32_t id_dtype, int64_t m, const void* table, int64_t row0, int64_t rows,
                          int64_t h, void* out, int32_t dtype, void* stream) = 0;
   // Per row of logits[M,N]: the max over the first valid_n columns and its
-  // index (+ index_offset); ties pick the smallest index.
+  // index (+ index_offset) into out[M] (backend memory); ties pick the
+  // smallest index, a number beats NaN.
   virtual void argmax_rows(const void* logits, int64_t m, int64_t n, int64_t valid_n, int64_t index_offset,
-                           int32_t dtype, float* max_out, int64_t* idx_out, void* stream) = 0;
+                           int32_t dtype, ArgmaxCand* out, void* stream) = 0;
+  // ids[r] = best of cand[t*M + r] over t < parts (same rule); backend memory.
+  virtual void argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, void* stream) = 0;
 };
 
+// The tie rule shared by every backend: does (av, ai) beat (bv, bi)?
+inline bool argmax_better(float av, int64_t ai, float bv, int64_t bi) {
+  if (bv != bv) return av == av || ai < bi;  // b is NaN
+  if (av != av) return false;
+  return av > bv || (av == bv && ai < bi);
+}
+
 std::unique_ptr<Backend> create_cpu_backend();
-// device -1: CPU; a CUDA ordinal: the CUDA backend (NOT_SUPPORTED until built).
-std::unique_ptr<Backend> create_backend(int device);
+// device: a CUDA ordinal (CUDA builds; throws NOT_SUPPORTED naming why otherwise).
+std::unique_ptr<Backend> create_cuda_backend(int device);
+// device -1: CPU; a CUDA ordinal: the CUDA backend.
+std::shared_ptr<Backend> create_backend(int device);
 
 }  // namespace tppp

@@ -27,6 +27,9 @@ void upload_pieces(const UploadPiece* pieces, size_t n, void* stream,
                    void (*fill)(const void* key, void* staging, size_t bytes, void* user), void* user);
 // cudaMemsetAsync(dst, 0, n, stream); NOT_SUPPORTED without CUDA.
 void device_zero(void* dst, size_t n, void* stream);
+// "<boot id>/<PCI bus id>" of a CUDA device: equal for two ranks exactly when
+// they share one GPU ("" without CUDA).
+std::string cuda_device_identity(int ordinal);
 // Is this a device pointer the CUDA runtime knows (false without CUDA)?
 bool is_device_pointer(const void* p);
 

@@ -1,5 +1,5 @@
-// The backend table: CPU always; CUDA when built (the CUDA backend is a later
-// issue, so a device ordinal is refused with the reason for now).
+// The backend table: CPU always; CUDA in CUDA builds (backend/cuda), else a
+// device ordinal is refused naming what is missing.
 #include "backend/backend.hpp"
 #include "backend/device.hpp"
 #include "c_api.h"
@@ -7,10 +7,10 @@
 
 namespace tppp {
 
-std::unique_ptr<Backend> create_backend(int device) {
+std::shared_ptr<Backend> create_backend(int device) {
   if (device == TPPP_DEVICE_CPU) return create_cpu_backend();
   check_cuda_device(device);
-  fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d is present, but the CUDA backend is not in this version", device);
+  return create_cuda_backend(device);
 }
 
 }  // namespace tppp

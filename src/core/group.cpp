@@ -79,6 +79,8 @@ Group::Group(const GroupConfig& cfg, const BootstrapAddr& addr, Fd listener)
   TransportConfig tc;
   tc.world = cfg_.world;
   tc.rank = cfg_.rank;
+  tc.tp = cfg_.tp;
+  tc.pp = cfg_.pp;
   tc.timeout_ms = cfg_.timeout_ms;
   tc.device = cfg_.device;
   tc.abort_flag = abort_;
@@ -94,6 +96,12 @@ const Comm& Group::comm(int32_t scope) const {
     case TPPP_SCOPE_PP: return pp_;
     default: fail(TPPP_ERR_INVALID_ARGUMENT, "scope %d is not TPPP_SCOPE_WORLD, _TP or _PP", scope);
   }
+}
+
+std::shared_ptr<Backend> Group::backend() {
+  std::lock_guard<std::mutex> lk(be_mu_);
+  if (!backend_) backend_ = create_backend(cfg_.device);
+  return backend_;
 }
 
 void Group::check_live(const char* op) const {

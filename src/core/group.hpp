@@ -5,8 +5,10 @@
 #pragma once
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "backend/backend.hpp"
 #include "c_api.h"
 #include "core/bootstrap.hpp"
 #include "transport/transport.hpp"
@@ -43,6 +45,9 @@ class Group {
   const std::shared_ptr<Transport>& transport_ptr() const { return transport_; }
   const std::shared_ptr<std::atomic<int>>& abort_flag() const { return abort_; }
 
+  // The group's compute backend (created on first use, shared by its layers).
+  std::shared_ptr<Backend> backend();
+
   // Throws ABORTED once tppp_group_abort has been called.
   void check_live(const char* op) const;
   void abort() noexcept;
@@ -53,6 +58,8 @@ class Group {
   Comm world_, tp_, pp_;
   std::shared_ptr<std::atomic<int>> abort_;
   std::shared_ptr<Transport> transport_;
+  std::mutex be_mu_;
+  std::shared_ptr<Backend> backend_;
 };
 
 }  // namespace tppp

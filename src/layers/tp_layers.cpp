@@ -75,7 +75,7 @@ TpLayer::TpLayer(Group& g, const LayerSpec& s) : g_(g), s_(s) {
     case LayerKind::Embedding:
     case LayerKind::LmHead: need(s.vocab > 0, "%s layer: vocab_size must be positive", kn); break;
   }
-  be_ = create_backend(g.config().device);
+  be_ = g.backend();
   parts_.emplace_back(new Part());
   if (s.kind == LayerKind::Mlp) {
     LayerSpec d;
@@ -89,6 +89,7 @@ TpLayer::TpLayer(Group& g, const LayerSpec& s) : g_(g), s_(s) {
 }
 
 TpLayer::~TpLayer() {
+  for (Scratch& sc : scratch_) be_->free(sc.p);
   for (auto& p : parts_) {
     if (p->table) be_->free(p->table);
     if (p->bias) be_->free(p->bias);
@@ -154,7 +155,7 @@ void TpLayer::bind(int p, const tppp_tensor& w, const tppp_tensor* b) {
     if (part.table) be_->free(part.table);
     part.table = table;
   } else {
-    part.w = be_->pack(w.data, w.dtype, want[0], want[1]);
+    part.w = be_->pack(w.data, w.dtype, want[0], want[1], s_.dtype);
   }
   part.n = want[0];
   part.k = want[1];
@@ -167,6 +168,7 @@ void TpLayer::bind(int p, const tppp_tensor& w, const tppp_tensor* b) {
     if (part.bias) be_->free(part.bias);
     part.bias = nb;
   }
+  be_->sync(nullptr);  // the host copies above may be freed when bind returns
 }
 
 void TpLayer::bind_checkpoint(const Checkpoint& c, const std::string& prefix) {
@@ -244,16 +246,27 @@ void TpLayer::check_bound(const char* op) const {
   if (down_) down_->check_bound(op);
 }
 
-char* TpLayer::scratch(int i, size_t bytes) {
+char* TpLayer::scratch(int i, size_t bytes, void* stream) {
   if (scratch_.size() <= static_cast<size_t>(i)) scratch_.resize(static_cast<size_t>(i) + 1);
-  if (scratch_[static_cast<size_t>(i)].size() < bytes) scratch_[static_cast<size_t>(i)].resize(bytes);
-  return scratch_[static_cast<size_t>(i)].data();
+  Scratch& sc = scratch_[static_cast<size_t>(i)];
+  if (sc.bytes < bytes) {
+    if (be_->capturing(stream))
+      fail(TPPP_ERR_INVALID_USAGE,
+           "%s layer: forward with M larger than any before it while a CUDA graph is being captured (it must "
+           "allocate); run one forward with the largest M before capturing",
+           kind_name(s_.kind));
+    void* p = be_->alloc(bytes);
+    be_->free(sc.p);
+    sc.p = p;
+    sc.bytes = bytes;
+  }
+  return static_cast<char*>(sc.p);
 }
 
 void TpLayer::local_logits(const void* x, int64_t m, void* stream) {
   const Part& p = *parts_[0];
-  be_->linear(x, *p.w, nullptr, scratch(0, static_cast<size_t>(m * p.n) * dtype_size(s_.dtype)), m, p.n, s_.dtype,
-              s_.dtype, stream);
+  be_->linear(x, *p.w, nullptr, scratch(0, static_cast<size_t>(m * p.n) * dtype_size(s_.dtype), stream), m, p.n,
+              s_.dtype, s_.dtype, stream);
 }
 
 void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) {
@@ -299,7 +312,7 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
     need(y->mem_kind == be_->mem_kind() || (y->mem_kind == TPPP_MEM_PINNED && be_->mem_kind() == TPPP_MEM_HOST),
          "%s layer: y is in memory kind %d, the backend needs %d", kn, y->mem_kind, be_->mem_kind());
   }
-  if (ids)
+  if (ids && be_->mem_kind() == TPPP_MEM_HOST)  // device ids are not read back: out-of-vocab rows come out 0
     for (int64_t i = 0; i < m; i++) {
       int64_t id = x.dtype == TPPP_DTYPE_I64 ? static_cast<const int64_t*>(x.data)[i]
                                              : static_cast<const int32_t*>(x.data)[i];
@@ -320,25 +333,23 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
       if (!s_.gather_output || tp_ == 1) {
         be_->linear(xin, *p.w, p.bias, yout, m, p.n, s_.dtype, s_.dtype, stream);
       } else {  // compute this rank's columns, gather [tp][M][n], interleave into y[M][tp*n]
-        char* mine = scratch(0, static_cast<size_t>(m * p.n) * es);
-        char* all = scratch(1, static_cast<size_t>(m * p.n * tp_) * es);
+        char* mine = scratch(0, static_cast<size_t>(m * p.n) * es, stream);
+        char* all = scratch(1, static_cast<size_t>(m * p.n * tp_) * es, stream);
         be_->linear(xin, *p.w, p.bias, mine, m, p.n, s_.dtype, s_.dtype, stream);
         tr.all_gather(tc, mine, all, static_cast<size_t>(m * p.n), s_.dtype, stream);
+        const size_t row = static_cast<size_t>(p.n) * es;
         for (int t = 0; t < tp_; t++)
-          for (int64_t r = 0; r < m; r++)
-            std::memcpy(static_cast<char*>(yout) + static_cast<size_t>(r * s_.out + t * p.n) * es,
-                        all + static_cast<size_t>((t * m + r) * p.n) * es, static_cast<size_t>(p.n) * es);
+          be_->copy2d(static_cast<char*>(yout) + t * row, static_cast<size_t>(s_.out) * es,
+                      all + static_cast<size_t>(t * m) * row, row, row, static_cast<size_t>(m), stream);
       }
       break;
     case LayerKind::Row: {
       const void* xr = xin;
       if (!s_.input_is_parallel && tp_ > 1) {  // take this rank's columns of x
         const int64_t kr = s_.in / tp_;
-        char* s0 = scratch(0, static_cast<size_t>(m * kr) * es);
-        for (int64_t r = 0; r < m; r++)
-          std::memcpy(s0 + static_cast<size_t>(r * kr) * es,
-                      static_cast<const char*>(xin) + static_cast<size_t>(r * s_.in + r_ * kr) * es,
-                      static_cast<size_t>(kr) * es);
+        char* s0 = scratch(0, static_cast<size_t>(m * kr) * es, stream);
+        be_->copy2d(s0, static_cast<size_t>(kr) * es, static_cast<const char*>(xin) + static_cast<size_t>(r_ * kr) * es,
+                    static_cast<size_t>(s_.in) * es, static_cast<size_t>(kr) * es, static_cast<size_t>(m), stream);
         xr = s0;
       }
       reduce_rows(xr, m, yout, stream);
@@ -346,12 +357,12 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
     }
     case LayerKind::GateUp:
     case LayerKind::Mlp: {
-      char* gu = scratch(0, static_cast<size_t>(m * p.n) * es);
+      char* gu = scratch(0, static_cast<size_t>(m * p.n) * es, stream);
       be_->linear(xin, *p.w, nullptr, gu, m, p.n, s_.dtype, s_.dtype, stream);
       if (s_.kind == LayerKind::GateUp) {
         be_->silu_mul(gu, yout, m, p.n / 2, s_.dtype, stream);
       } else {
-        char* act = scratch(1, static_cast<size_t>(m * p.n / 2) * es);
+        char* act = scratch(1, static_cast<size_t>(m * p.n / 2) * es, stream);
         be_->silu_mul(gu, act, m, p.n / 2, s_.dtype, stream);
         down_->reduce_rows(act, m, yout, stream);
       }
@@ -363,27 +374,29 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
       break;
     case LayerKind::LmHead: {
       local_logits(xin, m, stream);
-      char* mine = scratch(0, 0);
+      char* mine = scratch(0, 0, stream);
       const int64_t per = p.n;
       auto place = [&](int t, const char* block) {  // block [M, per] of rank t into y[M, V]
         const int64_t c0 = t * per, cols = std::max<int64_t>(0, std::min(per, s_.vocab - c0));
-        for (int64_t r = 0; r < m && cols > 0; r++)
-          std::memcpy(static_cast<char*>(yout) + static_cast<size_t>(r * s_.vocab + c0) * es,
-                      block + static_cast<size_t>(r * per) * es, static_cast<size_t>(cols) * es);
+        if (cols > 0)
+          be_->copy2d(static_cast<char*>(yout) + static_cast<size_t>(c0) * es, static_cast<size_t>(s_.vocab) * es,
+                      block, static_cast<size_t>(per) * es, static_cast<size_t>(cols) * es, static_cast<size_t>(m),
+                      stream);
       };
       const size_t blk = static_cast<size_t>(m * per);
       if (!s_.gather_to_rank0) {
-        char* all = scratch(1, blk * static_cast<size_t>(tp_) * es);
+        char* all = scratch(1, blk * static_cast<size_t>(tp_) * es, stream);
         tr.all_gather(tc, mine, all, blk, s_.dtype, stream);
         for (int t = 0; t < tp_; t++) place(t, all + static_cast<size_t>(t) * blk * es);
       } else if (r_ != 0) {
         tr.isend(tc, 0, 0x7ffffff0, mine, blk * es, stream)->wait();
       } else {
         place(0, mine);
-        char* in = scratch(1, blk * es);
+        char* in = scratch(1, blk * es * static_cast<size_t>(tp_ - 1), stream);  // one block per sender
         for (int t = 1; t < tp_; t++) {
-          tr.irecv(tc, t, 0x7ffffff0, in, blk * es, stream)->wait();
-          place(t, in);
+          char* at = in + static_cast<size_t>(t - 1) * blk * es;
+          tr.irecv(tc, t, 0x7ffffff0, at, blk * es, stream)->wait();
+          place(t, at);
         }
       }
       break;
@@ -402,7 +415,7 @@ void TpLayer::reduce_rows(const void* x, int64_t m, void* y, void* stream) {
   }
   const size_t n = static_cast<size_t>(m * p.n);
   const bool wide = s_.dtype != TPPP_DTYPE_F32;
-  void* acc = wide ? static_cast<void*>(scratch(2, n * 4)) : y;
+  void* acc = wide ? static_cast<void*>(scratch(2, n * 4, stream)) : y;
   be_->linear(x, *p.w, nullptr, acc, m, p.n, s_.dtype, TPPP_DTYPE_F32, stream);
   g_.transport().all_reduce(g_.comm(TPPP_SCOPE_TP), acc, acc, n, TPPP_DTYPE_F32, TPPP_OP_SUM, stream);
   if (p.bias) be_->add_bias(acc, p.bias, m, p.n, s_.dtype, TPPP_DTYPE_F32, stream);  // once, after the reduce
@@ -418,32 +431,21 @@ void TpLayer::argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream)
   const int64_t m = x.shape[0];
   need(ids.data && ids.dtype == TPPP_DTYPE_I64 && ids.ndim == 1 && ids.shape[0] == m,
        "LM_HEAD argmax: ids must be I64 [%lld]", static_cast<long long>(m));
+  for (const tppp_tensor* t : {&x, &ids})
+    need(t->mem_kind == be_->mem_kind() || (t->mem_kind == TPPP_MEM_PINNED && be_->mem_kind() == TPPP_MEM_HOST),
+         "LM_HEAD argmax: %s is in memory kind %d, the backend (%s) needs %d", t == &x ? "x" : "ids", t->mem_kind,
+         be_->name(), be_->mem_kind());
   if (m == 0) return;
   local_logits(x.data, m, stream);
   const Part& p = *parts_[0];
   const int64_t c0 = r_ * p.n, valid = std::max<int64_t>(0, std::min(p.n, s_.vocab - c0));
-  struct Best {
-    float v;
-    int32_t pad;
-    int64_t idx;
-  };
-  std::vector<float> mx(static_cast<size_t>(m));
-  std::vector<int64_t> ix(static_cast<size_t>(m));
-  be_->argmax_rows(scratch(0, 0), m, p.n, valid, c0, s_.dtype, mx.data(), ix.data(), stream);
-  std::vector<Best> mine(static_cast<size_t>(m)), all(static_cast<size_t>(m * tp_));
-  for (int64_t r = 0; r < m; r++) mine[static_cast<size_t>(r)] = Best{mx[static_cast<size_t>(r)], 0, ix[static_cast<size_t>(r)]};
-  // Only (max, index) per row crosses the wire.
-  g_.transport().all_gather(g_.comm(TPPP_SCOPE_TP), mine.data(), all.data(), static_cast<size_t>(m) * sizeof(Best),
-                            TPPP_DTYPE_U8, stream);
-  int64_t* out = static_cast<int64_t*>(ids.data);
-  for (int64_t r = 0; r < m; r++) {
-    Best b = all[static_cast<size_t>(r)];
-    for (int t = 1; t < tp_; t++) {
-      const Best& o = all[static_cast<size_t>(t * m + r)];
-      if (o.v > b.v || (o.v == b.v && o.idx < b.idx)) b = o;
-    }
-    out[r] = b.idx;
-  }
+  // Only (max, index) per row crosses the wire: cand[M] here, all[tp][M] after the gather.
+  const size_t cb = static_cast<size_t>(m) * sizeof(ArgmaxCand);
+  ArgmaxCand* mine = reinterpret_cast<ArgmaxCand*>(scratch(1, cb, stream));
+  ArgmaxCand* all = reinterpret_cast<ArgmaxCand*>(scratch(3, cb * static_cast<size_t>(tp_), stream));
+  be_->argmax_rows(scratch(0, 0, stream), m, p.n, valid, c0, s_.dtype, mine, stream);
+  g_.transport().all_gather(g_.comm(TPPP_SCOPE_TP), mine, all, cb, TPPP_DTYPE_U8, stream);
+  be_->argmax_merge(all, tp_, m, static_cast<int64_t*>(ids.data), stream);
 }
 
 }  // namespace tppp

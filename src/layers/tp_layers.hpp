@@ -13,6 +13,10 @@
 //   LM_HEAD    W[ceil(V/tp), H]  x[M, H] -> logits [M, V] on every TP rank or
 //              on TP rank 0; distributed greedy argmax exchanges (max, index)
 //   MLP        GATE_UP then ROW(down, input_is_parallel): x[M,H] -> y[M,H]
+// x, y and ids live in the backend's memory (host for the CPU backend, the
+// group's CUDA device for the CUDA backend); work is queued on `stream`.
+// Once a forward has run with the largest M, later forwards allocate nothing
+// and (with NCCL, or TP=1) can be captured into a CUDA graph.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -62,15 +66,20 @@ class TpLayer {
   struct Part;
   void check_bound(const char* op) const;
   void reduce_rows(const void* x, int64_t m, void* y, void* stream);
-  char* scratch(int i, size_t bytes);
+  // Scratch buffer i of at least bytes (backend memory); may allocate only outside a graph capture.
+  char* scratch(int i, size_t bytes, void* stream);
   void local_logits(const void* x, int64_t m, void* stream);
 
   Group& g_;
   LayerSpec s_;
-  std::unique_ptr<Backend> be_;
+  std::shared_ptr<Backend> be_;  // the group's: one cuBLASLt handle, pool and plan cache per group
   int tp_ = 1, r_ = 0;
   std::vector<std::unique_ptr<Part>> parts_;
-  std::vector<std::vector<char>> scratch_;
+  struct Scratch {
+    void* p = nullptr;  // backend memory
+    size_t bytes = 0;
+  };
+  std::vector<Scratch> scratch_;  // grows to the largest M seen, then reused (nothing allocates when warm)
   std::unique_ptr<TpLayer> down_;  // MLP: the ROW (down_proj) layer
 };
 

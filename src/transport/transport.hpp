@@ -6,6 +6,11 @@
 //
 // All methods but abort() and async_error() are called from one thread at a
 // time (the group's owner). Failures throw tppp::Error naming the peer and op.
+//
+// Host-memory transports (UCX) complete an operation before returning.
+// Device-memory transports (NCCL) queue it on `stream` (a cudaStream_t;
+// nullptr is the legacy default stream): buffers may be reused once the
+// stream has passed it; a request's test/wait report that point.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -43,6 +48,7 @@ class Request {
 struct TransportConfig {
   int world = 1;
   int rank = 0;
+  int tp = 1, pp = 1;  // the grid: device transports build TP and PP communicators up front
   int timeout_ms = 60000;
   int device = TPPP_DEVICE_CPU;
   std::shared_ptr<std::atomic<int>> abort_flag;  // set by tppp_group_abort
@@ -73,9 +79,12 @@ class Transport {
   virtual tppp_status async_error(std::string* msg) const = 0;
 };
 
-// registry.cpp: builds the transport named by `kind` (AUTO picks UCX for a CPU
-// group) after the bootstrap has formed the group; throws NOT_SUPPORTED for a
-// transport that is not built in.
+// registry.cpp: builds the transport named by `kind` after the bootstrap has
+// formed the group. CPU groups: UCX. CUDA groups: host buffers over UCX;
+// device buffers over NCCL when every rank has its own GPU (AUTO or NCCL),
+// else over UCX (direct if UCX has CUDA support, staged through pinned host
+// memory if not). Throws NOT_SUPPORTED for a transport that is not built in,
+// INVALID_ARGUMENT when ranks disagree (CPU and CUDA ranks in one group).
 std::shared_ptr<Transport> create_transport(int32_t kind, Bootstrap& bs, const TransportConfig& cfg);
 
 }  // namespace tppp

@@ -34,8 +34,14 @@ class CpuBackend final : public Backend {
   }
   void free(void* p) noexcept override { std::free(p); }
   void copy(void* dst, const void* src, size_t bytes, void*) override { std::memmove(dst, src, bytes); }
+  void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
+              void*) override {
+    for (size_t r = 0; r < rows; r++)
+      std::memcpy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  }
+  void sync(void*) override {}
 
-  std::unique_ptr<PackedWeight> pack(const void* w, int32_t dt, int64_t n, int64_t k) override {
+  std::unique_ptr<PackedWeight> pack(const void* w, int32_t dt, int64_t n, int64_t k, int32_t) override {
     std::unique_ptr<CpuWeight> p(new CpuWeight());
     p->n = n;
     p->k = k;
@@ -123,19 +129,30 @@ class CpuBackend final : public Backend {
   }
 
   void argmax_rows(const void* logits, int64_t m, int64_t n, int64_t valid_n, int64_t off, int32_t dt,
-                   float* max_out, int64_t* idx_out, void*) override {
+                   ArgmaxCand* out, void*) override {
     for (int64_t r = 0; r < m; r++) {
       float best = -std::numeric_limits<float>::infinity();
       int64_t at = -1;
       for (int64_t c = 0; c < valid_n; c++) {
         float v = load_float(dt, logits, static_cast<size_t>(r * n + c));
-        if (v > best || at < 0) {
+        if (at < 0 || argmax_better(v, c, best, at)) {
           best = v;
           at = c;
         }
       }
-      max_out[r] = best;
-      idx_out[r] = at < 0 ? std::numeric_limits<int64_t>::max() : at + off;
+      out[r] = ArgmaxCand{best, 0, at < 0 ? std::numeric_limits<int64_t>::max() : at + off};
+    }
+  }
+
+  void argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, void*) override {
+    const int64_t none = std::numeric_limits<int64_t>::max();
+    for (int64_t r = 0; r < m; r++) {
+      ArgmaxCand b = cand[r];
+      for (int t = 1; t < parts; t++) {
+        const ArgmaxCand& o = cand[t * m + r];
+        if (o.index != none && (b.index == none || argmax_better(o.value, o.index, b.value, b.index))) b = o;
+      }
+      ids[r] = b.index;
     }
   }
 };

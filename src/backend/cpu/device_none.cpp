@@ -12,11 +12,18 @@ int cuda_device_count(std::string* why) {
 
 }  // namespace tppp
 
+#include "backend/backend.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
 
 bool is_device_pointer(const void*) { return false; }
+std::string cuda_device_identity(int) { return std::string(); }
+
+std::unique_ptr<Backend> create_cuda_backend(int device) {
+  fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d requested, but libtppp was built without CUDA (configure with "
+       "-DTPPP_CUDA=ON)", device);
+}
 
 void device_zero(void*, size_t, void*) {
   fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");

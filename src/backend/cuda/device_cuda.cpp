@@ -1,7 +1,10 @@
 // CUDA device discovery through the (static) CUDA runtime.
 #include <cuda_runtime_api.h>
 
+#include <fstream>
+
 #include "backend/device.hpp"
+#include "backend/cuda/cuda_check.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -24,14 +27,18 @@ int cuda_device_count(std::string* why) {
 
 namespace tppp {
 
-namespace {
-void check_cuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) fail(TPPP_ERR_CUDA, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-}
-}  // namespace
 
 void device_zero(void* dst, size_t n, void* stream) {
   check_cuda(cudaMemsetAsync(dst, 0, n, static_cast<cudaStream_t>(stream)), "loader: cudaMemsetAsync");
+}
+
+std::string cuda_device_identity(int ordinal) {
+  char bus[64] = {0};
+  check_cuda(cudaDeviceGetPCIBusId(bus, sizeof bus - 1, ordinal), "cudaDeviceGetPCIBusId");
+  std::string boot;
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::getline(f, boot);
+  return boot + "/" + bus;
 }
 
 bool is_device_pointer(const void* p) {

@@ -440,3 +440,14 @@ void UcxTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dty
 void UcxTransport::barrier(const Comm& c) { coll_.barrier(c); }
 
 }  // namespace tppp
+
+namespace tppp {
+
+bool UcxTransport::cuda_memory() const {
+  ucp_context_attr_t a{};
+  a.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  if (ucp_context_query(ctx_, &a) != UCS_OK) return false;
+  return (a.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+}
+
+}  // namespace tppp

@@ -39,6 +39,8 @@ class UcxTransport final : public Transport, private HostP2P {
   void barrier(const Comm& c) override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
+  // Was UCX built with CUDA memory support (then device buffers go direct)?
+  bool cuda_memory() const;
 
   // One in-flight UCX operation. Pooled; owned by the transport.
   struct Op {

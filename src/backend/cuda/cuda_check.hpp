@@ -1,0 +1,39 @@
+// Error checks for CUDA runtime and cuBLASLt calls: throw TPPP_ERR_CUDA naming
+// the call and the library's own error name.
+#pragma once
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include "core/error.hpp"
+
+namespace tppp {
+
+inline void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+    fail(TPPP_ERR_CUDA, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+  }
+}
+
+inline void check_cublas(cublasStatus_t e, const char* what) {
+  if (e != CUBLAS_STATUS_SUCCESS) fail(TPPP_ERR_CUDA, "%s: cuBLASLt status %d", what, static_cast<int>(e));
+}
+
+// Makes `device` current for the scope (the host may drive several devices).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    cudaGetDevice(&prev_);
+    if (prev_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceScope() {
+    int now = -1;
+    cudaGetDevice(&now);
+    if (now != prev_) cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = 0;
+};
+
+}  // namespace tppp

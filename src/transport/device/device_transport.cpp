@@ -1,0 +1,227 @@
+// DeviceTransport (see the header).
+#include "transport/device/device_transport.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/device.hpp"
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "transport/ucx/ucx_transport.hpp"
+
+namespace tppp {
+namespace {
+
+cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
+
+// A pinned staging buffer borrowed from the pool for one scope.
+class Pinned {
+ public:
+  Pinned(DeviceTransport& t, size_t n) : t_(t), n_(n), p_(t.take_pinned(n)) {}
+  ~Pinned() { t_.give_pinned(p_, n_); }
+  char* get() const { return static_cast<char*>(p_); }
+
+ private:
+  DeviceTransport& t_;
+  size_t n_;
+  void* p_;
+};
+
+void d2h(void* dst, const void* src, size_t n, void* stream) {
+  check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(stream)), "staging: device-to-host copy");
+  check_cuda(cudaStreamSynchronize(S(stream)), "staging: waiting for the device-to-host copy");
+}
+void h2d(void* dst, const void* src, size_t n, void* stream) {
+  check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(stream)), "staging: host-to-device copy");
+  check_cuda(cudaStreamSynchronize(S(stream)), "staging: waiting for the host-to-device copy");
+}
+
+class StagedSend final : public Request {
+ public:
+  StagedSend(DeviceTransport& t, size_t n) : buf_(t, n) {}
+  std::unique_ptr<Request> inner;
+  Pinned buf_;
+  bool test() override { return inner->test(); }
+  void wait() override { inner->wait(); }
+};
+
+class StagedRecv final : public Request {
+ public:
+  StagedRecv(DeviceTransport& t, void* dst, size_t n, void* stream) : buf_(t, n), dst_(dst), n_(n), stream_(stream) {}
+  std::unique_ptr<Request> inner;
+  Pinned buf_;
+  bool test() override {
+    if (!inner->test()) return false;
+    land();
+    return true;
+  }
+  void wait() override {
+    inner->wait();
+    land();
+  }
+
+ private:
+  void land() {
+    if (landed_) return;
+    h2d(dst_, buf_.get(), n_, stream_);
+    landed_ = true;
+  }
+  void* dst_;
+  size_t n_;
+  void* stream_;
+  bool landed_ = false;
+};
+
+}  // namespace
+
+DeviceTransport::DeviceTransport(std::shared_ptr<UcxTransport> ucx, std::shared_ptr<Transport> nccl, int device)
+    : ucx_(std::move(ucx)), nccl_(std::move(nccl)), ucx_cuda_(ucx_->cuda_memory()), device_(device) {}
+
+DeviceTransport::~DeviceTransport() {
+  cudaSetDevice(device_);
+  for (void* p : all_pinned_) cudaFreeHost(p);
+}
+
+const char* DeviceTransport::name() const {
+  if (nccl_) return "nccl (device buffers) + ucx (host buffers)";
+  return ucx_cuda_ ? "ucx (CUDA-aware)" : "ucx (device buffers staged through pinned host memory)";
+}
+
+int32_t DeviceTransport::kind() const { return nccl_ ? TPPP_TRANSPORT_NCCL : TPPP_TRANSPORT_UCX; }
+
+void* DeviceTransport::take_pinned(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  {
+    std::lock_guard<std::mutex> lk(pin_mu_);
+    size_t best = pinned_.size();
+    for (size_t i = 0; i < pinned_.size(); i++)
+      if (pinned_[i].first >= bytes && (best == pinned_.size() || pinned_[i].first < pinned_[best].first)) best = i;
+    if (best < pinned_.size()) {
+      void* p = pinned_[best].second;
+      pinned_.erase(pinned_.begin() + static_cast<long>(best));
+      return p;
+    }
+  }
+  void* p = nullptr;
+  check_cuda(cudaMallocHost(&p, bytes), "staging: cudaMallocHost");
+  std::lock_guard<std::mutex> lk(pin_mu_);
+  all_pinned_.push_back(p);
+  return p;
+}
+
+void DeviceTransport::give_pinned(void* p, size_t bytes) {
+  if (!p) return;
+  std::lock_guard<std::mutex> lk(pin_mu_);
+  pinned_.emplace_back(bytes == 0 ? 1 : bytes, p);
+}
+
+DeviceTransport::Route DeviceTransport::route(const void* a, const void* b, const char* op, void* stream) const {
+  const bool da = a && is_device_pointer(a), db = b && is_device_pointer(b);
+  if ((a && b) && da != db)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "%s: one buffer is in device memory and the other in host memory; pass both on "
+         "the same side", op);
+  if (!da && !db) return Route::Host;
+  if (nccl_) return Route::Nccl;
+  if (ucx_cuda_) return Route::UcxDirect;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(S(stream), &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone)
+    fail(TPPP_ERR_INVALID_USAGE, "%s of device buffers over UCX staging waits for the stream, so it cannot be "
+         "captured in a CUDA graph (use NCCL with one GPU per rank, or TP = 1)", op);
+  cudaGetLastError();
+  check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+  return Route::Staged;
+}
+
+std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+                                                void* stream) {
+  switch (route(buf, nullptr, "isend", stream)) {
+    case Route::Host: return ucx_->isend(c, peer, tag, buf, n, stream);
+    case Route::Nccl: return nccl_->isend(c, peer, tag, buf, n, stream);
+    case Route::UcxDirect:
+      check_cuda(cudaStreamSynchronize(S(stream)), "isend: waiting for the data on the stream");
+      return ucx_->isend(c, peer, tag, buf, n, stream);
+    case Route::Staged: break;
+  }
+  std::unique_ptr<StagedSend> r(new StagedSend(*this, n));
+  d2h(r->buf_.get(), buf, n, stream);
+  r->inner = ucx_->isend(c, peer, tag, r->buf_.get(), n, stream);
+  return r;
+}
+
+std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n,
+                                                void* stream) {
+  switch (route(buf, nullptr, "irecv", stream)) {
+    case Route::Host:
+    case Route::UcxDirect: return ucx_->irecv(c, peer, tag, buf, n, stream);
+    case Route::Nccl: return nccl_->irecv(c, peer, tag, buf, n, stream);
+    case Route::Staged: break;
+  }
+  std::unique_ptr<StagedRecv> r(new StagedRecv(*this, buf, n, stream));
+  r->inner = ucx_->irecv(c, peer, tag, r->buf_.get(), n, stream);
+  return r;
+}
+
+void DeviceTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
+                                 void* stream) {
+  switch (route(send, recv, "all_reduce", stream)) {
+    case Route::Host: return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
+    case Route::Nccl: return nccl_->all_reduce(c, send, recv, count, dtype, op, stream);
+    case Route::UcxDirect:
+      check_cuda(cudaStreamSynchronize(S(stream)), "all_reduce: waiting for the data on the stream");
+      return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
+    case Route::Staged: break;
+  }
+  const size_t n = count * dtype_size(dtype);
+  Pinned a(*this, n);
+  d2h(a.get(), send, n, stream);
+  ucx_->all_reduce(c, a.get(), a.get(), count, dtype, op, nullptr);
+  h2d(recv, a.get(), n, stream);
+}
+
+void DeviceTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
+                                 void* stream) {
+  switch (route(send, recv, "all_gather", stream)) {
+    case Route::Host: return ucx_->all_gather(c, send, recv, count, dtype, stream);
+    case Route::Nccl: return nccl_->all_gather(c, send, recv, count, dtype, stream);
+    case Route::UcxDirect:
+      check_cuda(cudaStreamSynchronize(S(stream)), "all_gather: waiting for the data on the stream");
+      return ucx_->all_gather(c, send, recv, count, dtype, stream);
+    case Route::Staged: break;
+  }
+  const size_t n = count * dtype_size(dtype);
+  Pinned a(*this, n), b(*this, n * static_cast<size_t>(c.size()));
+  d2h(a.get(), send, n, stream);
+  ucx_->all_gather(c, a.get(), b.get(), count, dtype, nullptr);
+  h2d(recv, b.get(), n * static_cast<size_t>(c.size()), stream);
+}
+
+void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) {
+  switch (route(buf, nullptr, "broadcast", stream)) {
+    case Route::Host: return ucx_->broadcast(c, buf, count, dtype, root, stream);
+    case Route::Nccl: return nccl_->broadcast(c, buf, count, dtype, root, stream);
+    case Route::UcxDirect:
+      check_cuda(cudaStreamSynchronize(S(stream)), "broadcast: waiting for the data on the stream");
+      return ucx_->broadcast(c, buf, count, dtype, root, stream);
+    case Route::Staged: break;
+  }
+  const size_t n = count * dtype_size(dtype);
+  Pinned a(*this, n);
+  if (c.me == root) d2h(a.get(), buf, n, stream);
+  ucx_->broadcast(c, a.get(), count, dtype, root, nullptr);
+  if (c.me != root) h2d(buf, a.get(), n, stream);
+}
+
+void DeviceTransport::barrier(const Comm& c) { ucx_->barrier(c); }
+
+void DeviceTransport::abort() noexcept {
+  ucx_->abort();
+  if (nccl_) nccl_->abort();
+}
+
+tppp_status DeviceTransport::async_error(std::string* msg) const {
+  tppp_status s = ucx_->async_error(msg);
+  if (s == TPPP_OK && nccl_) s = nccl_->async_error(msg);
+  return s;
+}
+
+}  // namespace tppp
