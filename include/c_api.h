@@ -384,10 +384,20 @@ TPPP_API tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_
 TPPP_API void tppp_weights_free(tppp_weights_t w);
 
 /* ---------------------------------------------------------------- TP layers */
-/* Tensor-parallel layers of a Llama/Qwen2 block on the group's device (the
- * CPU backend: OpenBLAS, f32 accumulate). Each rank binds its own shard
- * (tppp_layer_weight_shape says which) from host buffers or a checkpoint;
- * forward is collective over the group's TP scope. Shapes are row-major. */
+/* Tensor-parallel layers of a Llama/Qwen2 block on the group's device (CPU
+ * groups: OpenBLAS, f32 accumulate; CUDA groups: cuBLASLt, bf16/f16 with f32
+ * accumulate, f32 without TF32 unless TPPP_ALLOW_TF32=1). Each rank binds its
+ * own shard (tppp_layer_weight_shape says which) from host buffers or a
+ * checkpoint; forward is collective over the group's TP scope. Shapes are
+ * row-major.
+ * CUDA groups: x, y and ids are device memory (TPPP_MEM_CUDA) of the group's
+ * device; work is queued on `stream` (a cudaStream_t, NULL = legacy default)
+ * and y is ready when the stream reaches it. Token ids on the device are not
+ * read back: an id outside the vocabulary gives a zero row (host ids are
+ * checked). After one forward with the largest M, a forward allocates nothing
+ * and can be captured in a CUDA graph, when the TP collectives go over NCCL
+ * (one GPU per rank) or TP = 1; UCX staging (ranks sharing a GPU) waits for
+ * the stream and refuses a capturing one with TPPP_ERR_INVALID_USAGE. */
 typedef struct tppp_layer_s* tppp_layer_t;
 
 #define TPPP_LAYER_COLUMN 0     /* W[out/tp, in]; y[M, out/tp], or [M, out] with gather_output   */

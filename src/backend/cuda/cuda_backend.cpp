@@ -53,7 +53,7 @@ int32_t align_of(const void* p) {
 
 class CudaWeight final : public PackedWeight {
  public:
-  CudaWeight(CachingAllocator& a) : alloc(a) {}
+  explicit CudaWeight(CachingAllocator& a) : alloc(a) {}
   ~CudaWeight() override { alloc.free(w); }
   CachingAllocator& alloc;
   void* w = nullptr;  // [n, k] of dtype, device
@@ -92,9 +92,10 @@ class CudaBackend final : public Backend {
     if (own_) cudaStreamDestroy(own_);
     if (ws_) cudaFree(ws_);
     if (lt_) cublasLtDestroy(lt_);
-    alloc_.release_cached();
+    alloc_.release_cached();  // after the synchronize every fence has passed: nothing stays pending
     std::lock_guard<std::mutex> lk(ev_mu_);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    events_.clear();
   }
 
   const char* name() const override { return "cuda"; }
@@ -375,6 +376,9 @@ class CudaBackend final : public Backend {
 
   static constexpr int kCandidates = 8;
   int dev_;
+  // Fence events: declared before alloc_, which uses them until it is gone.
+  std::mutex ev_mu_;
+  std::vector<cudaEvent_t> events_, free_events_;
   CachingAllocator alloc_;
   bool tf32_, autotune_;
   cublasLtHandle_t lt_ = nullptr;
@@ -382,8 +386,6 @@ class CudaBackend final : public Backend {
   cudaStream_t own_ = nullptr;  // uploads at bind time
   cudaStream_t last_stream_ = nullptr;
   std::unique_ptr<PlanCache<GemmPlan>> plans_{new PlanCache<GemmPlan>()};
-  std::mutex ev_mu_;
-  std::vector<cudaEvent_t> events_, free_events_;
 };
 
 }  // namespace

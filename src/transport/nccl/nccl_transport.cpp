@@ -82,6 +82,17 @@ class NcclRequest final : public Request {
   const char* what_;
 };
 
+// A request completing with the op just queued on stream. It holds its own
+// event (the watchdog's goes back to its pool); none inside a graph capture.
+std::unique_ptr<Request> request_after(NcclTransport* t, void* watched, void* stream, const char* what) {
+  cudaEvent_t own = nullptr;
+  if (watched) {
+    check_cuda(cudaEventCreateWithFlags(&own, cudaEventDisableTiming), "nccl: cudaEventCreate");
+    check_cuda(cudaEventRecord(own, S(stream)), "nccl: cudaEventRecord");
+  }
+  return std::unique_ptr<Request>(new NcclRequest(t, own, what));
+}
+
 }  // namespace
 
 NcclTransport::NcclTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg) {
@@ -319,24 +330,14 @@ std::unique_ptr<Request> NcclTransport::isend(const Comm& c, int peer, uint32_t,
   ncclComm_t cm = comm_for(c, "isend");
   enqueued(cm, ncclSend(buf, n, ncclUint8, peer, cm, S(stream)), "send", c);
   void* ev = watch(stream, strf("send of %zu bytes to rank %d of '%s'", n, peer, c.name));
-  void* own = nullptr;
-  if (ev) {  // the request holds its own event; the watchdog's goes back to the pool
-    check_cuda(cudaEventCreateWithFlags(reinterpret_cast<cudaEvent_t*>(&own), cudaEventDisableTiming), "nccl: event");
-    check_cuda(cudaEventRecord(static_cast<cudaEvent_t>(own), S(stream)), "nccl: cudaEventRecord");
-  }
-  return std::unique_ptr<Request>(new NcclRequest(this, own, "nccl send"));
+  return request_after(this, ev, stream, "nccl send");
 }
 
 std::unique_ptr<Request> NcclTransport::irecv(const Comm& c, int peer, uint32_t, void* buf, size_t n, void* stream) {
   ncclComm_t cm = comm_for(c, "irecv");
   enqueued(cm, ncclRecv(buf, n, ncclUint8, peer, cm, S(stream)), "recv", c);
   void* ev = watch(stream, strf("receive of %zu bytes from rank %d of '%s'", n, peer, c.name));
-  void* own = nullptr;
-  if (ev) {
-    check_cuda(cudaEventCreateWithFlags(reinterpret_cast<cudaEvent_t*>(&own), cudaEventDisableTiming), "nccl: event");
-    check_cuda(cudaEventRecord(static_cast<cudaEvent_t>(own), S(stream)), "nccl: cudaEventRecord");
-  }
-  return std::unique_ptr<Request>(new NcclRequest(this, own, "nccl recv"));
+  return request_after(this, ev, stream, "nccl recv");
 }
 
 void NcclTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA backend, on a machine with one H100/H200 and no
+# network, from the bundle scripts/gpu-build.sh made (.gpu/): every layer test
+# on the CUDA backend (TP 1, 2, 4 ranks sharing the GPU over UCX) against the
+# float64 reference, the CUDA suite (each backend op against the CPU backend,
+# graph capture, NCCL at world size 1, device buffers over UCX in TP and PP
+# grids), compute-sanitizer memcheck on the CUDA suite, the GPU benchmark
+# (writes bench/results/linear-gpu-<date>-<gpu>.md), and a summary table last.
+#   bash scripts/gpu-check.sh [--quick]      (under 10 minutes on an H100)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+G=$PWD/.gpu
+[ -x "$G/bin/tppp_tests" ] || { echo "no bundle in .gpu/: run scripts/gpu-build.sh first"; exit 2; }
+# cuBLASLt and NCCL from the image's CUDA wheels (or its toolkit).
+extra=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+dirs = set()
+for sp in site.getsitepackages():
+    for pat in ("nvidia/cublas/lib/libcublasLt.so*", "nvidia/nccl/lib/libnccl.so*", "nvidia/cu13/lib/libcublasLt.so*", "nvidia/cu13/lib/libnccl.so*"):
+        dirs.update(os.path.dirname(p) for p in glob.glob(os.path.join(sp, pat)))
+print(":".join(sorted(dirs)))
+PY
+)
+export LD_LIBRARY_PATH="$G/lib:${extra}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export UCX_MODULE_DIR="$G/lib/ucx" PATH="$G/bin:$PATH" TPPP_TEST_DEVICE=0
+# The tests find their fixtures at the path they were built with.
+fixtures=$(strings "$G/bin/tppp_tests" | grep -m1 '/tests/fixtures/data$' || true)
+if [ -n "$fixtures" ] && [ ! -e "$fixtures" ]; then mkdir -p "$(dirname "$fixtures")" && ln -sfn "$PWD/tests/fixtures/data" "$fixtures"; fi
+declare -a names results
+step() {  # step NAME COMMAND...: runs, records PASS/FAIL and the seconds taken
+  local name=$1; shift
+  echo; echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then results+=("PASS"); else results+=("FAIL"); fi
+  names+=("$name ($((SECONDS - t0)) s)")
+}
+nvidia-smi -L || true
+ldd "$G/bin/tppp_tests" | grep -E "not found|cublasLt|nccl" || true
+step "cuda_logic + c_api suites"           tppp_tests --test-suite=cuda_logic,c_api
+step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP)" tppp_tests --test-suite=cuda
+step "layer tests on CUDA, TP 1/2/4 on one GPU" tppp_tests --test-suite=layers
+step "loader into device memory"           tppp_tests --test-suite=cuda --test-case='checkpoint*'
+if command -v compute-sanitizer >/dev/null; then
+  step "compute-sanitizer memcheck, CUDA suite + TP=1 layer tests" compute-sanitizer --tool memcheck --target-processes all \
+    --error-exitcode 1 --leak-check full tppp_tests --test-suite=cuda,layers --test-case-exclude='*sharing*,*TP=2,*TP=4'
+else
+  names+=("compute-sanitizer"); results+=("NOT RUN (not installed)")
+fi
+step "GPU benchmark vs torch"              bench/linear_gpu.sh "$G/bin" "$@"
+echo; echo "=== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
+printf '| %-70s | %s |\n' "check" "result"
+fail=0
+for i in "${!names[@]}"; do
+  printf '| %-70s | %s |\n' "${names[$i]}" "${results[$i]}"
+  [ "${results[$i]}" = FAIL ] && fail=1
+done
+exit $fail
