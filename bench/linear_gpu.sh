@@ -18,16 +18,16 @@ python3 - "$ours_out" "$torch_out" "$gpu" "$date" > "$out" <<'PY'
 import sys
 ours, torch_, gpu, date = sys.argv[1:5]
 def read(path, tag):
-    rows, copy = {}, None
+    rows, copy, version = {}, None, "?"
     for line in open(path):
         f = line.split()
         if f and f[0] == "copy": copy = float(f[1])
+        if f and f[0] == "version": version = f[1]
         if f and f[0] == tag: rows[tuple(int(v) for v in f[2:5])] = float(f[5])
-    return rows, copy
-o, ocopy = read(ours, "ours")
-t, tcopy = read(torch_, "torch")
-import torch
-print(f"# bench/linear on a GPU — {date}, {gpu}, torch {torch.__version__}\n")
+    return rows, copy, version
+o, ocopy, _ = read(ours, "ours")
+t, tcopy, tv = read(torch_, "torch")
+print(f"# bench/linear on a GPU — {date}, {gpu}, torch {tv}\n")
 print(f"Device copy ceiling (1 GiB device-to-device, read + written): {ocopy:.0f} GB/s (ours, cudaMemcpyAsync), "
       f"{tcopy:.0f} GB/s (torch copy_).\n")
 print("bf16, TP=1, y = x W^T; CUDA events around each forward, cold L2 (weights rotate through >= 400 MB of copies), median.\n")

@@ -30,6 +30,7 @@ for i in range(12):
     if i >= 2:
         t.append(s.elapsed_time(e))
 print("copy %.1f" % (2.0 * a.numel() / (median(t) * 1e-3) / 1e9))
+print("version", torch.__version__)
 del a, b
 
 torch.manual_seed(0)

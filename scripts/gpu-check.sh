@@ -8,7 +8,7 @@
 # (writes bench/results/linear-gpu-<date>-<gpu>.md), and a summary table last.
 #   bash scripts/gpu-check.sh [--quick]      (under 10 minutes on an H100)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 G=$PWD/.gpu
 [ -x "$G/bin/tppp_tests" ] || { echo "no bundle in .gpu/: run scripts/gpu-build.sh first"; exit 2; }
 # cuBLASLt and NCCL from the image's CUDA wheels (or its toolkit).
@@ -37,9 +37,8 @@ step() {  # step NAME COMMAND...: runs, records PASS/FAIL and the seconds taken
 nvidia-smi -L || true
 ldd "$G/bin/tppp_tests" | grep -E "not found|cublasLt|nccl" || true
 step "cuda_logic + c_api suites"           tppp_tests --test-suite=cuda_logic,c_api
-step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP)" tppp_tests --test-suite=cuda
+step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP, loader)" tppp_tests --test-suite=cuda
 step "layer tests on CUDA, TP 1/2/4 on one GPU" tppp_tests --test-suite=layers
-step "loader into device memory"           tppp_tests --test-suite=cuda --test-case='checkpoint*'
 if command -v compute-sanitizer >/dev/null; then
   step "compute-sanitizer memcheck, CUDA suite + TP=1 layer tests" compute-sanitizer --tool memcheck --target-processes all \
     --error-exitcode 1 --leak-check full tppp_tests --test-suite=cuda,layers --test-case-exclude='*sharing*,*TP=2,*TP=4'
