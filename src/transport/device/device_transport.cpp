@@ -39,8 +39,8 @@ void h2d(void* dst, const void* src, size_t n, void* stream) {
 class StagedSend final : public Request {
  public:
   StagedSend(DeviceTransport& t, size_t n) : buf_(t, n) {}
+  Pinned buf_;                     // declared first: outlives the UCX request that reads it
   std::unique_ptr<Request> inner;
-  Pinned buf_;
   bool test() override { return inner->test(); }
   void wait() override { inner->wait(); }
 };
@@ -48,8 +48,8 @@ class StagedSend final : public Request {
 class StagedRecv final : public Request {
  public:
   StagedRecv(DeviceTransport& t, void* dst, size_t n, void* stream) : buf_(t, n), dst_(dst), n_(n), stream_(stream) {}
+  Pinned buf_;                     // declared first: outlives the UCX request that writes it
   std::unique_ptr<Request> inner;
-  Pinned buf_;
   bool test() override {
     if (!inner->test()) return false;
     land();
