@@ -336,7 +336,9 @@ TPPP_API tppp_status tppp_checkpoint_validate_grid(tppp_checkpoint_t c, const tp
  * slice's bytes are read. Host/pinned dst: done on return. CUDA dst (CUDA
  * builds): pieces go through pinned staging buffers and cudaMemcpyAsync on
  * the default stream (load_async: on `stream`, a cudaStream_t), reads
- * overlapping copies; on return every copy has completed. */
+ * overlapping copies; on return every copy has completed. Each copy is
+ * waited for at most 60 s: a stream held up longer by other work gives
+ * TPPP_ERR_TIMEOUT. */
 TPPP_API tppp_status tppp_checkpoint_load(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,
                                           const tppp_tensor* dst);
 TPPP_API tppp_status tppp_checkpoint_load_async(tppp_checkpoint_t c, const char* name, const tppp_slice* slice,

@@ -1,21 +1,26 @@
 // CUDA backend and transports.
-// Suite "cuda_logic" (every machine): the caching allocator and the cuBLASLt
-// plan cache, which are pure logic, over fake devices.
+// Suite "cuda_logic" (every machine): the caching allocator, the cuBLASLt
+// plan cache and the bounded wait, which are pure logic, over fakes.
 // Suite "cuda" (CUDA builds; runs where TPPP_TEST_DEVICE names a GPU, skips
 // with a message elsewhere): every backend op against the CPU backend (the
 // oracle), graph capture of layer forwards, NCCL at world size 1, device
-// buffers between ranks sharing one GPU over UCX, and bad input. Each check
+// buffers between ranks sharing one GPU over UCX, deadlines on device waits,
+// and bad input. Each check
 // runs in a forked child: the parent never initialises CUDA.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/bounded_wait.hpp"
 #include "backend/cuda/caching_allocator.hpp"
 #include "backend/cuda/plan_cache.hpp"
 #include "core/dtype.hpp"
@@ -23,6 +28,8 @@
 #include "harness.hpp"
 #ifdef TPPP_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "backend/cuda/cuda_check.hpp"
 #endif
 
 namespace {
@@ -171,6 +178,46 @@ TEST_SUITE("cuda_logic") {
     CHECK(c.clears() == 1);
     CHECK(p1->id == 1);  // a held plan outlives the clear
     CHECK(tppp::GemmKeyHash()(k) != tppp::GemmKeyHash()(k4));
+  }
+}
+
+TEST_SUITE("cuda_logic") {
+  TEST_CASE("bounded wait: done, done later, device error, deadline") {
+    int polls = 0;
+    tppp::poll_until_done(
+        [&] {
+          ++polls;
+          return tppp::Poll::Done;
+        },
+        1000, "x");
+    CHECK(polls == 1);
+    polls = 0;  // done on the 5000th poll: past the spin, into the yields
+    tppp::poll_until_done([&] { return ++polls == 5000 ? tppp::Poll::Done : tppp::Poll::Pending; }, 10000, "x");
+    CHECK(polls == 5000);
+    const auto t0 = std::chrono::steady_clock::now();  // done after 30 ms of sleeping polls
+    tppp::poll_until_done(
+        [&] {
+          return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(30) ? tppp::Poll::Done
+                                                                                        : tppp::Poll::Pending;
+        },
+        10000, "x");
+    try {  // an error from the query passes through unchanged
+      tppp::poll_until_done([]() -> tppp::Poll { tppp::fail(TPPP_ERR_CUDA, "device fell over"); }, 1000, "x");
+      FAIL("no throw");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_CUDA);
+      CHECK(std::string(e.what()) == "device fell over");
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    try {  // never done: TIMEOUT naming what it waited for, not before the deadline
+      tppp::poll_until_done([] { return tppp::Poll::Pending; }, 80, "staging: waiting for the copy");
+      FAIL("no throw");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_TIMEOUT);
+      CHECK(std::string(e.what()).find("staging: waiting for the copy") != std::string::npos);
+      CHECK(std::string(e.what()).find("80 ms") != std::string::npos);
+      CHECK(std::chrono::steady_clock::now() - t1 >= std::chrono::milliseconds(80));
+    }
   }
 }
 
@@ -419,6 +466,40 @@ int nccl_world1(int rank, const tppp_unique_id& id, int dev) {
   return 0;
 }
 
+// NCCL work still in flight when the host starts a global-mode capture (what
+// torch.cuda.graph does) on another stream: the transport's watchdog keeps
+// polling that work, and its queries must not invalidate the capture.
+int nccl_watchdog_vs_global_capture(int rank, const tppp_unique_id& id, int dev) {
+  tppp_group_params gp = th::params(1, 1, 30000);
+  gp.device = dev;
+  gp.transport = TPPP_TRANSPORT_NCCL;
+  tppp_group_t g = nullptr;
+  RANK_OK(tppp_group_create(&id, 1, rank, &gp, &g));
+  cudaStream_t work, cap;
+  RANK_CHECK(cudaStreamCreateWithFlags(&work, cudaStreamNonBlocking) == cudaSuccess, "stream");
+  RANK_CHECK(cudaStreamCreateWithFlags(&cap, cudaStreamNonBlocking) == cudaSuccess, "stream");
+  auto sleeper = [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  Dev buf(4096), tmp(4096);
+  RANK_CHECK(cudaLaunchHostFunc(work, sleeper, nullptr) == cudaSuccess, "cudaLaunchHostFunc");
+  RANK_OK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, buf.p, buf.p, 1024, TPPP_DTYPE_F32, TPPP_OP_SUM, work));  // watched, pending
+  cudaGraph_t graph = nullptr;
+  RANK_CHECK(cudaStreamBeginCapture(cap, cudaStreamCaptureModeGlobal) == cudaSuccess, "begin capture");
+  cudaMemsetAsync(tmp.p, 0, tmp.n, cap);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the watchdog polls meanwhile
+  cudaMemsetAsync(tmp.p, 1, tmp.n, cap);
+  const cudaError_t e = cudaStreamEndCapture(cap, &graph);
+  RANK_CHECK(e == cudaSuccess && graph, "capture ended with %s (invalidated by another thread?)", cudaGetErrorName(e));
+  cudaGraphDestroy(graph);
+  RANK_CHECK(cudaStreamSynchronize(work) == cudaSuccess, "work stream");
+  tppp_status as = TPPP_OK;
+  RANK_OK(tppp_group_get_async_error(g, &as));
+  RANK_CHECK(as == TPPP_OK, "async error after the capture: %s", tppp_status_string(as));
+  cudaStreamDestroy(cap);
+  cudaStreamDestroy(work);
+  tppp_group_destroy(g);
+  return 0;
+}
+
 // Ranks sharing the GPU: device buffers over UCX (staged) in TP collectives
 // and PP point-to-point.
 int shared_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp) {
@@ -461,6 +542,46 @@ int shared_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp) {
   return 0;
 }
 
+// A stream held up by a slow host callback: the bounded waits give TIMEOUT
+// naming what they waited for, then succeed once it has passed.
+int stream_wait_deadline(int dev) {
+  cudaSetDevice(dev);
+  cudaStream_t s;
+  RANK_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess, "stream");
+  cudaEvent_t ev;
+  RANK_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) == cudaSuccess, "event");
+  auto sleeper = [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(1500)); };
+  RANK_CHECK(cudaLaunchHostFunc(s, sleeper, nullptr) == cudaSuccess, "cudaLaunchHostFunc");
+  RANK_CHECK(cudaEventRecord(ev, s) == cudaSuccess, "record");
+  for (int ev_wait = 0; ev_wait < 2; ev_wait++) {
+    try {
+      if (ev_wait)
+        tppp::wait_event(ev, 100, "test: the event");
+      else
+        tppp::wait_stream(s, 100, "test: the stream");
+      RANK_CHECK(false, "a held-up %s was not reported", ev_wait ? "event" : "stream");
+    } catch (const tppp::Error& e) {
+      RANK_CHECK(e.status() == TPPP_ERR_TIMEOUT && std::strstr(e.what(), ev_wait ? "test: the event" : "test: the stream"),
+                 "%s: %s", tppp_status_string(e.status()), e.what());
+    }
+  }
+  tppp::wait_stream(s, 10000, "test: the stream, again");
+  tppp::wait_event(ev, 10000, "test: the event, again");
+  // The backend's sync uses the same bound (its timeout_ms).
+  auto gpu = tppp::create_cuda_backend(dev, 100);
+  RANK_CHECK(cudaLaunchHostFunc(s, sleeper, nullptr) == cudaSuccess, "cudaLaunchHostFunc");
+  try {
+    gpu->sync(s);
+    RANK_CHECK(false, "backend sync of a held-up stream returned");
+  } catch (const tppp::Error& e) {
+    RANK_CHECK(e.status() == TPPP_ERR_TIMEOUT, "backend sync: %s", e.what());
+  }
+  RANK_CHECK(cudaStreamSynchronize(s) == cudaSuccess, "sync");
+  cudaEventDestroy(ev);
+  cudaStreamDestroy(s);
+  return 0;
+}
+
 // NCCL refuses two ranks on one GPU: asked for anyway, every rank says why.
 int nccl_shared_refused(int rank, const tppp_unique_id& id, int dev) {
   tppp_group_params gp = th::params(2, 1, 20000);
@@ -489,9 +610,21 @@ TEST_SUITE("cuda") {
       CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
     }
   }
+  TEST_CASE("waits for the device have deadlines") {
+    if (skip_without_gpu()) return;
+    auto codes = th::run_ranks(1, 60, [](int, const tppp_unique_id&) { return stream_wait_deadline(test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
   TEST_CASE("NCCL at world size 1") {
     if (skip_without_gpu()) return;
     auto codes = th::run_ranks(1, 120, [](int r, const tppp_unique_id& id) { return nccl_world1(r, id, test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+  TEST_CASE("NCCL watchdog does not break a global-mode capture on another thread") {
+    if (skip_without_gpu()) return;
+    auto codes = th::run_ranks(1, 120, [](int r, const tppp_unique_id& id) {
+      return nccl_watchdog_vs_global_capture(r, id, test_device());
+    });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
   }
   TEST_CASE("ranks sharing one GPU exchange device buffers over UCX") {

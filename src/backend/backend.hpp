@@ -81,9 +81,10 @@ inline bool argmax_better(float av, int64_t ai, float bv, int64_t bi) {
 }
 
 std::unique_ptr<Backend> create_cpu_backend();
-// device: a CUDA ordinal (CUDA builds; throws NOT_SUPPORTED naming why otherwise).
-std::unique_ptr<Backend> create_cuda_backend(int device);
+// device: a CUDA ordinal (CUDA builds; throws NOT_SUPPORTED naming why
+// otherwise). timeout_ms bounds each wait for the device (sync, uploads).
+std::unique_ptr<Backend> create_cuda_backend(int device, int timeout_ms = 60000);
 // device -1: CPU; a CUDA ordinal: the CUDA backend.
-std::shared_ptr<Backend> create_backend(int device);
+std::shared_ptr<Backend> create_backend(int device, int timeout_ms);
 
 }  // namespace tppp

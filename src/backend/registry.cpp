@@ -7,10 +7,10 @@
 
 namespace tppp {
 
-std::shared_ptr<Backend> create_backend(int device) {
+std::shared_ptr<Backend> create_backend(int device, int timeout_ms) {
   if (device == TPPP_DEVICE_CPU) return create_cpu_backend();
   check_cuda_device(device);
-  return create_cuda_backend(device);
+  return create_cuda_backend(device, timeout_ms);
 }
 
 }  // namespace tppp

@@ -100,7 +100,7 @@ const Comm& Group::comm(int32_t scope) const {
 
 std::shared_ptr<Backend> Group::backend() {
   std::lock_guard<std::mutex> lk(be_mu_);
-  if (!backend_) backend_ = create_backend(cfg_.device);
+  if (!backend_) backend_ = create_backend(cfg_.device, cfg_.timeout_ms);
   return backend_;
 }
 

@@ -20,7 +20,7 @@ namespace tppp {
 bool is_device_pointer(const void*) { return false; }
 std::string cuda_device_identity(int) { return std::string(); }
 
-std::unique_ptr<Backend> create_cuda_backend(int device) {
+std::unique_ptr<Backend> create_cuda_backend(int device, int) {
   fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d requested, but libtppp was built without CUDA (configure with "
        "-DTPPP_CUDA=ON)", device);
 }

@@ -77,8 +77,8 @@ struct GemmPlan {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device)
-      : dev_(device), alloc_(raw_allocator()), tf32_(env_on("TPPP_ALLOW_TF32")),
+  CudaBackend(int device, int timeout_ms)
+      : dev_(device), timeout_ms_(timeout_ms), alloc_(raw_allocator()), tf32_(env_on("TPPP_ALLOW_TF32")),
         autotune_(env_on("TPPP_CUBLASLT_AUTOTUNE")) {
     DeviceScope ds(dev_);
     check_cublas(cublasLtCreate(&lt_), "cublasLtCreate");
@@ -128,7 +128,7 @@ class CudaBackend final : public Backend {
   }
   void sync(void* stream) override {
     DeviceScope ds(dev_);
-    check_cuda(cudaStreamSynchronize(S(stream)), "cuda backend: cudaStreamSynchronize");
+    wait_stream(S(stream), timeout_ms_, "cuda backend: waiting for the stream");
   }
   bool capturing(void* stream) const override {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
@@ -158,7 +158,7 @@ class CudaBackend final : public Backend {
     // Synchronous on the backend's own stream: bind is not the forward path,
     // and the host buffer may be freed right after.
     check_cuda(cudaMemcpyAsync(p->w, src, bytes, cudaMemcpyHostToDevice, own_), "cuda backend: weight upload");
-    check_cuda(cudaStreamSynchronize(own_), "cuda backend: weight upload");
+    wait_stream(own_, timeout_ms_, "cuda backend: weight upload");
     return p;
   }
 
@@ -356,7 +356,7 @@ class CudaBackend final : public Backend {
         cudaEventRecord(a, S(stream));
         for (int i = 0; i < 3; i++) run(trial, x, w, y, stream);
         cudaEventRecord(b, S(stream));
-        check_cuda(cudaEventSynchronize(b), "autotune");
+        wait_event(b, timeout_ms_, "cuBLASLt autotune");
       } catch (const Error&) {
         ok = false;
       }
@@ -376,6 +376,7 @@ class CudaBackend final : public Backend {
 
   static constexpr int kCandidates = 8;
   int dev_;
+  int timeout_ms_;  // bound on each wait for the device
   // Fence events: declared before alloc_, which uses them until it is gone.
   std::mutex ev_mu_;
   std::vector<cudaEvent_t> events_, free_events_;
@@ -390,6 +391,8 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> create_cuda_backend(int device) { return std::unique_ptr<Backend>(new CudaBackend(device)); }
+std::unique_ptr<Backend> create_cuda_backend(int device, int timeout_ms) {
+  return std::unique_ptr<Backend>(new CudaBackend(device, timeout_ms));
+}
 
 }  // namespace tppp

@@ -4,6 +4,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
+#include "backend/cuda/bounded_wait.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -17,6 +18,30 @@ inline void check_cuda(cudaError_t e, const char* what) {
 
 inline void check_cublas(cublasStatus_t e, const char* what) {
   if (e != CUBLAS_STATUS_SUCCESS) fail(TPPP_ERR_CUDA, "%s: cuBLASLt status %d", what, static_cast<int>(e));
+}
+
+// Waits for everything queued on `s` (an event: up to its record) with a
+// deadline: TPPP_ERR_TIMEOUT naming `what` past timeout_ms, TPPP_ERR_CUDA on
+// a device error. Never call on a capturing stream (the query ends capture).
+inline void wait_stream(cudaStream_t s, int timeout_ms, const char* what) {
+  poll_until_done(
+      [&] {
+        const cudaError_t e = cudaStreamQuery(s);
+        if (e == cudaErrorNotReady) return Poll::Pending;
+        check_cuda(e, what);
+        return Poll::Done;
+      },
+      timeout_ms, what);
+}
+inline void wait_event(cudaEvent_t ev, int timeout_ms, const char* what) {
+  poll_until_done(
+      [&] {
+        const cudaError_t e = cudaEventQuery(ev);
+        if (e == cudaErrorNotReady) return Poll::Pending;
+        check_cuda(e, what);
+        return Poll::Done;
+      },
+      timeout_ms, what);
 }
 
 // Makes `device` current for the scope (the host may drive several devices).

@@ -2,6 +2,7 @@
 #include <cuda_runtime_api.h>
 
 #include <fstream>
+#include <string>
 
 #include "backend/device.hpp"
 #include "backend/cuda/cuda_check.hpp"
@@ -50,6 +51,10 @@ bool is_device_pointer(const void* p) {
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
+// Bound on each wait for one staging copy (at most 8 MiB: milliseconds when
+// the stream is free; past this, `stream` is held up by other work).
+constexpr int kUploadWaitMs = 60000;
+
 void upload_pieces(const UploadPiece* pieces, size_t n, void* stream_p,
                    void (*fill)(const void* key, void* staging, size_t bytes, void* user), void* user) {
   if (n == 0) return;
@@ -62,12 +67,27 @@ void upload_pieces(const UploadPiece* pieces, size_t n, void* stream_p,
     cudaEvent_t done = nullptr;
     bool busy = false;
   } slots[kBufs];
-  auto cleanup = [&] {
+  // Waits for the copies in flight, then frees. A copy that does not end in
+  // time may still land later: its buffer is left allocated (a leak, not a
+  // DMA into freed memory). After an error the wait is short: the stream is
+  // likely stuck, and the first error is what gets thrown.
+  auto cleanup = [&](bool throwing) {
+    tppp_status st = TPPP_OK;
+    std::string msg;
     for (Slot& s : slots) {
-      if (s.busy && s.done) cudaEventSynchronize(s.done);
+      bool done = true;
+      if (s.busy && s.done) {
+        try {
+          wait_event(s.done, throwing ? 1000 : kUploadWaitMs, "loader: waiting for a staging copy");
+        } catch (const Error& e) {
+          done = false;
+          if (st == TPPP_OK) st = e.status(), msg = e.what();
+        }
+      }
       if (s.done) cudaEventDestroy(s.done);
-      if (s.host) cudaFreeHost(s.host);
+      if (s.host && done) cudaFreeHost(s.host);
     }
+    if (st != TPPP_OK && !throwing) throw Error(st, msg);
   };
   try {
     for (Slot& s : slots) {
@@ -76,7 +96,7 @@ void upload_pieces(const UploadPiece* pieces, size_t n, void* stream_p,
     }
     for (size_t i = 0; i < n; i++) {
       Slot& s = slots[i % kBufs];
-      if (s.busy) check_cuda(cudaEventSynchronize(s.done), "loader: waiting for a staging copy");
+      if (s.busy) wait_event(s.done, kUploadWaitMs, "loader: waiting for a staging copy");
       s.busy = false;
       fill(pieces[i].key, s.host, pieces[i].bytes, user);  // reads overlap the copies in flight
       check_cuda(cudaMemcpyAsync(pieces[i].dst, s.host, pieces[i].bytes, cudaMemcpyHostToDevice, stream),
@@ -85,10 +105,10 @@ void upload_pieces(const UploadPiece* pieces, size_t n, void* stream_p,
       s.busy = true;
     }
   } catch (...) {
-    cleanup();
+    cleanup(true);
     throw;
   }
-  cleanup();  // waits for the last copies
+  cleanup(false);  // waits for the last copies
 }
 
 }  // namespace tppp

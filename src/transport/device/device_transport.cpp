@@ -3,6 +3,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <exception>
+
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/device.hpp"
 #include "core/dtype.hpp"
@@ -14,26 +17,39 @@ namespace {
 
 cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 
-// A pinned staging buffer borrowed from the pool for one scope.
+// A pinned staging buffer borrowed from the pool for one scope. Left by an
+// exception (a copy that timed out may still land in it later) or marked
+// stale, it is never reused nor freed: a small leak instead of a late DMA
+// into a buffer someone else holds.
 class Pinned {
  public:
-  Pinned(DeviceTransport& t, size_t n) : t_(t), n_(n), p_(t.take_pinned(n)) {}
-  ~Pinned() { t_.give_pinned(p_, n_); }
+  Pinned(DeviceTransport& t, size_t n)
+      : t_(t), n_(n), p_(t.take_pinned(n)), exceptions_(std::uncaught_exceptions()) {}
+  ~Pinned() {
+    if (stale || std::uncaught_exceptions() > exceptions_)
+      t_.abandon_pinned(p_);
+    else
+      t_.give_pinned(p_, n_);
+  }
   char* get() const { return static_cast<char*>(p_); }
+  bool stale = false;
 
  private:
   DeviceTransport& t_;
   size_t n_;
   void* p_;
+  int exceptions_;
 };
 
-void d2h(void* dst, const void* src, size_t n, void* stream) {
+// Stream-ordered copies through the pinned buffer, waited for with the
+// transport's deadline (the stream may hold work queued before them).
+void d2h(void* dst, const void* src, size_t n, void* stream, int timeout_ms) {
   check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(stream)), "staging: device-to-host copy");
-  check_cuda(cudaStreamSynchronize(S(stream)), "staging: waiting for the device-to-host copy");
+  wait_stream(S(stream), timeout_ms, "staging: waiting for the device-to-host copy");
 }
-void h2d(void* dst, const void* src, size_t n, void* stream) {
+void h2d(void* dst, const void* src, size_t n, void* stream, int timeout_ms) {
   check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(stream)), "staging: host-to-device copy");
-  check_cuda(cudaStreamSynchronize(S(stream)), "staging: waiting for the host-to-device copy");
+  wait_stream(S(stream), timeout_ms, "staging: waiting for the host-to-device copy");
 }
 
 class StagedSend final : public Request {
@@ -47,7 +63,8 @@ class StagedSend final : public Request {
 
 class StagedRecv final : public Request {
  public:
-  StagedRecv(DeviceTransport& t, void* dst, size_t n, void* stream) : buf_(t, n), dst_(dst), n_(n), stream_(stream) {}
+  StagedRecv(DeviceTransport& t, void* dst, size_t n, void* stream, int timeout_ms)
+      : buf_(t, n), dst_(dst), n_(n), stream_(stream), timeout_ms_(timeout_ms) {}
   Pinned buf_;                     // declared first: outlives the UCX request that writes it
   std::unique_ptr<Request> inner;
   bool test() override {
@@ -63,12 +80,15 @@ class StagedRecv final : public Request {
  private:
   void land() {
     if (landed_) return;
-    h2d(dst_, buf_.get(), n_, stream_);
-    landed_ = true;
+    landed_ = true;     // once: a timed-out copy is not queued twice
+    buf_.stale = true;  // until the copy is known done
+    h2d(dst_, buf_.get(), n_, stream_, timeout_ms_);
+    buf_.stale = false;
   }
   void* dst_;
   size_t n_;
   void* stream_;
+  int timeout_ms_;
   bool landed_ = false;
 };
 
@@ -109,6 +129,12 @@ void* DeviceTransport::take_pinned(size_t bytes) {
   return p;
 }
 
+void DeviceTransport::abandon_pinned(void* p) {
+  if (!p) return;
+  std::lock_guard<std::mutex> lk(pin_mu_);
+  all_pinned_.erase(std::remove(all_pinned_.begin(), all_pinned_.end(), p), all_pinned_.end());
+}
+
 void DeviceTransport::give_pinned(void* p, size_t bytes) {
   if (!p) return;
   std::lock_guard<std::mutex> lk(pin_mu_);
@@ -138,12 +164,12 @@ std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_
     case Route::Host: return ucx_->isend(c, peer, tag, buf, n, stream);
     case Route::Nccl: return nccl_->isend(c, peer, tag, buf, n, stream);
     case Route::UcxDirect:
-      check_cuda(cudaStreamSynchronize(S(stream)), "isend: waiting for the data on the stream");
+      wait_stream(S(stream), ucx_->timeout_ms(), "isend: waiting for the data on the stream");
       return ucx_->isend(c, peer, tag, buf, n, stream);
     case Route::Staged: break;
   }
   std::unique_ptr<StagedSend> r(new StagedSend(*this, n));
-  d2h(r->buf_.get(), buf, n, stream);
+  d2h(r->buf_.get(), buf, n, stream, ucx_->timeout_ms());
   r->inner = ucx_->isend(c, peer, tag, r->buf_.get(), n, stream);
   return r;
 }
@@ -156,7 +182,7 @@ std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_
     case Route::Nccl: return nccl_->irecv(c, peer, tag, buf, n, stream);
     case Route::Staged: break;
   }
-  std::unique_ptr<StagedRecv> r(new StagedRecv(*this, buf, n, stream));
+  std::unique_ptr<StagedRecv> r(new StagedRecv(*this, buf, n, stream, ucx_->timeout_ms()));
   r->inner = ucx_->irecv(c, peer, tag, r->buf_.get(), n, stream);
   return r;
 }
@@ -167,15 +193,15 @@ void DeviceTransport::all_reduce(const Comm& c, const void* send, void* recv, si
     case Route::Host: return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
     case Route::Nccl: return nccl_->all_reduce(c, send, recv, count, dtype, op, stream);
     case Route::UcxDirect:
-      check_cuda(cudaStreamSynchronize(S(stream)), "all_reduce: waiting for the data on the stream");
+      wait_stream(S(stream), ucx_->timeout_ms(), "all_reduce: waiting for the data on the stream");
       return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
   Pinned a(*this, n);
-  d2h(a.get(), send, n, stream);
+  d2h(a.get(), send, n, stream, ucx_->timeout_ms());
   ucx_->all_reduce(c, a.get(), a.get(), count, dtype, op, nullptr);
-  h2d(recv, a.get(), n, stream);
+  h2d(recv, a.get(), n, stream, ucx_->timeout_ms());
 }
 
 void DeviceTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
@@ -184,15 +210,15 @@ void DeviceTransport::all_gather(const Comm& c, const void* send, void* recv, si
     case Route::Host: return ucx_->all_gather(c, send, recv, count, dtype, stream);
     case Route::Nccl: return nccl_->all_gather(c, send, recv, count, dtype, stream);
     case Route::UcxDirect:
-      check_cuda(cudaStreamSynchronize(S(stream)), "all_gather: waiting for the data on the stream");
+      wait_stream(S(stream), ucx_->timeout_ms(), "all_gather: waiting for the data on the stream");
       return ucx_->all_gather(c, send, recv, count, dtype, stream);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
   Pinned a(*this, n), b(*this, n * static_cast<size_t>(c.size()));
-  d2h(a.get(), send, n, stream);
+  d2h(a.get(), send, n, stream, ucx_->timeout_ms());
   ucx_->all_gather(c, a.get(), b.get(), count, dtype, nullptr);
-  h2d(recv, b.get(), n * static_cast<size_t>(c.size()), stream);
+  h2d(recv, b.get(), n * static_cast<size_t>(c.size()), stream, ucx_->timeout_ms());
 }
 
 void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) {
@@ -200,15 +226,15 @@ void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t 
     case Route::Host: return ucx_->broadcast(c, buf, count, dtype, root, stream);
     case Route::Nccl: return nccl_->broadcast(c, buf, count, dtype, root, stream);
     case Route::UcxDirect:
-      check_cuda(cudaStreamSynchronize(S(stream)), "broadcast: waiting for the data on the stream");
+      wait_stream(S(stream), ucx_->timeout_ms(), "broadcast: waiting for the data on the stream");
       return ucx_->broadcast(c, buf, count, dtype, root, stream);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
   Pinned a(*this, n);
-  if (c.me == root) d2h(a.get(), buf, n, stream);
+  if (c.me == root) d2h(a.get(), buf, n, stream, ucx_->timeout_ms());
   ucx_->broadcast(c, a.get(), count, dtype, root, nullptr);
-  if (c.me != root) h2d(buf, a.get(), n, stream);
+  if (c.me != root) h2d(buf, a.get(), n, stream, ucx_->timeout_ms());
 }
 
 void DeviceTransport::barrier(const Comm& c) { ucx_->barrier(c); }

@@ -39,6 +39,7 @@ class DeviceTransport final : public Transport {
   // Pinned host buffers for staging, pooled by size.
   void* take_pinned(size_t bytes);
   void give_pinned(void* p, size_t bytes);
+  void abandon_pinned(void* p);  // a copy may still land in p: never reuse nor free it
 
  private:
   enum class Route { Host, Nccl, UcxDirect, Staged };

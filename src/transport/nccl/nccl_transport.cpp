@@ -262,6 +262,11 @@ void* NcclTransport::watch(void* stream, const std::string& what) {
 
 void NcclTransport::watchdog() {
   cudaSetDevice(cfg_.device);
+  // This thread's event queries must not invalidate a capture another thread
+  // runs in global mode (torch.cuda.graph's default): whether a call is
+  // refused during someone's capture depends on the calling thread's mode.
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeThreadLocal;
+  cudaThreadExchangeStreamCaptureMode(&mode);
   std::unique_lock<std::mutex> lk(mu_);
   while (!stop_) {
     cv_.wait_for(lk, std::chrono::milliseconds(watched_.empty() ? 100 : 1));
