@@ -6,8 +6,20 @@
 # graph capture, NCCL at world size 1, device buffers over UCX in TP and PP
 # grids), compute-sanitizer memcheck on the CUDA suite, the GPU benchmark
 # (writes bench/results/linear-gpu-<date>-<gpu>.md), and a summary table last.
-#   bash scripts/gpu-check.sh [--quick]      (under 10 minutes on an H100)
+#   bash scripts/gpu-check.sh [--quick] [STEP...]     (under 10 minutes on an H100)
+# STEP: logic, cuda, layers, memcheck, bench (default: all, in that order);
+# naming some splits the run over several calls of a time-limited runner.
 set -uo pipefail
+quick=(); steps=()
+for a in "$@"; do
+  case $a in
+    --quick) quick=(--quick) ;;
+    logic|cuda|layers|memcheck|bench) steps+=("$a") ;;
+    *) echo "unknown argument '$a' (steps: logic cuda layers memcheck bench; option: --quick)"; exit 2 ;;
+  esac
+done
+[ ${#steps[@]} -gt 0 ] || steps=(logic cuda layers memcheck bench)
+want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.." || exit 2
 G=$PWD/.gpu
 [ -x "$G/bin/tppp_tests" ] || { echo "no bundle in .gpu/: run scripts/gpu-build.sh first"; exit 2; }
@@ -36,16 +48,19 @@ step() {  # step NAME COMMAND...: runs, records PASS/FAIL and the seconds taken
 }
 nvidia-smi -L || true
 ldd "$G/bin/tppp_tests" | grep -E "not found|cublasLt|nccl" || true
-step "cuda_logic + c_api suites"           tppp_tests --test-suite=cuda_logic,c_api
-step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP, loader)" tppp_tests --test-suite=cuda
-step "layer tests on CUDA, TP 1/2/4 on one GPU" tppp_tests --test-suite=layers
-if command -v compute-sanitizer >/dev/null; then
-  step "compute-sanitizer memcheck, CUDA suite + TP=1 layer tests" compute-sanitizer --tool memcheck --target-processes all \
-    --error-exitcode 1 --leak-check full tppp_tests --test-suite=cuda,layers --test-case-exclude='*sharing*,*TP=2,*TP=4'
-else
-  names+=("compute-sanitizer"); results+=("NOT RUN (not installed)")
+want logic && step "cuda_logic + c_api suites" tppp_tests --test-suite=cuda_logic,c_api
+want cuda && step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP, loader, deadlines)" tppp_tests --test-suite=cuda
+want layers && step "layer tests on CUDA, TP 1/2/4 on one GPU" tppp_tests --test-suite=layers
+if want memcheck; then
+  if command -v compute-sanitizer >/dev/null; then
+    step "compute-sanitizer memcheck, CUDA suite + TP=1 layer tests" compute-sanitizer --tool memcheck \
+      --target-processes all --error-exitcode 1 --leak-check full tppp_tests --test-suite=cuda,layers \
+      --test-case-exclude='*sharing*,*TP=2,*TP=4'
+  else
+    names+=("compute-sanitizer"); results+=("NOT RUN (not installed)")
+  fi
 fi
-step "GPU benchmark vs torch"              bench/linear_gpu.sh "$G/bin" "$@"
+want bench && step "GPU benchmark vs torch" bench/linear_gpu.sh "$G/bin" "${quick[@]}"
 echo; echo "=== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
 printf '| %-70s | %s |\n' "check" "result"
 fail=0

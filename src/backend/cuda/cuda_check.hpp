@@ -20,28 +20,25 @@ inline void check_cublas(cublasStatus_t e, const char* what) {
   if (e != CUBLAS_STATUS_SUCCESS) fail(TPPP_ERR_CUDA, "%s: cuBLASLt status %d", what, static_cast<int>(e));
 }
 
-// Waits for everything queued on `s` (an event: up to its record) with a
-// deadline: TPPP_ERR_TIMEOUT naming `what` past timeout_ms, TPPP_ERR_CUDA on
-// a device error. Never call on a capturing stream (the query ends capture).
-inline void wait_stream(cudaStream_t s, int timeout_ms, const char* what) {
+// Waits for everything queued on a stream (an event: up to its record) with
+// a deadline: TPPP_ERR_TIMEOUT naming `what` past timeout_ms, TPPP_ERR_CUDA
+// on a device error. Never on a capturing stream (the query ends capture).
+template <typename Handle>
+void wait_cuda(cudaError_t (*query)(Handle), Handle h, int timeout_ms, const char* what) {
   poll_until_done(
       [&] {
-        const cudaError_t e = cudaStreamQuery(s);
+        const cudaError_t e = query(h);
         if (e == cudaErrorNotReady) return Poll::Pending;
         check_cuda(e, what);
         return Poll::Done;
       },
       timeout_ms, what);
 }
+inline void wait_stream(cudaStream_t s, int timeout_ms, const char* what) {
+  wait_cuda(cudaStreamQuery, s, timeout_ms, what);
+}
 inline void wait_event(cudaEvent_t ev, int timeout_ms, const char* what) {
-  poll_until_done(
-      [&] {
-        const cudaError_t e = cudaEventQuery(ev);
-        if (e == cudaErrorNotReady) return Poll::Pending;
-        check_cuda(e, what);
-        return Poll::Done;
-      },
-      timeout_ms, what);
+  wait_cuda(cudaEventQuery, ev, timeout_ms, what);
 }
 
 // Makes `device` current for the scope (the host may drive several devices).
