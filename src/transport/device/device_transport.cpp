@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/device.hpp"
@@ -78,11 +79,19 @@ class StagedRecv final : public Request {
   }
 
  private:
+  // Queues the copy to dst once and waits for it; a failure (a timeout: the
+  // copy may still land later) is kept and thrown again on every later call.
   void land() {
+    if (failed_) throw *failed_;
     if (landed_) return;
-    landed_ = true;     // once: a timed-out copy is not queued twice
+    landed_ = true;
     buf_.stale = true;  // until the copy is known done
-    h2d(dst_, buf_.get(), n_, stream_, timeout_ms_);
+    try {
+      h2d(dst_, buf_.get(), n_, stream_, timeout_ms_);
+    } catch (const Error& e) {
+      failed_.reset(new Error(e));
+      throw;
+    }
     buf_.stale = false;
   }
   void* dst_;
@@ -90,6 +99,7 @@ class StagedRecv final : public Request {
   void* stream_;
   int timeout_ms_;
   bool landed_ = false;
+  std::unique_ptr<Error> failed_;
 };
 
 }  // namespace
