@@ -399,7 +399,11 @@ TPPP_API void tppp_weights_free(tppp_weights_t w);
  * checked). After one forward with the largest M, a forward allocates nothing
  * and can be captured in a CUDA graph, when the TP collectives go over NCCL
  * (one GPU per rank) or TP = 1; UCX staging (ranks sharing a GPU) waits for
- * the stream and refuses a capturing one with TPPP_ERR_INVALID_USAGE. */
+ * the stream and refuses a capturing one with TPPP_ERR_INVALID_USAGE.
+ * Streams: the layers of one group share a cuBLASLt workspace and reuse
+ * freed scratch in the order of the last stream used, like a cuBLAS handle:
+ * use one stream per group, or before switching make the new stream wait
+ * for the old one (cudaEventRecord + cudaStreamWaitEvent). */
 typedef struct tppp_layer_s* tppp_layer_t;
 
 #define TPPP_LAYER_COLUMN 0     /* W[out/tp, in]; y[M, out/tp], or [M, out] with gather_output   */
