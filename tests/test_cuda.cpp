@@ -5,8 +5,8 @@
 // with a message elsewhere): every backend op against the CPU backend (the
 // oracle), graph capture of layer forwards, NCCL at world size 1, device
 // buffers between ranks sharing one GPU over UCX, deadlines on device waits,
-// and bad input. Each check
-// runs in a forked child: the parent never initialises CUDA.
+// and bad input. Each check runs in a forked child: the parent never
+// initialises CUDA.
 #include <doctest/doctest.h>
 
 #include <chrono>
