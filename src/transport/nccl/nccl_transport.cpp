@@ -318,15 +318,16 @@ bool NcclTransport::test_event(void* ev, const char* what) {
   return false;
 }
 
+// Spins, then yields, then sleeps (poll_until_done): a p2p on the decode path
+// completes in microseconds and is not held up by a sleep's granularity.
 void NcclTransport::wait_event(void* ev, const char* what) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
-  while (!test_event(ev, what)) {
-    if (Clock::now() > deadline) {
-      std::string msg = strf("nccl: %s did not complete within %d ms", what, cfg_.timeout_ms);
-      fail_async(TPPP_ERR_TIMEOUT, msg);
-      fail(TPPP_ERR_TIMEOUT, "%s", msg.c_str());
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  try {
+    poll_until_done([&] { return test_event(ev, what) ? Poll::Done : Poll::Pending; }, cfg_.timeout_ms, what);
+  } catch (const Error& e) {
+    if (e.status() != TPPP_ERR_TIMEOUT || async_error(nullptr) != TPPP_OK) throw;  // not our deadline
+    std::string msg = strf("nccl: %s did not complete within %d ms", what, cfg_.timeout_ms);
+    fail_async(TPPP_ERR_TIMEOUT, msg);
+    fail(TPPP_ERR_TIMEOUT, "%s", msg.c_str());
   }
 }
 
