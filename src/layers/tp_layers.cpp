@@ -269,14 +269,20 @@ void TpLayer::local_logits(const void* x, int64_t m, void* stream) {
               s_.dtype, s_.dtype, stream);
 }
 
+// Activations live where the backend computes (pinned host memory counts as host).
+void TpLayer::check_memory(const tppp_tensor& t, const char* kind, const char* what) const {
+  const int32_t want = be_->mem_kind();
+  need(t.mem_kind == want || (t.mem_kind == TPPP_MEM_PINNED && want == TPPP_MEM_HOST),
+       "%s layer: %s is in memory kind %d but the group's backend (%s) needs %d", kind, what, t.mem_kind, be_->name(),
+       want);
+}
+
 void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) {
   const char* kn = kind_name(s_.kind);
   g_.check_live("tppp_layer_forward");
   check_bound("forward");
   need(x.data != nullptr || x.shape[0] == 0, "%s layer: x data is NULL", kn);
-  need(x.mem_kind == be_->mem_kind() || (x.mem_kind == TPPP_MEM_PINNED && be_->mem_kind() == TPPP_MEM_HOST),
-       "%s layer: x is in memory kind %d but the group's backend (%s) needs %d", kn, x.mem_kind, be_->name(),
-       be_->mem_kind());
+  check_memory(x, kn, "x");
   need(x.strides == nullptr, "%s layer: x must be contiguous", kn);
   const bool ids = s_.kind == LayerKind::Embedding;
   if (ids) {
@@ -309,8 +315,7 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
     need(y->ndim == 2 && y->shape[0] == m && y->shape[1] == y_cols, "%s layer: y is %s but must be [%lld, %lld]", kn,
          shape_string(shape_of(*y)).c_str(), static_cast<long long>(m), static_cast<long long>(y_cols));
     need(y->strides == nullptr, "%s layer: y must be contiguous", kn);
-    need(y->mem_kind == be_->mem_kind() || (y->mem_kind == TPPP_MEM_PINNED && be_->mem_kind() == TPPP_MEM_HOST),
-         "%s layer: y is in memory kind %d, the backend needs %d", kn, y->mem_kind, be_->mem_kind());
+    check_memory(*y, kn, "y");
   }
   if (ids && be_->mem_kind() == TPPP_MEM_HOST)  // device ids are not read back: out-of-vocab rows come out 0
     for (int64_t i = 0; i < m; i++) {
@@ -431,10 +436,8 @@ void TpLayer::argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream)
   const int64_t m = x.shape[0];
   need(ids.data && ids.dtype == TPPP_DTYPE_I64 && ids.ndim == 1 && ids.shape[0] == m,
        "LM_HEAD argmax: ids must be I64 [%lld]", static_cast<long long>(m));
-  for (const tppp_tensor* t : {&x, &ids})
-    need(t->mem_kind == be_->mem_kind() || (t->mem_kind == TPPP_MEM_PINNED && be_->mem_kind() == TPPP_MEM_HOST),
-         "LM_HEAD argmax: %s is in memory kind %d, the backend (%s) needs %d", t == &x ? "x" : "ids", t->mem_kind,
-         be_->name(), be_->mem_kind());
+  check_memory(x, "LM_HEAD", "x");
+  check_memory(ids, "LM_HEAD", "ids");
   if (m == 0) return;
   local_logits(x.data, m, stream);
   const Part& p = *parts_[0];

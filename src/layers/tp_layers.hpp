@@ -65,6 +65,7 @@ class TpLayer {
  private:
   struct Part;
   void check_bound(const char* op) const;
+  void check_memory(const tppp_tensor& t, const char* kind, const char* what) const;
   void reduce_rows(const void* x, int64_t m, void* y, void* stream);
   // Scratch buffer i of at least bytes (backend memory); may allocate only outside a graph capture.
   char* scratch(int i, size_t bytes, void* stream);

@@ -68,9 +68,8 @@ void* CachingAllocator::alloc(size_t bytes) {
   }
   if (!p)
     fail(TPPP_ERR_OUT_OF_MEMORY,
-         "cuda backend: cannot allocate %zu bytes of device memory (%zu in use by libtppp, %zu freed but still "
-         "used by queued work)",
-         want, st_.in_use_bytes, st_.cached_bytes);
+         "cannot allocate %zu bytes of %s (%zu in use by libtppp, %zu freed but still used by queued work)", want,
+         what_, st_.in_use_bytes, st_.cached_bytes);
   live_.emplace(p, want);
   st_.raw_allocs++;
   st_.in_use_bytes += want;
@@ -81,13 +80,21 @@ void CachingAllocator::free(void* p) {
   if (!p) return;
   std::lock_guard<std::mutex> lk(mu_);
   auto it = live_.find(p);
-  if (it == live_.end()) fail(TPPP_ERR_INVALID_ARGUMENT, "cuda backend: free of %p, which it did not allocate", p);
+  if (it == live_.end()) fail(TPPP_ERR_INVALID_ARGUMENT, "free of %p, which is not %s libtppp allocated", p, what_);
   const size_t sz = it->second;
   live_.erase(it);
   st_.in_use_bytes -= sz;
   st_.cached_bytes += sz;
   pending_.push_back(Pending{p, sz, raw_.fence()});
   st_.pending = pending_.size();
+}
+
+void CachingAllocator::forget(void* p) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = live_.find(p);
+  if (it == live_.end()) return;
+  st_.in_use_bytes -= it->second;
+  live_.erase(it);
 }
 
 void CachingAllocator::release_cached() {

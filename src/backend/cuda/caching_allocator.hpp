@@ -3,7 +3,9 @@
 // again; a freed block becomes reusable only once a fence recorded at free
 // time has passed (the stream work that used it has finished), so a block is
 // never recycled under a running kernel. Pure logic over four callbacks (raw
-// alloc/free, fence record/query), so it is unit-tested without a GPU.
+// alloc/free, fence record/query), so it is unit-tested without a GPU. Also
+// the device transport's pool of pinned staging buffers (its copies are
+// synchronous: fences that have always passed).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +34,8 @@ class CachingAllocator {
     size_t pending = 0;       // freed blocks whose fence has not passed
   };
 
-  explicit CachingAllocator(Raw raw) : raw_(std::move(raw)) {}
+  // what: the memory, for messages ("device memory", "pinned host memory").
+  explicit CachingAllocator(Raw raw, const char* what = "device memory") : raw_(std::move(raw)), what_(what) {}
   ~CachingAllocator();
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -42,6 +45,9 @@ class CachingAllocator {
   void* alloc(size_t bytes);
   // nullptr is ignored; a pointer this allocator did not hand out throws INVALID_ARGUMENT.
   void free(void* p);
+  // Drops a handed-out block without freeing or reusing it (something may
+  // still write into it: a leak on purpose). Unknown pointers are ignored.
+  void forget(void* p);
   // Returns every idle block to Raw::free (pending ones stay pending).
   void release_cached();
   Stats stats() const;
@@ -59,6 +65,7 @@ class CachingAllocator {
   void release_locked();
 
   Raw raw_;
+  const char* what_;
   mutable std::mutex mu_;
   std::unordered_map<void*, size_t> live_;  // handed out: pointer -> block size
   std::multimap<size_t, void*> idle_;       // size -> block

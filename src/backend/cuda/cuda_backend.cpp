@@ -184,11 +184,11 @@ class CudaBackend final : public Backend {
     key.tf32 = dt == TPPP_DTYPE_F32 && tf32_;
     key.align = std::min({align_of(x), align_of(w.w), align_of(y), fuse_bias ? align_of(bias) : 256});
     std::shared_ptr<GemmPlan> plan = plans_->get(key, [&] { return make_plan(key); });
-    if (autotune_ && !plan->tuned && !capturing(stream)) tune(*plan, x, w.w, fuse_bias ? bias : nullptr, y, stream);
     if (fuse_bias)
       check_cublas(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
                    "cuBLASLt: bias pointer");
-    run(*plan, x, w.w, y, stream);
+    if (autotune_ && !plan->tuned && !capturing(stream)) tune(*plan, x, w.w, y, stream);
+    run(*plan, plan->algo, x, w.w, y, stream);
     if (bias && !fuse_bias)
       check_cuda(tppp_kernels::add_bias(y, ydt, bias, dt, m, w.n, S(stream)), "kernel add_bias");
   }
@@ -327,41 +327,31 @@ class CudaBackend final : public Backend {
     return p;
   }
 
-  void run(const GemmPlan& p, const void* x, const void* w, void* y, void* stream) {
+  void run(const GemmPlan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w, void* y, void* stream) {
     const float alpha = 1.0f, beta = 0.0f;
-    check_cublas(cublasLtMatmul(lt_, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo, ws_, kWorkspace,
+    check_cublas(cublasLtMatmul(lt_, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &algo, ws_, kWorkspace,
                                 S(stream)),
                  "cublasLtMatmul");
   }
 
   // Times each heuristic candidate (3 runs each, after one warm-up) and keeps the fastest.
-  void tune(GemmPlan& p, const void* x, const void* w, const void* bias, void* y, void* stream) {
-    if (bias)
-      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+  void tune(GemmPlan& p, const void* x, const void* w, void* y, void* stream) {
     cudaEvent_t a = nullptr, b = nullptr;
     check_cuda(cudaEventCreate(&a), "cudaEventCreate");
     check_cuda(cudaEventCreate(&b), "cudaEventCreate");
     float best = 1e30f;
     cublasLtMatmulAlgo_t pick = p.algo;
     for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
-      GemmPlan trial;  // borrow p's descriptors with another algorithm
-      trial.desc = p.desc;
-      trial.a = p.a;
-      trial.b = p.b;
-      trial.c = p.c;
-      trial.algo = algo;
       bool ok = true;
       try {
-        run(trial, x, w, y, stream);
+        run(p, algo, x, w, y, stream);
         cudaEventRecord(a, S(stream));
-        for (int i = 0; i < 3; i++) run(trial, x, w, y, stream);
+        for (int i = 0; i < 3; i++) run(p, algo, x, w, y, stream);
         cudaEventRecord(b, S(stream));
         wait_event(b, timeout_ms_, "cuBLASLt autotune");
       } catch (const Error&) {
         ok = false;
       }
-      trial.desc = nullptr;  // not ours to destroy
-      trial.a = trial.b = trial.c = nullptr;
       float ms = 0;
       if (ok && cudaEventElapsedTime(&ms, a, b) == cudaSuccess && ms < best) {
         best = ms;

@@ -3,7 +3,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
 #include <exception>
 #include <memory>
 
@@ -25,19 +24,18 @@ cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 class Pinned {
  public:
   Pinned(DeviceTransport& t, size_t n)
-      : t_(t), n_(n), p_(t.take_pinned(n)), exceptions_(std::uncaught_exceptions()) {}
+      : pool_(t.pinned()), p_(pool_.alloc(n)), exceptions_(std::uncaught_exceptions()) {}
   ~Pinned() {
     if (stale || std::uncaught_exceptions() > exceptions_)
-      t_.abandon_pinned(p_);
+      pool_.forget(p_);
     else
-      t_.give_pinned(p_, n_);
+      pool_.free(p_);
   }
   char* get() const { return static_cast<char*>(p_); }
   bool stale = false;
 
  private:
-  DeviceTransport& t_;
-  size_t n_;
+  CachingAllocator& pool_;
   void* p_;
   int exceptions_;
 };
@@ -102,15 +100,32 @@ class StagedRecv final : public Request {
   std::unique_ptr<Error> failed_;
 };
 
+// Pinned staging blocks: the copies through them are synchronous, so a freed
+// block is reusable at once (fences that have always passed).
+CachingAllocator::Raw pinned_raw() {
+  CachingAllocator::Raw r;
+  r.alloc = [](size_t n) -> void* {
+    void* p = nullptr;
+    if (cudaMallocHost(&p, n) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  };
+  r.free = [](void* p) { cudaFreeHost(p); };
+  r.fence = [] { return uint64_t(0); };
+  r.fence_done = [](uint64_t) { return true; };
+  r.fence_release = [](uint64_t) {};
+  return r;
+}
+
 }  // namespace
 
 DeviceTransport::DeviceTransport(std::shared_ptr<UcxTransport> ucx, std::shared_ptr<Transport> nccl, int device)
-    : ucx_(std::move(ucx)), nccl_(std::move(nccl)), ucx_cuda_(ucx_->cuda_memory()), device_(device) {}
+    : ucx_(std::move(ucx)), nccl_(std::move(nccl)), ucx_cuda_(ucx_->cuda_memory()), device_(device),
+      pinned_(pinned_raw(), "pinned host memory (UCX staging)") {}
 
-DeviceTransport::~DeviceTransport() {
-  cudaSetDevice(device_);
-  for (void* p : all_pinned_) cudaFreeHost(p);
-}
+DeviceTransport::~DeviceTransport() { cudaSetDevice(device_); }  // the pool frees its blocks next
 
 const char* DeviceTransport::name() const {
   if (nccl_) return "nccl (device buffers) + ucx (host buffers)";
@@ -119,63 +134,31 @@ const char* DeviceTransport::name() const {
 
 int32_t DeviceTransport::kind() const { return nccl_ ? TPPP_TRANSPORT_NCCL : TPPP_TRANSPORT_UCX; }
 
-void* DeviceTransport::take_pinned(size_t bytes) {
-  if (bytes == 0) bytes = 1;
-  {
-    std::lock_guard<std::mutex> lk(pin_mu_);
-    size_t best = pinned_.size();
-    for (size_t i = 0; i < pinned_.size(); i++)
-      if (pinned_[i].first >= bytes && (best == pinned_.size() || pinned_[i].first < pinned_[best].first)) best = i;
-    if (best < pinned_.size()) {
-      void* p = pinned_[best].second;
-      pinned_.erase(pinned_.begin() + static_cast<long>(best));
-      return p;
-    }
-  }
-  void* p = nullptr;
-  check_cuda(cudaMallocHost(&p, bytes), "staging: cudaMallocHost");
-  std::lock_guard<std::mutex> lk(pin_mu_);
-  all_pinned_.push_back(p);
-  return p;
-}
-
-void DeviceTransport::abandon_pinned(void* p) {
-  if (!p) return;
-  std::lock_guard<std::mutex> lk(pin_mu_);
-  all_pinned_.erase(std::remove(all_pinned_.begin(), all_pinned_.end(), p), all_pinned_.end());
-}
-
-void DeviceTransport::give_pinned(void* p, size_t bytes) {
-  if (!p) return;
-  std::lock_guard<std::mutex> lk(pin_mu_);
-  pinned_.emplace_back(bytes == 0 ? 1 : bytes, p);
-}
-
 DeviceTransport::Route DeviceTransport::route(const void* a, const void* b, const char* op, void* stream) const {
   const bool da = a && is_device_pointer(a), db = b && is_device_pointer(b);
   if ((a && b) && da != db)
     fail(TPPP_ERR_INVALID_ARGUMENT, "%s: one buffer is in device memory and the other in host memory; pass both on "
          "the same side", op);
-  if (!da && !db) return Route::Host;
+  if (!da && !db) return Route::Ucx;
   if (nccl_) return Route::Nccl;
-  if (ucx_cuda_) return Route::UcxDirect;
+  // UCX works outside the stream: it must wait for it, which a capture cannot record.
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(S(stream), &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone)
-    fail(TPPP_ERR_INVALID_USAGE, "%s of device buffers over UCX staging waits for the stream, so it cannot be "
-         "captured in a CUDA graph (use NCCL with one GPU per rank, or TP = 1)", op);
+    fail(TPPP_ERR_INVALID_USAGE, "%s of device buffers over UCX waits for the stream, so it cannot be captured in a "
+         "CUDA graph (use NCCL with one GPU per rank, or TP = 1)", op);
   cudaGetLastError();
   check_cuda(cudaSetDevice(device_), "cudaSetDevice");
-  return Route::Staged;
+  if (!ucx_cuda_) return Route::Staged;
+  // CUDA-aware UCX reads or writes the buffers itself: the stream's earlier work on them must be done.
+  wait_stream(S(stream), ucx_->timeout_ms(), "ucx: waiting for the stream before UCX touches device buffers");
+  return Route::Ucx;
 }
 
 std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
                                                 void* stream) {
   switch (route(buf, nullptr, "isend", stream)) {
-    case Route::Host: return ucx_->isend(c, peer, tag, buf, n, stream);
+    case Route::Ucx: return ucx_->isend(c, peer, tag, buf, n, stream);
     case Route::Nccl: return nccl_->isend(c, peer, tag, buf, n, stream);
-    case Route::UcxDirect:
-      wait_stream(S(stream), ucx_->timeout_ms(), "isend: waiting for the data on the stream");
-      return ucx_->isend(c, peer, tag, buf, n, stream);
     case Route::Staged: break;
   }
   std::unique_ptr<StagedSend> r(new StagedSend(*this, n));
@@ -187,8 +170,7 @@ std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_
 std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n,
                                                 void* stream) {
   switch (route(buf, nullptr, "irecv", stream)) {
-    case Route::Host:
-    case Route::UcxDirect: return ucx_->irecv(c, peer, tag, buf, n, stream);
+    case Route::Ucx: return ucx_->irecv(c, peer, tag, buf, n, stream);
     case Route::Nccl: return nccl_->irecv(c, peer, tag, buf, n, stream);
     case Route::Staged: break;
   }
@@ -200,11 +182,8 @@ std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_
 void DeviceTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
                                  void* stream) {
   switch (route(send, recv, "all_reduce", stream)) {
-    case Route::Host: return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
+    case Route::Ucx: return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
     case Route::Nccl: return nccl_->all_reduce(c, send, recv, count, dtype, op, stream);
-    case Route::UcxDirect:
-      wait_stream(S(stream), ucx_->timeout_ms(), "all_reduce: waiting for the data on the stream");
-      return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
@@ -217,11 +196,8 @@ void DeviceTransport::all_reduce(const Comm& c, const void* send, void* recv, si
 void DeviceTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
                                  void* stream) {
   switch (route(send, recv, "all_gather", stream)) {
-    case Route::Host: return ucx_->all_gather(c, send, recv, count, dtype, stream);
+    case Route::Ucx: return ucx_->all_gather(c, send, recv, count, dtype, stream);
     case Route::Nccl: return nccl_->all_gather(c, send, recv, count, dtype, stream);
-    case Route::UcxDirect:
-      wait_stream(S(stream), ucx_->timeout_ms(), "all_gather: waiting for the data on the stream");
-      return ucx_->all_gather(c, send, recv, count, dtype, stream);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
@@ -233,11 +209,8 @@ void DeviceTransport::all_gather(const Comm& c, const void* send, void* recv, si
 
 void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) {
   switch (route(buf, nullptr, "broadcast", stream)) {
-    case Route::Host: return ucx_->broadcast(c, buf, count, dtype, root, stream);
+    case Route::Ucx: return ucx_->broadcast(c, buf, count, dtype, root, stream);
     case Route::Nccl: return nccl_->broadcast(c, buf, count, dtype, root, stream);
-    case Route::UcxDirect:
-      wait_stream(S(stream), ucx_->timeout_ms(), "broadcast: waiting for the data on the stream");
-      return ucx_->broadcast(c, buf, count, dtype, root, stream);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);

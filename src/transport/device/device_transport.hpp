@@ -8,9 +8,8 @@
 // GPU (NCCL refuses two ranks on one device).
 #pragma once
 #include <memory>
-#include <mutex>
-#include <vector>
 
+#include "backend/cuda/caching_allocator.hpp"
 #include "transport/transport.hpp"
 
 namespace tppp {
@@ -36,22 +35,20 @@ class DeviceTransport final : public Transport {
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
 
-  // Pinned host buffers for staging, pooled by size.
-  void* take_pinned(size_t bytes);
-  void give_pinned(void* p, size_t bytes);
-  void abandon_pinned(void* p);  // a copy may still land in p: never reuse nor free it
+  // Pinned host staging buffers (the pool's blocks; see Pinned in the .cpp).
+  CachingAllocator& pinned() { return pinned_; }
 
  private:
-  enum class Route { Host, Nccl, UcxDirect, Staged };
+  // Ucx: host buffers, or device buffers UCX reads itself (the stream is
+  // waited for first); Nccl: queued on the stream; Staged: through pinned memory.
+  enum class Route { Ucx, Nccl, Staged };
   Route route(const void* a, const void* b, const char* op, void* stream) const;
 
   std::shared_ptr<UcxTransport> ucx_;
   std::shared_ptr<Transport> nccl_;
   bool ucx_cuda_ = false;
   int device_;
-  std::mutex pin_mu_;
-  std::vector<std::pair<size_t, void*>> pinned_;  // free staging buffers
-  std::vector<void*> all_pinned_;
+  CachingAllocator pinned_;  // cudaMallocHost blocks, reused by size
 };
 
 }  // namespace tppp

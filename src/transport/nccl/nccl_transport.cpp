@@ -41,22 +41,23 @@ ncclRedOp_t nccl_op(int32_t op) {
   }
 }
 
-// Polls a non-blocking communicator until its pending call finished.
+// Polls a non-blocking communicator until its pending call finished: TIMEOUT
+// past timeout_ms (a rank never arrived?), ABORTED once the group is aborted.
 void settle(ncclComm_t cm, const char* what, int timeout_ms, const std::atomic<int>* abort_flag) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    ncclResult_t st = ncclInProgress;
-    ncclResult_t r = ncclCommGetAsyncError(cm, &st);
-    if (r != ncclSuccess) st = r;
-    if (st == ncclSuccess) return;
-    if (st != ncclInProgress)
-      fail(st == ncclRemoteError ? TPPP_ERR_REMOTE : TPPP_ERR_NCCL, "nccl: %s: %s (%s)", what,
-           ncclGetErrorString(st), ncclGetLastError(cm));
-    if (abort_flag && abort_flag->load()) fail(TPPP_ERR_ABORTED, "nccl: %s: the group was aborted", what);
-    if (Clock::now() > deadline)
-      fail(TPPP_ERR_TIMEOUT, "nccl: %s did not complete within %d ms (a rank never arrived?)", what, timeout_ms);
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  const std::string name = strf("nccl: %s", what);
+  poll_until_done(
+      [&] {
+        ncclResult_t st = ncclInProgress;
+        const ncclResult_t r = ncclCommGetAsyncError(cm, &st);
+        if (r != ncclSuccess) st = r;
+        if (st == ncclSuccess) return Poll::Done;
+        if (st != ncclInProgress)
+          fail(st == ncclRemoteError ? TPPP_ERR_REMOTE : TPPP_ERR_NCCL, "%s: %s (%s)", name.c_str(),
+               ncclGetErrorString(st), ncclGetLastError(cm));
+        if (abort_flag && abort_flag->load()) fail(TPPP_ERR_ABORTED, "%s: the group was aborted", name.c_str());
+        return Poll::Pending;
+      },
+      timeout_ms, name.c_str());
 }
 
 ncclConfig_t nonblocking_config() {
