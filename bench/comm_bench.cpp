@@ -14,16 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "c_api.h"
-
-#define CHECK(call)                                                                                  \
-  do {                                                                                               \
-    tppp_status s_ = (call);                                                                         \
-    if (s_ != TPPP_OK) {                                                                             \
-      std::fprintf(stderr, "%s: %s: %s\n", #call, tppp_status_string(s_), tppp_last_error());       \
-      std::exit(1);                                                                                  \
-    }                                                                                                \
-  } while (0)
 
 using Clock = std::chrono::steady_clock;
 static double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }

@@ -15,17 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "c_api.h"
 #include "core/dtype.hpp"
-
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    tppp_status s_ = (call);                                                                       \
-    if (s_ != TPPP_OK) {                                                                           \
-      std::fprintf(stderr, "%s: %s: %s\n", #call, tppp_status_string(s_), tppp_last_error());     \
-      std::exit(1);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 using Clock = std::chrono::steady_clock;
 
@@ -40,18 +32,6 @@ double median_us(F&& f, int reps) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
-}
-
-tppp_tensor tensor(void* data, int32_t dt, int64_t r, int64_t c) {
-  tppp_tensor t{};
-  t.data = data;
-  t.mem_kind = TPPP_MEM_HOST;
-  t.device = -1;
-  t.dtype = dt;
-  t.ndim = 2;
-  t.shape[0] = r;
-  t.shape[1] = c;
-  return t;
 }
 
 int main() {
@@ -95,14 +75,14 @@ int main() {
           std::vector<float> shard(static_cast<size_t>(rows * cols));
           for (int64_t i = 0; i < rows; i++)
             for (int64_t j = 0; j < cols; j++) shard[static_cast<size_t>(i * cols + j)] = src[(r0 + i) * ld + c0 + j];
-          tppp_tensor wt = tensor(shard.data(), TPPP_DTYPE_F32, rows, cols);
+          tppp_tensor wt = tensor2d(shard.data(), TPPP_DTYPE_F32, rows, cols);
           CHECK(tppp_layer_bind(l, 0, &wt, nullptr));
           return l;
         };
         const char* dn = dt == TPPP_DTYPE_F32 ? "f32" : "bf16";
         if (tp == 1) {
           tppp_layer_t l = make(TPPP_LAYER_REPLICATED, N, K, wf.data(), K, 0, 0);
-          tppp_tensor xt = tensor(x.data(), dt, M, K), yt = tensor(y.data(), dt, M, N);
+          tppp_tensor xt = tensor2d(x.data(), dt, M, K), yt = tensor2d(y.data(), dt, M, N);
           double ours = median_us([&] { CHECK(tppp_layer_forward(l, &xt, &yt, nullptr)); }, reps);
           double direct = median_us(
               [&] {
@@ -117,11 +97,11 @@ int main() {
         } else {
           tppp_layer_t col = make(TPPP_LAYER_COLUMN, N / tp, K, wf.data(), K, r * (N / tp), 0);
           std::vector<char> yc(static_cast<size_t>(M * N / tp) * es);
-          tppp_tensor xt = tensor(x.data(), dt, M, K), yct = tensor(yc.data(), dt, M, N / tp);
+          tppp_tensor xt = tensor2d(x.data(), dt, M, K), yct = tensor2d(yc.data(), dt, M, N / tp);
           CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
           double tc = median_us([&] { CHECK(tppp_layer_forward(col, &xt, &yct, nullptr)); }, reps);
           tppp_layer_t row = make(TPPP_LAYER_ROW, N, K / tp, wf.data(), K, 0, r * (K / tp));
-          tppp_tensor xr = tensor(x.data(), dt, M, K / tp), yt = tensor(y.data(), dt, M, N);  // x rows reused as [M, K/tp]
+          tppp_tensor xr = tensor2d(x.data(), dt, M, K / tp), yt = tensor2d(y.data(), dt, M, N);  // x rows reused as [M, K/tp]
           CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
           double tr = median_us([&] { CHECK(tppp_layer_forward(row, &xr, &yt, nullptr)); }, reps);
           if (r == 0) {

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "c_api.h"
 #include "core/dtype.hpp"
 
@@ -30,14 +31,6 @@ namespace {
       std::exit(1);                                                                         \
     }                                                                                       \
   } while (0)
-#define TK(call)                                                                               \
-  do {                                                                                         \
-    tppp_status s_ = (call);                                                                   \
-    if (s_ != TPPP_OK) {                                                                       \
-      std::fprintf(stderr, "%s: %s: %s\n", #call, tppp_status_string(s_), tppp_last_error()); \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
 
 uint64_t lcg = 0x9e3779b97f4a7c15ull;
 float urand() {  // [-0.5, 0.5)
@@ -48,19 +41,6 @@ float urand() {  // [-0.5, 0.5)
 double median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-tppp_tensor dev_tensor(void* p, int64_t r, int64_t c) {
-  tppp_tensor t;
-  std::memset(&t, 0, sizeof t);
-  t.data = p;
-  t.mem_kind = TPPP_MEM_CUDA;
-  t.device = 0;
-  t.dtype = TPPP_DTYPE_BF16;
-  t.ndim = 2;
-  t.shape[0] = r;
-  t.shape[1] = c;
-  return t;
 }
 
 }  // namespace
@@ -97,12 +77,12 @@ int main(int argc, char** argv) {
     CK(cudaFree(b));
   }
   tppp_unique_id id;
-  TK(tppp_get_unique_id(&id));
+  CHECK(tppp_get_unique_id(&id));
   tppp_group_params gp;
   tppp_group_params_init(&gp, sizeof gp);
   gp.device = 0;
   tppp_group_t g;
-  TK(tppp_group_create(&id, 1, 0, &gp, &g));
+  CHECK(tppp_group_create(&id, 1, 0, &gp, &g));
   const int64_t shapes[][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {8192, 28672}};
   const int64_t ms[] = {1, 8, 32, 128, 256};
   const int reps = quick ? 10 : 60;
@@ -123,18 +103,10 @@ int main(int argc, char** argv) {
     lp.dtype = TPPP_DTYPE_BF16;
     lp.in_features = K;
     lp.out_features = N;
-    tppp_tensor wt;
-    std::memset(&wt, 0, sizeof wt);
-    wt.data = w.data();
-    wt.mem_kind = TPPP_MEM_HOST;
-    wt.device = -1;
-    wt.dtype = TPPP_DTYPE_BF16;
-    wt.ndim = 2;
-    wt.shape[0] = N;
-    wt.shape[1] = K;
+    const tppp_tensor wt = tensor2d(w.data(), TPPP_DTYPE_BF16, N, K);
     for (auto& l : layers) {
-      TK(tppp_layer_create(g, &lp, &l));
-      TK(tppp_layer_bind(l, 0, &wt, nullptr));
+      CHECK(tppp_layer_create(g, &lp, &l));
+      CHECK(tppp_layer_bind(l, 0, &wt, nullptr));
     }
     for (int64_t M : ms) {
       std::vector<uint16_t> x(static_cast<size_t>(M * K));
@@ -144,8 +116,9 @@ int main(int argc, char** argv) {
       CK(cudaMalloc(&dy, static_cast<size_t>(M * N) * 2));
       CK(cudaMemcpy(dx, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
       CK(cudaMemset(dy, 0xff, static_cast<size_t>(M * N) * 2));  // poison (bf16 NaN)
-      tppp_tensor xt = dev_tensor(dx, M, K), yt = dev_tensor(dy, M, N);
-      for (int i = 0; i < 3; i++) TK(tppp_layer_forward(layers[static_cast<size_t>(i % copies)], &xt, &yt, s));
+      const tppp_tensor xt = tensor2d(dx, TPPP_DTYPE_BF16, M, K, TPPP_MEM_CUDA, 0),
+                        yt = tensor2d(dy, TPPP_DTYPE_BF16, M, N, TPPP_MEM_CUDA, 0);
+      for (int i = 0; i < 3; i++) CHECK(tppp_layer_forward(layers[static_cast<size_t>(i % copies)], &xt, &yt, s));
       CK(cudaStreamSynchronize(s));
       {  // correctness: a few outputs of the last forward against float64
         std::vector<uint16_t> y(static_cast<size_t>(M * N));
@@ -171,7 +144,7 @@ int main(int argc, char** argv) {
       for (auto& e : ev) CK(cudaEventCreate(&e));
       for (int i = 0; i < reps; i++) {
         CK(cudaEventRecord(ev[static_cast<size_t>(2 * i)], s));
-        TK(tppp_layer_forward(layers[static_cast<size_t>(i % copies)], &xt, &yt, s));
+        CHECK(tppp_layer_forward(layers[static_cast<size_t>(i % copies)], &xt, &yt, s));
         CK(cudaEventRecord(ev[static_cast<size_t>(2 * i + 1)], s));
       }
       CK(cudaStreamSynchronize(s));

@@ -219,6 +219,14 @@ inline tppp_tensor tensor(void* data, int32_t dt, std::initializer_list<int64_t>
 }
 inline tppp_tensor tensor(void* data, int32_t dt, int64_t rows, int64_t cols) { return tensor(data, dt, {rows, cols}); }
 
+// The GPU under test: TPPP_TEST_DEVICE (a CUDA ordinal, set by
+// scripts/gpu-check.sh), else TPPP_DEVICE_CPU. Read from the environment only:
+// the parent process must not touch CUDA before it forks the ranks.
+inline int test_device() {
+  const char* d = std::getenv("TPPP_TEST_DEVICE");
+  return d && *d ? std::atoi(d) : TPPP_DEVICE_CPU;
+}
+
 inline tppp_group_params params(int tp, int pp, int timeout_ms = 20000) {
   tppp_group_params p;
   tppp_group_params_init(&p, sizeof p);

@@ -2,8 +2,6 @@
 // and argument checking (null handles/pointers, bad group shapes).
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-
 #include <string>
 #include <vector>
 
@@ -196,7 +194,7 @@ TEST_SUITE("c_api") {
     p.device = 0;
     REQUIRE(tppp_get_unique_id(&id) == TPPP_OK);
     tppp_status s = tppp_group_create(&id, 1, 0, &p, &g);
-    if (std::getenv("TPPP_TEST_DEVICE")) {  // the GPU machine (scripts/gpu-check.sh): a CUDA group forms
+    if (th::test_device() >= 0) {  // the GPU machine (scripts/gpu-check.sh): a CUDA group forms
       CHECK(s == TPPP_OK);
       tppp_group_destroy(g);
     } else {  // no GPU (CI) or no CUDA build: NOT_SUPPORTED with the reason

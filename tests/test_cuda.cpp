@@ -146,6 +146,32 @@ TEST_SUITE("cuda_logic") {
     CHECK(d.used == 0);
   }
 
+  TEST_CASE("caching allocator: a forgotten block is never reused nor freed") {
+    FakeDevice d;
+    void* lost = nullptr;
+    {
+      tppp::CachingAllocator a(d.raw(), "pinned host memory");
+      lost = a.alloc(4096);
+      a.forget(lost);  // a late copy may still land in it
+      CHECK(a.stats().in_use_bytes == 0);
+      void* q = a.alloc(4096);
+      CHECK(q != lost);
+      a.free(q);
+      d.done.insert(1);
+      CHECK(a.alloc(4096) == q);  // the freed one is reused, the forgotten one is not
+      a.forget(reinterpret_cast<void*>(0x1));  // unknown: ignored
+      try {
+        a.free(lost);
+        FAIL("free of a forgotten block must throw");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(e.what()).find("pinned host memory") != std::string::npos);
+      }
+    }
+    CHECK(d.live.size() == 1);  // only the forgotten block is left
+    CHECK(d.live.count(lost) == 1);
+  }
+
   TEST_CASE("plan cache: one plan per key, bounded") {
     struct Plan {
       int id;
@@ -224,10 +250,7 @@ TEST_SUITE("cuda_logic") {
 #ifdef TPPP_HAVE_CUDA
 namespace {
 
-int test_device() {
-  const char* d = std::getenv("TPPP_TEST_DEVICE");
-  return d && *d ? std::atoi(d) : -1;
-}
+using th::test_device;
 
 bool skip_without_gpu() {
   if (test_device() >= 0) return false;
@@ -362,6 +385,15 @@ int backend_ops(int dev) {
   return 0;
 }
 
+// This rank's place in a tp x pp group on GPU dev over `transport`.
+tppp_status gpu_group(const tppp_unique_id& id, int rank, int tp, int pp, int dev, int32_t transport, int timeout_ms,
+                      tppp_group_t* g) {
+  tppp_group_params gp = th::params(tp, pp, timeout_ms);
+  gp.device = dev;
+  gp.transport = transport;
+  return tppp_group_create(&id, tp * pp, rank, &gp, g);
+}
+
 tppp_layer_t layer(tppp_group_t g, int kind, int32_t dt, int64_t in, int64_t out) {
   tppp_layer_params p;
   tppp_layer_params_init(&p, sizeof p);
@@ -382,11 +414,8 @@ tppp_tensor dev_tensor(void* p, int32_t dt, std::initializer_list<int64_t> shape
 
 // A warm forward captured into a CUDA graph and replayed gives the eager result.
 int graph_capture(int rank, const tppp_unique_id& id, int dev, int32_t transport) {
-  tppp_group_params gp = th::params(1, 1, 60000);
-  gp.device = dev;
-  gp.transport = transport;
   tppp_group_t g = nullptr;
-  RANK_OK(tppp_group_create(&id, 1, rank, &gp, &g));
+  RANK_OK(gpu_group(id, rank, 1, 1, dev, transport, 60000, &g));
   tppp_group_info info;
   info.struct_size = sizeof info;
   RANK_OK(tppp_group_get_info(g, &info));
@@ -446,11 +475,8 @@ int graph_capture(int rank, const tppp_unique_id& id, int dev, int32_t transport
 
 // NCCL collectives at world size 1 on device buffers, through the C API.
 int nccl_world1(int rank, const tppp_unique_id& id, int dev) {
-  tppp_group_params gp = th::params(1, 1, 30000);
-  gp.device = dev;
-  gp.transport = TPPP_TRANSPORT_NCCL;
   tppp_group_t g = nullptr;
-  RANK_OK(tppp_group_create(&id, 1, rank, &gp, &g));
+  RANK_OK(gpu_group(id, rank, 1, 1, dev, TPPP_TRANSPORT_NCCL, 30000, &g));
   auto x = rnd(TPPP_DTYPE_F32, 21, 1000);
   Dev dx(x), dy(x.size());
   dy.poison();
@@ -470,11 +496,8 @@ int nccl_world1(int rank, const tppp_unique_id& id, int dev) {
 // torch.cuda.graph does) on another stream: the transport's watchdog keeps
 // polling that work, and its queries must not invalidate the capture.
 int nccl_watchdog_vs_global_capture(int rank, const tppp_unique_id& id, int dev) {
-  tppp_group_params gp = th::params(1, 1, 30000);
-  gp.device = dev;
-  gp.transport = TPPP_TRANSPORT_NCCL;
   tppp_group_t g = nullptr;
-  RANK_OK(tppp_group_create(&id, 1, rank, &gp, &g));
+  RANK_OK(gpu_group(id, rank, 1, 1, dev, TPPP_TRANSPORT_NCCL, 30000, &g));
   cudaStream_t work, cap;
   RANK_CHECK(cudaStreamCreateWithFlags(&work, cudaStreamNonBlocking) == cudaSuccess, "stream");
   RANK_CHECK(cudaStreamCreateWithFlags(&cap, cudaStreamNonBlocking) == cudaSuccess, "stream");
@@ -503,10 +526,8 @@ int nccl_watchdog_vs_global_capture(int rank, const tppp_unique_id& id, int dev)
 // Ranks sharing the GPU: device buffers over UCX (staged) in TP collectives
 // and PP point-to-point.
 int shared_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp) {
-  tppp_group_params gp = th::params(tp, pp, 60000);
-  gp.device = dev;
   tppp_group_t g = nullptr;
-  RANK_OK(tppp_group_create(&id, tp * pp, rank, &gp, &g));
+  RANK_OK(gpu_group(id, rank, tp, pp, dev, TPPP_TRANSPORT_AUTO, 60000, &g));
   const size_t n = 5000;
   auto mine = rnd(TPPP_DTYPE_F32, 100 + static_cast<uint64_t>(rank), n);
   Dev dx(mine), dy(mine.size());
@@ -584,11 +605,8 @@ int stream_wait_deadline(int dev) {
 
 // NCCL refuses two ranks on one GPU: asked for anyway, every rank says why.
 int nccl_shared_refused(int rank, const tppp_unique_id& id, int dev) {
-  tppp_group_params gp = th::params(2, 1, 20000);
-  gp.device = dev;
-  gp.transport = TPPP_TRANSPORT_NCCL;
   tppp_group_t g = nullptr;
-  tppp_status s = tppp_group_create(&id, 2, rank, &gp, &g);
+  tppp_status s = gpu_group(id, rank, 2, 1, dev, TPPP_TRANSPORT_NCCL, 20000, &g);
   RANK_CHECK(s == TPPP_ERR_NOT_SUPPORTED && std::string(tppp_last_error()).find("one GPU") != std::string::npos,
              "%s: %s", tppp_status_string(s), tppp_last_error());
   return 0;

@@ -37,13 +37,7 @@ std::vector<char> pack(int32_t dt, const Mat& m) {
 
 using th::tensor;
 
-// The device under test: -1 (CPU) unless TPPP_TEST_DEVICE names a CUDA
-// ordinal. Read from the environment only: the parent process must not touch
-// CUDA before it forks the ranks.
-int test_device() {
-  const char* d = std::getenv("TPPP_TEST_DEVICE");
-  return d && *d ? std::atoi(d) : TPPP_DEVICE_CPU;
-}
+using th::test_device;
 
 // Tensors handed to forward/argmax: the host buffer itself on the CPU, a
 // device copy (freed at scope exit) on CUDA.
