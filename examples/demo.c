@@ -5,7 +5,7 @@
  * Stage 0: each TP rank holds a partial activation; an all-reduce over the TP
  * group sums them (what a row-parallel layer does). Each TP rank then sends
  * only its 1/tp slice to the same TP rank of stage 1, which all-gathers the
- * slices over its TP group (DESIGN section 6). Stage 1 checks the result
+ * slices over its TP group (docs/DESIGN.md section 6). Stage 1 checks the result
  * against the same sum computed locally in double precision. Runs unchanged
  * under mpirun -np 4 and torchrun --no-python --nproc-per-node 4.
  */

@@ -4,7 +4,7 @@
  * compiler or CUDA headers, so it uses only <stdint.h>/<stddef.h>, opaque
  * handles, fixed-width fields, status returns and versioned params structs
  * (struct_size first, filled by *_params_init, append-only), like nccl.h and
- * llama.h. Conventions: ../shared/DESIGN.md section 7.
+ * llama.h. Conventions: docs/DESIGN.md section 7.
  *
  * Errors: every function returns a tppp_status (int32_t). On failure the
  * out-params are untouched and tppp_last_error() holds a thread-local message
@@ -295,7 +295,7 @@ typedef struct tppp_model_config {
 } tppp_model_config;
 TPPP_API tppp_status tppp_checkpoint_model_config(tppp_checkpoint_t c, tppp_model_config* out);
 
-/* Where a rank sits, for the sharding rules (DESIGN section 4). */
+/* Where a rank sits, for the sharding rules (docs/DESIGN.md section 4). */
 typedef struct tppp_shard_params {
   uint32_t struct_size;
   int32_t tp_size, tp_rank, pp_size, pp_rank; /* defaults 1, 0, 1, 0 */
@@ -452,7 +452,7 @@ TPPP_API tppp_status tppp_layer_forward(tppp_layer_t l, const tppp_tensor* x, co
 TPPP_API tppp_status tppp_layer_argmax(tppp_layer_t l, const tppp_tensor* x, const tppp_tensor* ids, void* stream);
 
 /* ---------------------------------------------------------------- pipeline */
-/* Micro-batch scheduler over the group's PP scope (DESIGN section 6). A
+/* Micro-batch scheduler over the group's PP scope (docs/DESIGN.md section 6). A
  * pure plan (per stage: RECV m / FORWARD m / SEND m) is replayed with
  * receives posted ahead and sends in flight; each TP rank sends 1/tp of an
  * activation and the next stage all-gathers it. While a run is submitted the

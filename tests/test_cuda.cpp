@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "backend/backend.hpp"
-#include "backend/cuda/bounded_wait.hpp"
-#include "backend/cuda/caching_allocator.hpp"
+#include "cuda/bounded_wait.hpp"
+#include "cuda/caching_allocator.hpp"
 #include "backend/cuda/plan_cache.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -29,7 +29,7 @@
 #ifdef TPPP_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda/cuda_check.hpp"
 #endif
 
 namespace {

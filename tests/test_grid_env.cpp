@@ -4,7 +4,7 @@
 #include <map>
 
 #include "core/error.hpp"
-#include "core/group.hpp"
+#include "group/group.hpp"
 #include "core/launch_env.hpp"
 #include "harness.hpp"
 

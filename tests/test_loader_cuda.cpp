@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/device.hpp"
+#include "cuda/device.hpp"
 #include "harness.hpp"
 
 TEST_SUITE("cuda") {

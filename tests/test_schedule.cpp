@@ -7,7 +7,7 @@
 #include <tuple>
 
 #include "core/error.hpp"
-#include "pipeline/schedule.hpp"
+#include "pipeline/plan.hpp"
 
 using tppp::Act;
 

@@ -1,4 +1,4 @@
-// Backend: the compute seam (DESIGN section 1). Memory, copies and the few
+// Backend: the compute seam (docs/DESIGN.md section 1). Memory, copies and the few
 // ops the TP layers need. The CPU implementation (backend/cpu) is the oracle
 // every other backend is tested against; registry.cpp picks one per device.
 // Shapes are row-major; "x[M,K]" is M rows of K elements. Activations and

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <random>
 
+#include "core/env.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 
@@ -106,9 +107,10 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
 
 void make_unique_id(tppp_unique_id* out) {
   uint16_t port = 0;
-  if (const char* e = std::getenv("TPPP_BOOTSTRAP_PORT")) {
-    long v = std::strtol(e, nullptr, 10);
-    if (v < 0 || v > 65535) fail(TPPP_ERR_INVALID_ARGUMENT, "TPPP_BOOTSTRAP_PORT=%s is not a port", e);
+  const std::string e = env_str(Env::BootstrapPort);
+  if (!e.empty()) {
+    long v = std::strtol(e.c_str(), nullptr, 10);
+    if (v < 0 || v > 65535) fail(TPPP_ERR_INVALID_ARGUMENT, "TPPP_BOOTSTRAP_PORT=%s is not a port", e.c_str());
     port = static_cast<uint16_t>(v);
   }
   uint32_t ip = default_advertised_ipv4();

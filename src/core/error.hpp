@@ -1,6 +1,6 @@
 // Internal error type: every failure inside the library throws tppp::Error
 // (a status from c_api.h plus a message naming rank, peer, op). The C shims
-// in src/c_api.cpp catch it and turn it into a status + tppp_last_error().
+// in src/c_api/ catch it and turn it into a status + tppp_last_error().
 #pragma once
 #include <cstdarg>
 #include <stdexcept>

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "c_api.h"
+#include "core/env.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -26,9 +27,9 @@ Sink& sink() {
 }
 
 int32_t env_level() {
-  const char* e = std::getenv("TPPP_LOG_LEVEL");
-  if (!e || !*e) return TPPP_LOG_WARN;
-  int v = std::atoi(e);
+  const std::string e = env_str(Env::LogLevel);
+  if (e.empty()) return TPPP_LOG_WARN;
+  int v = std::atoi(e.c_str());
   return v < TPPP_LOG_ERROR ? TPPP_LOG_ERROR : (v > TPPP_LOG_DEBUG ? TPPP_LOG_DEBUG : v);
 }
 

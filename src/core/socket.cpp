@@ -17,6 +17,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/env.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -191,8 +192,8 @@ uint32_t resolve_ipv4(const std::string& host) {
 }
 
 uint32_t default_advertised_ipv4() {
-  const char* e = std::getenv("TPPP_BOOTSTRAP_ADDR");
-  if (e && *e) return resolve_ipv4(e);
+  const std::string e = env_str(Env::BootstrapAddr);
+  if (!e.empty()) return resolve_ipv4(e.c_str());
   ifaddrs* ifs = nullptr;
   uint32_t found = htonl(INADDR_LOOPBACK);
   if (getifaddrs(&ifs) == 0) {

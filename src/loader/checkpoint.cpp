@@ -1,5 +1,6 @@
 // Checkpoint opening, validation and slice reads.
 #include "loader/checkpoint.hpp"
+#include "loader/hf_names.hpp"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -16,7 +17,7 @@
 
 #include "c_api.h"
 #include "core/dtype.hpp"
-#include "backend/device.hpp"
+#include "cuda/device.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -95,10 +96,6 @@ ShardFile open_shard(const std::string& path, const std::string& name) {
   return f;
 }
 
-bool ends_with(const std::string& s, const char* suf) {
-  size_t n = std::strlen(suf);
-  return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
-}
 
 }  // namespace
 
@@ -177,29 +174,10 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
 }
 
 void Checkpoint::check_against_config() const {
-  const ModelConfig& m = config_;
-  const int64_t q = m.heads * m.head_dim, kv = m.kv_heads * m.head_dim;
-  struct Expect {
-    const char* suffix;
-    std::vector<int64_t> shape;
-  };
-  const Expect table[] = {
-      {"q_proj.weight", {q, m.hidden}},         {"q_proj.bias", {q}},
-      {"k_proj.weight", {kv, m.hidden}},        {"k_proj.bias", {kv}},
-      {"v_proj.weight", {kv, m.hidden}},        {"v_proj.bias", {kv}},
-      {"o_proj.weight", {m.hidden, q}},         {"gate_proj.weight", {m.intermediate, m.hidden}},
-      {"up_proj.weight", {m.intermediate, m.hidden}}, {"down_proj.weight", {m.hidden, m.intermediate}},
-      {"input_layernorm.weight", {m.hidden}},  {"post_attention_layernorm.weight", {m.hidden}},
-  };
   for (const TensorRef& r : tensors_) {
     const StTensor& t = *r.t;
     const std::string& file = files_[r.file].path;
-    std::vector<int64_t> want;
-    if (t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight") want = {m.vocab, m.hidden};
-    else if (t.name == "model.norm.weight") want = {m.hidden};
-    else
-      for (const Expect& e : table)
-        if (ends_with(t.name, e.suffix) && t.name.rfind("model.layers.", 0) == 0) want = e.shape;
+    const std::vector<int64_t> want = implied_shape(t.name, config_);
     if (want.empty()) continue;
     if (t.shape != want)
       fail(TPPP_ERR_FORMAT, "%s: tensor '%s': shape %s contradicts config.json, which implies %s", file.c_str(),
@@ -225,9 +203,12 @@ const TensorRef& Checkpoint::get(const std::string& name) const {
 ShardDecision Checkpoint::decide(const std::string& name, const GridSpec& g) const {
   const TensorRef* r = find(name);
   std::string source = name;
-  if (!r && name == "lm_head.weight" && config_.tie_word_embeddings) {
-    source = "model.embed_tokens.weight";
-    r = find(source);
+  if (!r) {
+    const std::string tied = tied_source(name, config_);
+    if (!tied.empty()) {
+      source = tied;
+      r = find(source);
+    }
   }
   if (!r) fail(TPPP_ERR_INVALID_ARGUMENT, "%s: no tensor named '%s'", path_.c_str(), name.c_str());
   ShardDecision d = decide_shard(name, r->t->shape, config_, g);

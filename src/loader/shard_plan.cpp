@@ -1,5 +1,5 @@
-// Sharding rules for Llama/Qwen2 checkpoints (HF names), PP layer ranges and
-// slice byte plans.
+// config.json fields, PP layer ranges and slice byte plans (the rule for a
+// tensor name is in hf_names.cpp).
 #include "loader/shard_plan.hpp"
 
 #include <algorithm>
@@ -86,102 +86,6 @@ std::vector<std::pair<int64_t, int64_t>> pp_layer_ranges(int64_t layers, int64_t
     first += n;
   }
   return r;
-}
-
-namespace {
-
-bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
-// "model.layers.12.self_attn.q_proj.weight" -> 12, else -1.
-int64_t layer_of(const std::string& name) {
-  const char* p = "model.layers.";
-  if (!starts_with(name, p)) return -1;
-  const char* s = name.c_str() + std::strlen(p);
-  char* end = nullptr;
-  long long v = std::strtoll(s, &end, 10);
-  if (end == s || *end != '.' || v < 0) return -1;
-  return v;
-}
-
-void need_divisible(int64_t value, int64_t by, const char* what, const std::string& name) {
-  if (by <= 0 || value % by != 0)
-    fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': %s %lld is not divisible by tp %lld", name.c_str(), what,
-         static_cast<long long>(value), static_cast<long long>(by));
-}
-
-}  // namespace
-
-ShardDecision decide_shard(const std::string& name, const std::vector<int64_t>& shape, const ModelConfig& cfg,
-                           const GridSpec& g) {
-  ShardDecision d;
-  d.source = name;
-  const int64_t tp = g.tp;
-  const bool first = g.pp_rank == 0, last = g.pp_rank == g.pp - 1;
-  const int64_t layer = layer_of(name);
-  if (layer >= 0) {
-    if (cfg.present && layer >= cfg.layers)
-      fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': layer %lld but config.json says %lld layers", name.c_str(),
-           static_cast<long long>(layer), static_cast<long long>(cfg.layers));
-    int64_t nl = cfg.present ? cfg.layers : layer + 1;
-    auto ranges = pp_layer_ranges(nl, g.pp, g.layer_split);
-    auto mine = ranges[static_cast<size_t>(g.pp_rank)];
-    if (layer < mine.first || layer >= mine.second) {
-      d.rule = ShardRule::OtherStage;
-      return d;
-    }
-  } else if (starts_with(name, "model.embed_tokens.")) {
-    if (!first) {
-      d.rule = ShardRule::OtherStage;
-      return d;
-    }
-  } else if (starts_with(name, "lm_head.") || starts_with(name, "model.norm.")) {
-    if (!last) {
-      d.rule = ShardRule::OtherStage;
-      return d;
-    }
-  }
-  auto column = [&](ShardRule r, int64_t heads) {
-    if (shape.empty()) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': a scalar cannot be split", name.c_str());
-    if (heads > 0) need_divisible(heads, tp, "head count", name);
-    need_divisible(shape[0], tp, "dimension 0", name);
-    d.rule = r;
-    d.spec = SliceSpec{0, tp, g.tp_rank, false};
-  };
-  if (ends_with(name, "q_proj.weight") || ends_with(name, "q_proj.bias")) {
-    column(ShardRule::Column, cfg.present ? cfg.heads : 0);
-  } else if (ends_with(name, "k_proj.weight") || ends_with(name, "k_proj.bias") || ends_with(name, "v_proj.weight") ||
-             ends_with(name, "v_proj.bias")) {
-    int64_t nkv = cfg.present ? cfg.kv_heads : tp;
-    if (nkv >= tp) {
-      column(ShardRule::KvColumn, nkv);
-    } else {  // fewer kv heads than ranks: rank r holds kv head r * nkv / tp
-      if (tp % nkv != 0)
-        fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': tp %lld is not a multiple of %lld kv heads", name.c_str(),
-             static_cast<long long>(tp), static_cast<long long>(nkv));
-      need_divisible(shape.empty() ? 0 : shape[0], nkv, "dimension 0 (by kv heads)", name);
-      d.rule = ShardRule::KvColumn;
-      d.spec = SliceSpec{0, nkv, g.tp_rank * nkv / tp, false};
-    }
-  } else if (ends_with(name, "gate_proj.weight") || ends_with(name, "up_proj.weight") ||
-             ends_with(name, "gate_proj.bias") || ends_with(name, "up_proj.bias")) {
-    column(ShardRule::Column, 0);
-  } else if (ends_with(name, "o_proj.weight") || ends_with(name, "down_proj.weight")) {
-    if (shape.size() != 2) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': expected 2 dimensions", name.c_str());
-    if (ends_with(name, "o_proj.weight") && cfg.present) need_divisible(cfg.heads, tp, "head count", name);
-    need_divisible(shape[1], tp, "dimension 1", name);
-    d.rule = ShardRule::Row;
-    d.spec = SliceSpec{1, tp, g.tp_rank, false};
-  } else if (starts_with(name, "model.embed_tokens.") || starts_with(name, "lm_head.")) {
-    if (shape.empty()) fail(TPPP_ERR_INVALID_ARGUMENT, "tensor '%s': a scalar cannot be split", name.c_str());
-    d.rule = ShardRule::Vocab;
-    d.spec = SliceSpec{0, tp, g.tp_rank, true};
-  } else {
-    d.rule = ShardRule::Replicated;  // norms, biases of row layers, anything else
-  }
-  return d;
 }
 
 SlicePlan plan_slice(const std::vector<int64_t>& shape, size_t esize, const SliceSpec& s, const std::string& name) {

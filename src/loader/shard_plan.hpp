@@ -1,6 +1,7 @@
-// Which bytes of which tensor a rank of a TP x PP grid owns (DESIGN section
-// 4): the Llama/Qwen2 rule table and PP layer ranges, as plain data from
-// pure functions, tested without files or devices.
+// Which bytes of which tensor a rank of a TP x PP grid owns (docs/DESIGN.md
+// section 4): rules, PP layer ranges and slice byte plans, as plain data
+// from pure functions, tested without files or devices. Which rule a
+// Hugging Face tensor name gets is hf_names.hpp's business.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -54,12 +55,6 @@ struct ShardDecision {
 // INVALID_ARGUMENT on a bad split.
 std::vector<std::pair<int64_t, int64_t>> pp_layer_ranges(int64_t layers, int64_t pp,
                                                          const std::vector<int64_t>& split);
-
-// Decides the rule for `name` with `shape` on this rank. Throws
-// INVALID_ARGUMENT naming the tensor when a dimension the rule splits is not
-// divisible by tp (or heads by tp, or tp by kv_heads when replicating).
-ShardDecision decide_shard(const std::string& name, const std::vector<int64_t>& shape, const ModelConfig& cfg,
-                           const GridSpec& grid);
 
 // Byte runs of a slice: the destination is contiguous, runs are in order.
 struct SliceRun {

@@ -1,5 +1,6 @@
 // Rank-wide loading: plan every slice, allocate once, read in parallel.
 #include "loader/weights.hpp"
+#include "loader/hf_names.hpp"
 
 #include <sys/mman.h>
 
@@ -29,8 +30,8 @@ std::unique_ptr<WeightSet> WeightSet::load(const Checkpoint& c, const GridSpec& 
   std::unique_ptr<WeightSet> w(new WeightSet());
   std::vector<std::string> names;
   for (const auto& r : c.tensors()) names.push_back(r.t->name);
-  if (c.config().tie_word_embeddings && !c.find("lm_head.weight") && c.find("model.embed_tokens.weight"))
-    names.push_back("lm_head.weight");
+  for (const std::string& n : tied_names(c.config()))
+    if (!c.find(n) && c.find(tied_source(n, c.config()))) names.push_back(n);
   std::vector<SliceSpec> specs;
   for (const std::string& n : names) {
     ShardDecision d = c.decide(n, g);

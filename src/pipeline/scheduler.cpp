@@ -8,8 +8,9 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
-#include "core/group.hpp"
-#include "layers/tp_layers.hpp"
+#include "group/group.hpp"
+#include "layers/tp_layer.hpp"
+#include "transport/tags.hpp"
 
 namespace tppp {
 namespace {
@@ -22,11 +23,7 @@ struct Header {
   int64_t rows;
 };
 
-// Tags inside the PP scope, one space per (step, mb, kind).
-int32_t tag_of(int32_t step, int32_t mb, int32_t M, int kind) {
-  return static_cast<int32_t>(((static_cast<int64_t>(step) * M + mb) * 4 + kind) & 0x3fffffff);
-}
-enum { kHead = 0, kData = 1, kRingHead = 2, kRingData = 3 };
+using tags::PipeMsg;
 
 tppp_tensor view(void* data, int32_t dt, int64_t rows, int64_t cols) {
   tppp_tensor t{};
@@ -95,7 +92,7 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   }
   if (s == P - 1) check_act(out, "the output batch (last stage)");
   // Every stage learns the batch size from stage 0 (one tiny broadcast).
-  T.broadcast(pp, &rows, 1, TPPP_DTYPE_I64, 0, nullptr);
+  T.broadcast(pp, &rows, 1, TPPP_DTYPE_I64, 0, kHostPlace);
   if (rows < M) fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: %lld rows cannot make %d micro-batches", static_cast<long long>(rows), M);
   if (s == P - 1 && out->shape[0] != rows)
     fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: output has %lld rows, the batch has %lld",
@@ -133,8 +130,8 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
     const bool ring = a.act == Act::RecvRing;
     const int from = ring ? P - 1 : s - 1;
     auto sl = slice(ibuf[static_cast<size_t>(a.mb)]);
-    posted[i].head = T.irecv(pp, from, tag_of(a.step, a.mb, M, ring ? kRingHead : kHead), &posted[i].h, sizeof(Header), nullptr);
-    posted[i].data = T.irecv(pp, from, tag_of(a.step, a.mb, M, ring ? kRingData : kData), sl.first, sl.second, nullptr);
+    posted[i].head = T.irecv(pp, from, tags::pipeline(a.step, a.mb, M, ring ? PipeMsg::RingHead : PipeMsg::Head), &posted[i].h, sizeof(Header), kHostPlace);
+    posted[i].data = T.irecv(pp, from, tags::pipeline(a.step, a.mb, M, ring ? PipeMsg::RingData : PipeMsg::Data), sl.first, sl.second, kHostPlace);
   };
   auto post_next_recv = [&](size_t after) {
     for (size_t j = after + 1; j < acts.size(); j++)
@@ -148,10 +145,10 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   auto send_to = [&](int to, bool ring, int32_t mb, int32_t step, int32_t status, std::vector<char>* data) {
     Header& h = send_heads[static_cast<size_t>(mb) * 2 + (ring ? 1 : 0)];
     h = Header{status, status ? bad_stage_of() : 0, mrows(mb)};
-    sending[static_cast<size_t>(mb)].push_back(T.isend(pp, to, tag_of(step, mb, M, ring ? kRingHead : kHead), &h, sizeof h, nullptr));
+    sending[static_cast<size_t>(mb)].push_back(T.isend(pp, to, tags::pipeline(step, mb, M, ring ? PipeMsg::RingHead : PipeMsg::Head), &h, sizeof h, kHostPlace));
     if (status == TPPP_OK) {
       auto sl = slice(*data);
-      sending[static_cast<size_t>(mb)].push_back(T.isend(pp, to, tag_of(step, mb, M, ring ? kRingData : kData), sl.first, sl.second, nullptr));
+      sending[static_cast<size_t>(mb)].push_back(T.isend(pp, to, tags::pipeline(step, mb, M, ring ? PipeMsg::RingData : PipeMsg::Data), sl.first, sl.second, kHostPlace));
     }
   };
   events_.clear();
@@ -189,7 +186,7 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
             posted[i].data.reset();
             if (tp > 1 && bad_status == TPPP_OK) {
               auto sl = slice(ibuf[mb]);
-              T.all_gather(tpc, sl.first, ibuf[mb].data(), sl.second, TPPP_DTYPE_U8, nullptr);
+              T.all_gather(tpc, sl.first, ibuf[mb].data(), sl.second, TPPP_DTYPE_U8, kHostPlace);
             }
           }
           posted[i].head.reset();
@@ -239,7 +236,7 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   int64_t code = bad_status == TPPP_OK ? 0 : (static_cast<int64_t>(bad_status & 0xffff) << 16) | (bad_stage & 0xffff);
   int64_t worst = code;
   try {
-    T.all_reduce(pp, &code, &worst, 1, TPPP_DTYPE_I64, TPPP_OP_MAX, nullptr);
+    T.all_reduce(pp, &code, &worst, 1, TPPP_DTYPE_I64, TPPP_OP_MAX, kHostPlace);
   } catch (const Error& e) {
     if (bad_status == TPPP_OK) throw;  // this stage was fine, a peer is gone: report that
   }
@@ -272,15 +269,15 @@ void Scheduler::write_trace(const std::string& path) {
   int64_t len = static_cast<int64_t>(mine.size());
   std::vector<int64_t> lens(static_cast<size_t>(w.size()));
   Transport& T = g_.transport();
-  T.all_gather(w, &len, lens.data(), 1, TPPP_DTYPE_I64, nullptr);
+  T.all_gather(w, &len, lens.data(), 1, TPPP_DTYPE_I64, kHostPlace);
   if (w.me != 0) {
-    T.isend(w, 0, 0x3ffffff0, mine.data(), mine.size(), nullptr)->wait();
+    T.isend(w, 0, tags::kPipelineTrace, mine.data(), mine.size(), kHostPlace)->wait();
     return;
   }
   std::string all = "{\"traceEvents\":[\n" + mine;
   for (int r = 1; r < w.size(); r++) {
     std::string b(static_cast<size_t>(lens[static_cast<size_t>(r)]), '\0');
-    T.irecv(w, r, 0x3ffffff0, &b[0], b.size(), nullptr)->wait();
+    T.irecv(w, r, tags::kPipelineTrace, &b[0], b.size(), kHostPlace)->wait();
     all += ",\n" + b;
   }
   all += "\n]}\n";

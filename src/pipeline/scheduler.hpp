@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "c_api.h"
-#include "pipeline/schedule.hpp"
+#include "pipeline/plan.hpp"
 
 namespace tppp {
 

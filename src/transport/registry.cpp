@@ -4,9 +4,9 @@
 // the same way, or all fail with the same message.
 #include <map>
 
-#include "backend/device.hpp"
 #include "core/bootstrap.hpp"
 #include "core/error.hpp"
+#include "cuda/device.hpp"
 #include "transport/transport.hpp"
 #include "transport/ucx/ucx_transport.hpp"
 #if TPPP_HAVE_CUDA
@@ -32,12 +32,12 @@ std::shared_ptr<Transport> make_nccl(Bootstrap&, const TransportConfig&) {
 }
 #endif
 #if TPPP_HAVE_CUDA
-std::shared_ptr<Transport> make_device(std::shared_ptr<UcxTransport> ucx, std::shared_ptr<Transport> nccl,
+std::shared_ptr<Transport> make_device(std::shared_ptr<Transport> ucx, std::shared_ptr<Transport> nccl,
                                        const TransportConfig& cfg) {
-  return std::make_shared<DeviceTransport>(std::move(ucx), std::move(nccl), cfg.device);
+  return std::make_shared<DeviceTransport>(std::move(ucx), std::move(nccl), cfg.device, cfg.timeout_ms);
 }
 #else
-std::shared_ptr<Transport> make_device(std::shared_ptr<UcxTransport>, std::shared_ptr<Transport>,
+std::shared_ptr<Transport> make_device(std::shared_ptr<Transport>, std::shared_ptr<Transport>,
                                        const TransportConfig& cfg) {
   fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d requested, but libtppp was built without CUDA", cfg.device);
 }

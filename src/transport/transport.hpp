@@ -1,16 +1,20 @@
-// Transport: the communication seam (DESIGN section 1/3). A transport moves
-// bytes between the ranks of a group: async p2p plus the collectives the TP
-// layers need. UCX implements it for host memory (src/transport/ucx), NCCL
-// for device memory (later); src/transport/registry.cpp picks one. Nothing
-// above this header knows which one runs.
+// Transport: the communication seam (docs/DESIGN.md section 3). A transport
+// moves bytes between the ranks of a group: async p2p plus the collectives
+// the layers need. UCX implements it for host memory (transport/ucx), NCCL
+// for device memory with one GPU per rank (transport/nccl), and the device
+// transport routes a CUDA group's calls between them (transport/device);
+// transport/registry.cpp picks one. Nothing above this header knows which
+// one runs.
 //
 // All methods but abort() and async_error() are called from one thread at a
 // time (the group's owner). Failures throw tppp::Error naming the peer and op.
 //
-// Host-memory transports (UCX) complete an operation before returning.
-// Device-memory transports (NCCL) queue it on `stream` (a cudaStream_t;
-// nullptr is the legacy default stream): buffers may be reused once the
-// stream has passed it; a request's test/wait report that point.
+// Every call says where its buffers live and which stream orders it (Place):
+// the caller knows the memory kind, so no transport probes pointers. Host
+// memory completes before the call returns. Device memory is queued on
+// `stream` (a cudaStream_t; nullptr is the legacy default stream): buffers
+// may be reused once the stream has passed it; a request's test/wait report
+// that point.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -25,15 +29,27 @@ namespace tppp {
 
 class Bootstrap;
 
-// A communicator: an ordered subset of global ranks. id (0..127) separates the
-// message spaces of the world, TP and PP groups; `me` is this rank's index.
+// The message spaces of a group's communicators (UCX puts the id in every
+// tag; NCCL keeps one communicator per id).
+enum class CommId : uint8_t { World = 0, Tp = 1, Pp = 2 };
+constexpr int kCommIds = 3;
+
+// A communicator: an ordered subset of global ranks; `me` is this rank's index.
 struct Comm {
-  uint8_t id = 0;
+  CommId id = CommId::World;
   std::vector<int> ranks;
   int me = 0;
   int size() const { return static_cast<int>(ranks.size()); }
   const char* name = "world";
 };
+
+// Where a call's buffers live and which stream orders the call.
+struct Place {
+  int32_t mem = TPPP_MEM_HOST;  // TPPP_MEM_HOST, _PINNED (host memory) or _CUDA
+  void* stream = nullptr;       // cudaStream_t for device memory
+  bool device() const { return mem == TPPP_MEM_CUDA; }
+};
+constexpr Place kHostPlace{};
 
 // An async p2p operation. test() makes progress and returns true once done;
 // both throw on failure (size mismatch, dead peer, abort, timeout). The
@@ -59,18 +75,18 @@ class Transport {
   virtual ~Transport() = default;
   virtual const char* name() const = 0;
   virtual int32_t kind() const = 0;  // TPPP_TRANSPORT_*
+  // Can it move device memory itself (NCCL; UCX built with CUDA)?
+  virtual bool moves_device_memory() const = 0;
 
-  // peer: index in c.ranks. tag: 0..2^31-1. n bytes; the receive must match.
+  // peer: index in c.ranks. tag: see transport/tags.hpp. n bytes; the receive must match.
   virtual std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                         void* stream) = 0;
-  virtual std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n,
-                                         void* stream) = 0;
+                                         Place at) = 0;
+  virtual std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) = 0;
 
   virtual void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                          void* stream) = 0;
-  virtual void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
-                          void* stream) = 0;
-  virtual void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) = 0;
+                          Place at) = 0;
+  virtual void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) = 0;
+  virtual void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) = 0;
   virtual void barrier(const Comm& c) = 0;
 
   // Any thread. Pending and later operations fail with ABORTED.

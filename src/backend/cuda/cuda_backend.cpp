@@ -15,12 +15,13 @@
 #include <vector>
 
 #include "backend/backend.hpp"
-#include "backend/cuda/caching_allocator.hpp"
-#include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/plan_cache.hpp"
 #include "c_api.h"
 #include "core/dtype.hpp"
+#include "core/env.hpp"
 #include "core/log.hpp"
+#include "cuda/caching_allocator.hpp"
+#include "cuda/cuda_check.hpp"
 #include "tppp_kernels.h"
 
 namespace tppp {
@@ -28,11 +29,9 @@ namespace {
 
 static_assert(sizeof(tppp_kernels::ArgmaxCand) == sizeof(ArgmaxCand), "host and device argmax layouts differ");
 
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 
-bool env_on(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::strcmp(v, "0") != 0;
+void check_cublas(cublasStatus_t e, const char* what) {
+  if (e != CUBLAS_STATUS_SUCCESS) fail(TPPP_ERR_CUDA, "%s: cuBLASLt status %d", what, static_cast<int>(e));
 }
 
 cudaDataType_t cuda_type(int32_t dt) {
@@ -78,8 +77,8 @@ struct GemmPlan {
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int device, int timeout_ms)
-      : dev_(device), timeout_ms_(timeout_ms), alloc_(raw_allocator()), tf32_(env_on("TPPP_ALLOW_TF32")),
-        autotune_(env_on("TPPP_CUBLASLT_AUTOTUNE")) {
+      : dev_(device), timeout_ms_(timeout_ms), alloc_(raw_allocator()), tf32_(env_flag(Env::AllowTf32)),
+        autotune_(env_flag(Env::CublasLtAutotune)) {
     DeviceScope ds(dev_);
     check_cublas(cublasLtCreate(&lt_), "cublasLtCreate");
     check_cuda(cudaMalloc(&ws_, kWorkspace), "cuda backend: cudaMalloc of the cuBLASLt workspace");
@@ -116,23 +115,23 @@ class CudaBackend final : public Backend {
     if (!bytes) return;
     DeviceScope ds(dev_);
     use(stream);
-    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, S(stream)), "cuda backend: cudaMemcpyAsync");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, as_stream(stream)), "cuda backend: cudaMemcpyAsync");
   }
   void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
               void* stream) override {
     if (!width || !rows) return;
     DeviceScope ds(dev_);
     use(stream);
-    check_cuda(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDefault, S(stream)),
+    check_cuda(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDefault, as_stream(stream)),
                "cuda backend: cudaMemcpy2DAsync");
   }
   void sync(void* stream) override {
     DeviceScope ds(dev_);
-    wait_stream(S(stream), timeout_ms_, "cuda backend: waiting for the stream");
+    wait_stream(as_stream(stream), timeout_ms_, "cuda backend: waiting for the stream");
   }
   bool capturing(void* stream) const override {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(S(stream), &st) != cudaSuccess) {
+    if (cudaStreamIsCapturing(as_stream(stream), &st) != cudaSuccess) {
       cudaGetLastError();
       return false;
     }
@@ -190,30 +189,30 @@ class CudaBackend final : public Backend {
     if (autotune_ && !plan->tuned && !capturing(stream)) tune(*plan, x, w.w, y, stream);
     run(*plan, plan->algo, x, w.w, y, stream);
     if (bias && !fuse_bias)
-      check_cuda(tppp_kernels::add_bias(y, ydt, bias, dt, m, w.n, S(stream)), "kernel add_bias");
+      check_cuda(tppp_kernels::add_bias(y, ydt, bias, dt, m, w.n, as_stream(stream)), "kernel add_bias");
   }
 
   void convert(const void* src, int32_t sdt, void* dst, int32_t ddt, size_t n, void* stream) override {
     DeviceScope ds(dev_);
     use(stream);
-    check_cuda(tppp_kernels::convert(src, sdt, dst, ddt, static_cast<int64_t>(n), S(stream)), "kernel convert");
+    check_cuda(tppp_kernels::convert(src, sdt, dst, ddt, static_cast<int64_t>(n), as_stream(stream)), "kernel convert");
   }
   void silu_mul(const void* gu, void* out, int64_t m, int64_t i, int32_t dt, void* stream) override {
     DeviceScope ds(dev_);
     use(stream);
-    check_cuda(tppp_kernels::silu_mul(gu, out, m, i, dt, S(stream)), "kernel silu_mul");
+    check_cuda(tppp_kernels::silu_mul(gu, out, m, i, dt, as_stream(stream)), "kernel silu_mul");
   }
   void add_bias(void* y, const void* bias, int64_t m, int64_t n, int32_t dt, int32_t ydt, void* stream) override {
     DeviceScope ds(dev_);
     use(stream);
-    check_cuda(tppp_kernels::add_bias(y, ydt, bias, dt, m, n, S(stream)), "kernel add_bias");
+    check_cuda(tppp_kernels::add_bias(y, ydt, bias, dt, m, n, as_stream(stream)), "kernel add_bias");
   }
   void embedding(const void* ids, int32_t id_dtype, int64_t m, const void* table, int64_t row0, int64_t rows,
                  int64_t h, void* out, int32_t dt, void* stream) override {
     DeviceScope ds(dev_);
     use(stream);
     check_cuda(tppp_kernels::embedding(ids, id_dtype, m, table, row0, rows, h, out,
-                                       static_cast<int32_t>(dtype_size(dt)), S(stream)),
+                                       static_cast<int32_t>(dtype_size(dt)), as_stream(stream)),
                "kernel embedding");
   }
   void argmax_rows(const void* logits, int64_t m, int64_t n, int64_t valid_n, int64_t off, int32_t dt,
@@ -221,21 +220,21 @@ class CudaBackend final : public Backend {
     DeviceScope ds(dev_);
     use(stream);
     check_cuda(tppp_kernels::argmax_rows(logits, m, n, valid_n, off, dt,
-                                         reinterpret_cast<tppp_kernels::ArgmaxCand*>(out), S(stream)),
+                                         reinterpret_cast<tppp_kernels::ArgmaxCand*>(out), as_stream(stream)),
                "kernel argmax_rows");
   }
   void argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, void* stream) override {
     DeviceScope ds(dev_);
     use(stream);
     check_cuda(tppp_kernels::argmax_merge(reinterpret_cast<const tppp_kernels::ArgmaxCand*>(cand), parts, m, ids,
-                                          S(stream)),
+                                          as_stream(stream)),
                "kernel argmax_merge");
   }
 
  private:
   static constexpr size_t kWorkspace = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
 
-  void use(void* stream) { last_stream_ = S(stream); }
+  void use(void* stream) { last_stream_ = as_stream(stream); }
 
   CachingAllocator::Raw raw_allocator() {
     CachingAllocator::Raw r;
@@ -330,7 +329,7 @@ class CudaBackend final : public Backend {
   void run(const GemmPlan& p, const cublasLtMatmulAlgo_t& algo, const void* x, const void* w, void* y, void* stream) {
     const float alpha = 1.0f, beta = 0.0f;
     check_cublas(cublasLtMatmul(lt_, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &algo, ws_, kWorkspace,
-                                S(stream)),
+                                as_stream(stream)),
                  "cublasLtMatmul");
   }
 
@@ -345,9 +344,9 @@ class CudaBackend final : public Backend {
       bool ok = true;
       try {
         run(p, algo, x, w, y, stream);
-        cudaEventRecord(a, S(stream));
+        cudaEventRecord(a, as_stream(stream));
         for (int i = 0; i < 3; i++) run(p, algo, x, w, y, stream);
-        cudaEventRecord(b, S(stream));
+        cudaEventRecord(b, as_stream(stream));
         wait_event(b, timeout_ms_, "cuBLASLt autotune");
       } catch (const Error&) {
         ok = false;

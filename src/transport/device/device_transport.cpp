@@ -6,16 +6,13 @@
 #include <exception>
 #include <memory>
 
-#include "backend/cuda/cuda_check.hpp"
-#include "backend/device.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
-#include "transport/ucx/ucx_transport.hpp"
+#include "cuda/cuda_check.hpp"
 
 namespace tppp {
 namespace {
 
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 
 // A pinned staging buffer borrowed from the pool for one scope. Left by an
 // exception (a copy that timed out may still land in it later) or marked
@@ -43,12 +40,12 @@ class Pinned {
 // Stream-ordered copies through the pinned buffer, waited for with the
 // transport's deadline (the stream may hold work queued before them).
 void d2h(void* dst, const void* src, size_t n, void* stream, int timeout_ms) {
-  check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, S(stream)), "staging: device-to-host copy");
-  wait_stream(S(stream), timeout_ms, "staging: waiting for the device-to-host copy");
+  check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, as_stream(stream)), "staging: device-to-host copy");
+  wait_stream(as_stream(stream), timeout_ms, "staging: waiting for the device-to-host copy");
 }
 void h2d(void* dst, const void* src, size_t n, void* stream, int timeout_ms) {
-  check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, S(stream)), "staging: host-to-device copy");
-  wait_stream(S(stream), timeout_ms, "staging: waiting for the host-to-device copy");
+  check_cuda(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, as_stream(stream)), "staging: host-to-device copy");
+  wait_stream(as_stream(stream), timeout_ms, "staging: waiting for the host-to-device copy");
 }
 
 class StagedSend final : public Request {
@@ -121,114 +118,111 @@ CachingAllocator::Raw pinned_raw() {
 
 }  // namespace
 
-DeviceTransport::DeviceTransport(std::shared_ptr<UcxTransport> ucx, std::shared_ptr<Transport> nccl, int device)
-    : ucx_(std::move(ucx)), nccl_(std::move(nccl)), ucx_cuda_(ucx_->cuda_memory()), device_(device),
-      pinned_(pinned_raw(), "pinned host memory (UCX staging)") {}
+DeviceTransport::DeviceTransport(std::shared_ptr<Transport> host, std::shared_ptr<Transport> nccl, int device,
+                                 int timeout_ms)
+    : host_(std::move(host)), nccl_(std::move(nccl)), host_cuda_(host_->moves_device_memory()), device_(device),
+      timeout_ms_(timeout_ms), pinned_(pinned_raw(), "pinned host memory (UCX staging)") {}
 
 DeviceTransport::~DeviceTransport() { cudaSetDevice(device_); }  // the pool frees its blocks next
 
 const char* DeviceTransport::name() const {
   if (nccl_) return "nccl (device buffers) + ucx (host buffers)";
-  return ucx_cuda_ ? "ucx (CUDA-aware)" : "ucx (device buffers staged through pinned host memory)";
+  return host_cuda_ ? "ucx (CUDA-aware)" : "ucx (device buffers staged through pinned host memory)";
 }
 
 int32_t DeviceTransport::kind() const { return nccl_ ? TPPP_TRANSPORT_NCCL : TPPP_TRANSPORT_UCX; }
 
-DeviceTransport::Route DeviceTransport::route(const void* a, const void* b, const char* op, void* stream) const {
-  const bool da = a && is_device_pointer(a), db = b && is_device_pointer(b);
-  if ((a && b) && da != db)
-    fail(TPPP_ERR_INVALID_ARGUMENT, "%s: one buffer is in device memory and the other in host memory; pass both on "
-         "the same side", op);
-  if (!da && !db) return Route::Ucx;
+DeviceTransport::Route DeviceTransport::route(Place at, const char* op) const {
+  if (!at.device()) return Route::Host;
   if (nccl_) return Route::Nccl;
   // UCX works outside the stream: it must wait for it, which a capture cannot record.
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(S(stream), &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone)
+  if (cudaStreamIsCapturing(as_stream(at.stream), &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone)
     fail(TPPP_ERR_INVALID_USAGE, "%s of device buffers over UCX waits for the stream, so it cannot be captured in a "
          "CUDA graph (use NCCL with one GPU per rank, or TP = 1)", op);
   cudaGetLastError();
   check_cuda(cudaSetDevice(device_), "cudaSetDevice");
-  if (!ucx_cuda_) return Route::Staged;
+  if (!host_cuda_) return Route::Staged;
   // CUDA-aware UCX reads or writes the buffers itself: the stream's earlier work on them must be done.
-  wait_stream(S(stream), ucx_->timeout_ms(), "ucx: waiting for the stream before UCX touches device buffers");
-  return Route::Ucx;
+  wait_stream(as_stream(at.stream), timeout_ms_, "ucx: waiting for the stream before UCX touches device buffers");
+  return Route::Host;
 }
 
 std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                                void* stream) {
-  switch (route(buf, nullptr, "isend", stream)) {
-    case Route::Ucx: return ucx_->isend(c, peer, tag, buf, n, stream);
-    case Route::Nccl: return nccl_->isend(c, peer, tag, buf, n, stream);
+                                                Place at) {
+  switch (route(at, "isend")) {
+    case Route::Host: return host_->isend(c, peer, tag, buf, n, at);
+    case Route::Nccl: return nccl_->isend(c, peer, tag, buf, n, at);
     case Route::Staged: break;
   }
   std::unique_ptr<StagedSend> r(new StagedSend(*this, n));
-  d2h(r->buf_.get(), buf, n, stream, ucx_->timeout_ms());
-  r->inner = ucx_->isend(c, peer, tag, r->buf_.get(), n, stream);
+  d2h(r->buf_.get(), buf, n, at.stream, timeout_ms_);
+  r->inner = host_->isend(c, peer, tag, r->buf_.get(), n, kHostPlace);
   return r;
 }
 
 std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n,
-                                                void* stream) {
-  switch (route(buf, nullptr, "irecv", stream)) {
-    case Route::Ucx: return ucx_->irecv(c, peer, tag, buf, n, stream);
-    case Route::Nccl: return nccl_->irecv(c, peer, tag, buf, n, stream);
+                                                Place at) {
+  switch (route(at, "irecv")) {
+    case Route::Host: return host_->irecv(c, peer, tag, buf, n, at);
+    case Route::Nccl: return nccl_->irecv(c, peer, tag, buf, n, at);
     case Route::Staged: break;
   }
-  std::unique_ptr<StagedRecv> r(new StagedRecv(*this, buf, n, stream, ucx_->timeout_ms()));
-  r->inner = ucx_->irecv(c, peer, tag, r->buf_.get(), n, stream);
+  std::unique_ptr<StagedRecv> r(new StagedRecv(*this, buf, n, at.stream, timeout_ms_));
+  r->inner = host_->irecv(c, peer, tag, r->buf_.get(), n, kHostPlace);
   return r;
 }
 
 void DeviceTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                                 void* stream) {
-  switch (route(send, recv, "all_reduce", stream)) {
-    case Route::Ucx: return ucx_->all_reduce(c, send, recv, count, dtype, op, stream);
-    case Route::Nccl: return nccl_->all_reduce(c, send, recv, count, dtype, op, stream);
+                                 Place at) {
+  switch (route(at, "all_reduce")) {
+    case Route::Host: return host_->all_reduce(c, send, recv, count, dtype, op, at);
+    case Route::Nccl: return nccl_->all_reduce(c, send, recv, count, dtype, op, at);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
   Pinned a(*this, n);
-  d2h(a.get(), send, n, stream, ucx_->timeout_ms());
-  ucx_->all_reduce(c, a.get(), a.get(), count, dtype, op, nullptr);
-  h2d(recv, a.get(), n, stream, ucx_->timeout_ms());
+  d2h(a.get(), send, n, at.stream, timeout_ms_);
+  host_->all_reduce(c, a.get(), a.get(), count, dtype, op, kHostPlace);
+  h2d(recv, a.get(), n, at.stream, timeout_ms_);
 }
 
 void DeviceTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
-                                 void* stream) {
-  switch (route(send, recv, "all_gather", stream)) {
-    case Route::Ucx: return ucx_->all_gather(c, send, recv, count, dtype, stream);
-    case Route::Nccl: return nccl_->all_gather(c, send, recv, count, dtype, stream);
+                                 Place at) {
+  switch (route(at, "all_gather")) {
+    case Route::Host: return host_->all_gather(c, send, recv, count, dtype, at);
+    case Route::Nccl: return nccl_->all_gather(c, send, recv, count, dtype, at);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
   Pinned a(*this, n), b(*this, n * static_cast<size_t>(c.size()));
-  d2h(a.get(), send, n, stream, ucx_->timeout_ms());
-  ucx_->all_gather(c, a.get(), b.get(), count, dtype, nullptr);
-  h2d(recv, b.get(), n * static_cast<size_t>(c.size()), stream, ucx_->timeout_ms());
+  d2h(a.get(), send, n, at.stream, timeout_ms_);
+  host_->all_gather(c, a.get(), b.get(), count, dtype, kHostPlace);
+  h2d(recv, b.get(), n * static_cast<size_t>(c.size()), at.stream, timeout_ms_);
 }
 
-void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) {
-  switch (route(buf, nullptr, "broadcast", stream)) {
-    case Route::Ucx: return ucx_->broadcast(c, buf, count, dtype, root, stream);
-    case Route::Nccl: return nccl_->broadcast(c, buf, count, dtype, root, stream);
+void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) {
+  switch (route(at, "broadcast")) {
+    case Route::Host: return host_->broadcast(c, buf, count, dtype, root, at);
+    case Route::Nccl: return nccl_->broadcast(c, buf, count, dtype, root, at);
     case Route::Staged: break;
   }
   const size_t n = count * dtype_size(dtype);
   Pinned a(*this, n);
-  if (c.me == root) d2h(a.get(), buf, n, stream, ucx_->timeout_ms());
-  ucx_->broadcast(c, a.get(), count, dtype, root, nullptr);
-  if (c.me != root) h2d(buf, a.get(), n, stream, ucx_->timeout_ms());
+  if (c.me == root) d2h(a.get(), buf, n, at.stream, timeout_ms_);
+  host_->broadcast(c, a.get(), count, dtype, root, kHostPlace);
+  if (c.me != root) h2d(buf, a.get(), n, at.stream, timeout_ms_);
 }
 
-void DeviceTransport::barrier(const Comm& c) { ucx_->barrier(c); }
+void DeviceTransport::barrier(const Comm& c) { host_->barrier(c); }
 
 void DeviceTransport::abort() noexcept {
-  ucx_->abort();
+  host_->abort();
   if (nccl_) nccl_->abort();
 }
 
 tppp_status DeviceTransport::async_error(std::string* msg) const {
-  tppp_status s = ucx_->async_error(msg);
+  tppp_status s = host_->async_error(msg);
   if (s == TPPP_OK && nccl_) s = nccl_->async_error(msg);
   return s;
 }

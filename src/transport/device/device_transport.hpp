@@ -1,36 +1,39 @@
 // The transport of a CUDA group: routes each operation by where its buffers
-// live. Host buffers go to the UCX transport; device buffers go to NCCL when
-// the group has it (one GPU per rank), else to UCX directly when UCX was
-// built with CUDA support, else through pinned host staging buffers
-// (device -> pinned -> UCX -> pinned -> device, synchronous with the
-// caller's stream, so not capturable in a CUDA graph: that path refuses a
-// capturing stream with INVALID_USAGE). This is how several ranks share one
-// GPU (NCCL refuses two ranks on one device).
+// live (the Place the caller gives; nothing is probed). Host buffers go to
+// the host transport (UCX); device buffers go to NCCL when the group has it
+// (one GPU per rank), else to UCX directly when UCX was built with CUDA
+// support, else through pinned host staging buffers (device -> pinned -> UCX
+// -> pinned -> device, synchronous with the caller's stream, so not
+// capturable in a CUDA graph: that path refuses a capturing stream with
+// INVALID_USAGE). This is how several ranks share one GPU (NCCL refuses two
+// ranks on one device). It sees the transports it routes to only through
+// the Transport interface; transport/registry.cpp builds and hands them in.
 #pragma once
 #include <memory>
 
-#include "backend/cuda/caching_allocator.hpp"
+#include "cuda/caching_allocator.hpp"
 #include "transport/transport.hpp"
 
 namespace tppp {
 
-class UcxTransport;
-
 class DeviceTransport final : public Transport {
  public:
-  // nccl may be null (ranks share a GPU, or NCCL was not asked for).
-  DeviceTransport(std::shared_ptr<UcxTransport> ucx, std::shared_ptr<Transport> nccl, int device);
+  // host: the UCX transport (host buffers; device buffers too when it moves
+  // them itself). nccl may be null (ranks share a GPU, or NCCL was not asked
+  // for). timeout_ms bounds each wait for the stream.
+  DeviceTransport(std::shared_ptr<Transport> host, std::shared_ptr<Transport> nccl, int device, int timeout_ms);
   ~DeviceTransport() override;
 
   const char* name() const override;
   int32_t kind() const override;
+  bool moves_device_memory() const override { return true; }
   std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                 void* stream) override;
-  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, void* stream) override;
+                                 Place at) override;
+  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
   void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                  void* stream) override;
-  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, void* stream) override;
-  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) override;
+                  Place at) override;
+  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;
+  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) override;
   void barrier(const Comm& c) override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
@@ -39,15 +42,17 @@ class DeviceTransport final : public Transport {
   CachingAllocator& pinned() { return pinned_; }
 
  private:
-  // Ucx: host buffers, or device buffers UCX reads itself (the stream is
-  // waited for first); Nccl: queued on the stream; Staged: through pinned memory.
-  enum class Route { Ucx, Nccl, Staged };
-  Route route(const void* a, const void* b, const char* op, void* stream) const;
+  // Host: host buffers, or device buffers the host transport reads itself
+  // (the stream is waited for first); Nccl: queued on the stream; Staged:
+  // through pinned memory.
+  enum class Route { Host, Nccl, Staged };
+  Route route(Place at, const char* op) const;
 
-  std::shared_ptr<UcxTransport> ucx_;
+  std::shared_ptr<Transport> host_;
   std::shared_ptr<Transport> nccl_;
-  bool ucx_cuda_ = false;
+  bool host_cuda_ = false;  // host_ moves device memory itself (CUDA-aware UCX)
   int device_;
+  int timeout_ms_;
   CachingAllocator pinned_;  // cudaMallocHost blocks, reused by size
 };
 

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda/cuda_check.hpp"
 #include "core/bootstrap.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -17,7 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-cudaStream_t S(void* s) { return static_cast<cudaStream_t>(s); }
 
 ncclDataType_t nccl_type(int32_t dt) {
   switch (dt) {
@@ -89,7 +88,7 @@ std::unique_ptr<Request> request_after(NcclTransport* t, void* watched, void* st
   cudaEvent_t own = nullptr;
   if (watched) {
     check_cuda(cudaEventCreateWithFlags(&own, cudaEventDisableTiming), "nccl: cudaEventCreate");
-    check_cuda(cudaEventRecord(own, S(stream)), "nccl: cudaEventRecord");
+    check_cuda(cudaEventRecord(own, as_stream(stream)), "nccl: cudaEventRecord");
   }
   return std::unique_ptr<Request>(new NcclRequest(t, own, what));
 }
@@ -134,7 +133,7 @@ NcclTransport::NcclTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(c
   } catch (...) {
     abort_comms();
     if (barrier_buf_) cudaFree(barrier_buf_);
-    if (barrier_stream_) cudaStreamDestroy(S(barrier_stream_));
+    if (barrier_stream_) cudaStreamDestroy(as_stream(barrier_stream_));
     throw;
   }
   watchdog_ = std::thread([this] { watchdog(); });
@@ -171,7 +170,7 @@ NcclTransport::~NcclTransport() {
   for (void* e : spare_events_) cudaEventDestroy(static_cast<cudaEvent_t>(e));
   for (auto& w : watched_) cudaEventDestroy(static_cast<cudaEvent_t>(w.ev));
   if (barrier_buf_) cudaFree(barrier_buf_);
-  if (barrier_stream_) cudaStreamDestroy(S(barrier_stream_));
+  if (barrier_stream_) cudaStreamDestroy(as_stream(barrier_stream_));
 }
 
 void NcclTransport::abort_comms() noexcept {
@@ -215,8 +214,15 @@ void NcclTransport::check_usable(const char* op) const {
 
 ncclComm_t NcclTransport::comm_for(const Comm& c, const char* op) {
   check_usable(op);
-  ncclComm_t cm = c.id == 0 ? world_ : c.id == 1 ? tp_ : c.id == 2 ? pp_ : nullptr;
-  if (!cm) fail(TPPP_ERR_INVALID_ARGUMENT, "nccl: %s on communicator '%s' (id %d), which NCCL does not have", op, c.name, c.id);
+  ncclComm_t cm = nullptr;
+  switch (c.id) {
+    case CommId::World: cm = world_; break;
+    case CommId::Tp: cm = tp_; break;
+    case CommId::Pp: cm = pp_; break;
+  }
+  if (!cm)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "nccl: %s on communicator '%s' (id %d), which NCCL does not have", op, c.name,
+         static_cast<int>(c.id));
   check_cuda(cudaSetDevice(cfg_.device), "nccl: cudaSetDevice");
   return cm;
 }
@@ -239,7 +245,7 @@ void NcclTransport::enqueued(ncclComm_t cm, ncclResult_t r, const char* op, cons
 
 void* NcclTransport::watch(void* stream, const std::string& what) {
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(S(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) {
+  if (cudaStreamIsCapturing(as_stream(stream), &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) {
     cudaGetLastError();
     return nullptr;  // part of a graph: watched when the graph runs (by the caller's sync)
   }
@@ -252,7 +258,7 @@ void* NcclTransport::watch(void* stream, const std::string& what) {
     }
   }
   if (!ev) check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "nccl: cudaEventCreate");
-  check_cuda(cudaEventRecord(ev, S(stream)), "nccl: cudaEventRecord");
+  check_cuda(cudaEventRecord(ev, as_stream(stream)), "nccl: cudaEventRecord");
   {
     std::lock_guard<std::mutex> lk(mu_);
     watched_.push_back(Watched{ev, Clock::now() + std::chrono::milliseconds(cfg_.timeout_ms), what});
@@ -332,47 +338,63 @@ void NcclTransport::wait_event(void* ev, const char* what) {
   }
 }
 
+namespace {
+
+// NCCL moves device memory only: the device transport routes host buffers to UCX.
+void* device_stream(Place at, const char* op) {
+  if (!at.device())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "nccl: %s of host memory (memory kind %d): NCCL moves device memory", op, at.mem);
+  return at.stream;
+}
+
+}  // namespace
+
 std::unique_ptr<Request> NcclTransport::isend(const Comm& c, int peer, uint32_t, const void* buf, size_t n,
-                                              void* stream) {
+                                              Place at) {
+  void* stream = device_stream(at, "isend");
   ncclComm_t cm = comm_for(c, "isend");
-  enqueued(cm, ncclSend(buf, n, ncclUint8, peer, cm, S(stream)), "send", c);
+  enqueued(cm, ncclSend(buf, n, ncclUint8, peer, cm, as_stream(stream)), "send", c);
   void* ev = watch(stream, strf("send of %zu bytes to rank %d of '%s'", n, peer, c.name));
   return request_after(this, ev, stream, "nccl send");
 }
 
-std::unique_ptr<Request> NcclTransport::irecv(const Comm& c, int peer, uint32_t, void* buf, size_t n, void* stream) {
+std::unique_ptr<Request> NcclTransport::irecv(const Comm& c, int peer, uint32_t, void* buf, size_t n, Place at) {
+  void* stream = device_stream(at, "irecv");
   ncclComm_t cm = comm_for(c, "irecv");
-  enqueued(cm, ncclRecv(buf, n, ncclUint8, peer, cm, S(stream)), "recv", c);
+  enqueued(cm, ncclRecv(buf, n, ncclUint8, peer, cm, as_stream(stream)), "recv", c);
   void* ev = watch(stream, strf("receive of %zu bytes from rank %d of '%s'", n, peer, c.name));
   return request_after(this, ev, stream, "nccl recv");
 }
 
 void NcclTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                               void* stream) {
+                               Place at) {
+  void* stream = device_stream(at, "all_reduce");
   ncclComm_t cm = comm_for(c, "all_reduce");
-  enqueued(cm, ncclAllReduce(send, recv, count, nccl_type(dtype), nccl_op(op), cm, S(stream)), "all_reduce", c);
+  enqueued(cm, ncclAllReduce(send, recv, count, nccl_type(dtype), nccl_op(op), cm, as_stream(stream)), "all_reduce", c);
   watch(stream, strf("all_reduce of %zu elements on '%s'", count, c.name));
 }
 
 void NcclTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype,
-                               void* stream) {
+                               Place at) {
+  void* stream = device_stream(at, "all_gather");
   ncclComm_t cm = comm_for(c, "all_gather");
-  enqueued(cm, ncclAllGather(send, recv, count, nccl_type(dtype), cm, S(stream)), "all_gather", c);
+  enqueued(cm, ncclAllGather(send, recv, count, nccl_type(dtype), cm, as_stream(stream)), "all_gather", c);
   watch(stream, strf("all_gather of %zu elements on '%s'", count, c.name));
 }
 
-void NcclTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) {
+void NcclTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) {
+  void* stream = device_stream(at, "broadcast");
   ncclComm_t cm = comm_for(c, "broadcast");
-  enqueued(cm, ncclBroadcast(buf, buf, count, nccl_type(dtype), root, cm, S(stream)), "broadcast", c);
+  enqueued(cm, ncclBroadcast(buf, buf, count, nccl_type(dtype), root, cm, as_stream(stream)), "broadcast", c);
   watch(stream, strf("broadcast of %zu elements from rank %d on '%s'", count, root, c.name));
 }
 
 void NcclTransport::barrier(const Comm& c) {
   ncclComm_t cm = comm_for(c, "barrier");
-  enqueued(cm, ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclInt32, ncclSum, cm, S(barrier_stream_)), "barrier", c);
+  enqueued(cm, ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclInt32, ncclSum, cm, as_stream(barrier_stream_)), "barrier", c);
   cudaEvent_t ev = nullptr;
   check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "nccl: cudaEventCreate");
-  check_cuda(cudaEventRecord(ev, S(barrier_stream_)), "nccl: cudaEventRecord");
+  check_cuda(cudaEventRecord(ev, as_stream(barrier_stream_)), "nccl: cudaEventRecord");
   try {
     wait_event(ev, "barrier");
   } catch (...) {

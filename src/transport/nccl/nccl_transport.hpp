@@ -25,13 +25,14 @@ class NcclTransport final : public Transport {
 
   const char* name() const override { return "nccl"; }
   int32_t kind() const override { return TPPP_TRANSPORT_NCCL; }
+  bool moves_device_memory() const override { return true; }
   std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                 void* stream) override;
-  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, void* stream) override;
+                                 Place at) override;
+  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
   void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                  void* stream) override;
-  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, void* stream) override;
-  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) override;
+                  Place at) override;
+  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;
+  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) override;
   void barrier(const Comm& c) override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;

@@ -1,7 +1,7 @@
 // UCX transport. Tag layout (64 bits), so every receive names its source and
 // message space exactly (no wildcards, so no cross-talk between groups):
 //   [63] collective?  [62:56] comm id  [55:40] source global rank
-//   [39:0] user p2p: tag (31 bits) | collective: seq (8) << 32 | step (32)
+//   [39:0] p2p: tag (32 bits, transport/tags.hpp) | collective: seq (8) << 32 | step (32)
 // UCX matches messages from one sender in order, so equal tags are FIFO.
 #include "transport/ucx/ucx_transport.hpp"
 
@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "core/bootstrap.hpp"
+#include "core/env.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 
@@ -101,8 +102,7 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     mine.append(reinterpret_cast<const char*>(addr), addr_len);
     ucp_worker_release_address(worker_, addr);
     std::vector<std::string> all = bs.all_gather(mine);
-    const char* em = std::getenv("TPPP_UCX_ERR_MODE");
-    const bool force_peer_mode = em && std::string(em) == "peer";
+    const bool force_peer_mode = env_str(Env::UcxErrMode) == "peer";
 
     peers_.resize(static_cast<size_t>(cfg.world));
     eps_.assign(static_cast<size_t>(cfg.world), nullptr);
@@ -127,7 +127,7 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     }
     // Wire-up check: returns only once every rank can talk to its peers.
     Comm world;
-    world.id = 0;
+    world.id = CommId::World;
     world.me = cfg.rank;
     for (int r = 0; r < cfg.world; r++) world.ranks.push_back(r);
     coll_.barrier(world);
@@ -227,7 +227,7 @@ void UcxTransport::throw_aborted(const char* what) const {
 }
 
 uint64_t UcxTransport::make_tag(bool coll, const Comm& c, int src_global, uint64_t low) const {
-  return (static_cast<uint64_t>(coll) << 63) | (static_cast<uint64_t>(c.id & 0x7f) << 56) |
+  return (static_cast<uint64_t>(coll) << 63) | (static_cast<uint64_t>(c.id) << 56) |
          (static_cast<uint64_t>(src_global & 0xffff) << 40) | (low & 0xffffffffffull);
 }
 
@@ -377,12 +377,12 @@ void UcxTransport::release_op(Op* op) {
 }
 
 std::unique_ptr<Request> UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                             void*) {
+                                             Place) {
   Op* op = post_send(c.ranks[static_cast<size_t>(peer)], make_tag(false, c, cfg_.rank, tag), buf, n, "send");
   return std::unique_ptr<Request>(new UcxRequest(this, op));
 }
 
-std::unique_ptr<Request> UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, void*) {
+std::unique_ptr<Request> UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place) {
   int src = c.ranks[static_cast<size_t>(peer)];
   Op* op = post_recv(src, make_tag(false, c, src, tag), buf, n, "recv");
   return std::unique_ptr<Request>(new UcxRequest(this, op));
@@ -394,7 +394,7 @@ void UcxTransport::coll_begin(const Comm& c, const char* op) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op);
   coll_comm_ = &c;
   coll_name_ = op;
-  coll_seq_[c.id & 0x7f]++;
+  coll_seq_[static_cast<size_t>(c.id)]++;
   coll_deadline_ = steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
 }
 
@@ -405,7 +405,7 @@ void UcxTransport::coll_end() {
 }
 
 HostP2P::Id UcxTransport::coll_send(const Comm& c, int peer, uint64_t step, const void* buf, size_t n) {
-  uint64_t low = (static_cast<uint64_t>(coll_seq_[c.id & 0x7f]) << 32) | (step & 0xffffffffull);
+  uint64_t low = (static_cast<uint64_t>(coll_seq_[static_cast<size_t>(c.id)]) << 32) | (step & 0xffffffffull);
   coll_ops_.push_back(post_send(c.ranks[static_cast<size_t>(peer)], make_tag(true, c, cfg_.rank, low), buf, n,
                                 coll_name_));
   return coll_ops_.size() - 1;
@@ -413,7 +413,7 @@ HostP2P::Id UcxTransport::coll_send(const Comm& c, int peer, uint64_t step, cons
 
 HostP2P::Id UcxTransport::coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) {
   int src = c.ranks[static_cast<size_t>(peer)];
-  uint64_t low = (static_cast<uint64_t>(coll_seq_[c.id & 0x7f]) << 32) | (step & 0xffffffffull);
+  uint64_t low = (static_cast<uint64_t>(coll_seq_[static_cast<size_t>(c.id)]) << 32) | (step & 0xffffffffull);
   coll_ops_.push_back(post_recv(src, make_tag(true, c, src, low), buf, n, coll_name_));
   return coll_ops_.size() - 1;
 }
@@ -425,15 +425,15 @@ void UcxTransport::coll_wait_all() {
 }
 
 void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                              void*) {
+                              Place) {
   coll_.all_reduce(c, send, recv, count, dtype, op);
 }
 
-void UcxTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, void*) {
+void UcxTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place) {
   coll_.all_gather(c, send, recv, count, dtype);
 }
 
-void UcxTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void*) {
+void UcxTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place) {
   coll_.broadcast(c, buf, count, dtype, root);
 }
 
@@ -443,7 +443,7 @@ void UcxTransport::barrier(const Comm& c) { coll_.barrier(c); }
 
 namespace tppp {
 
-bool UcxTransport::cuda_memory() const {
+bool UcxTransport::moves_device_memory() const {
   ucp_context_attr_t a{};
   a.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
   if (ucp_context_query(ctx_, &a) != UCS_OK) return false;

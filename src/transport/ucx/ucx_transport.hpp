@@ -29,18 +29,18 @@ class UcxTransport final : public Transport, private HostP2P {
 
   const char* name() const override { return "ucx"; }
   int32_t kind() const override { return TPPP_TRANSPORT_UCX; }
+  // Was UCX built with CUDA memory support (then device buffers go direct)?
+  bool moves_device_memory() const override;
   std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                 void* stream) override;
-  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, void* stream) override;
+                                 Place at) override;
+  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
   void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                  void* stream) override;
-  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, void* stream) override;
-  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, void* stream) override;
+                  Place at) override;
+  void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;
+  void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) override;
   void barrier(const Comm& c) override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
-  // Was UCX built with CUDA memory support (then device buffers go direct)?
-  bool cuda_memory() const;
 
   // One in-flight UCX operation. Pooled; owned by the transport.
   struct Op {
@@ -108,7 +108,7 @@ class UcxTransport final : public Transport, private HostP2P {
   HostCollectives coll_;
   const Comm* coll_comm_ = nullptr;
   const char* coll_name_ = "";
-  uint8_t coll_seq_[128] = {0};
+  uint8_t coll_seq_[kCommIds] = {0};  // per communicator id
   std::vector<Op*> coll_ops_;
   std::chrono::steady_clock::time_point coll_deadline_;
 };

@@ -1,9 +1,9 @@
 // Group formation and the rank grid.
-#include "core/group.hpp"
+#include "group/group.hpp"
 
-#include "backend/device.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "cuda/device.hpp"
 
 namespace tppp {
 
@@ -38,19 +38,19 @@ Comm make_comm(int scope, int rank, int tp, int pp) {
   GridPos p = grid_position(rank, tp, pp);
   switch (scope) {
     case TPPP_SCOPE_WORLD:
-      c.id = 0;
+      c.id = CommId::World;
       c.name = "world";
       for (int r = 0; r < tp * pp; r++) c.ranks.push_back(r);
       c.me = rank;
       break;
     case TPPP_SCOPE_TP:
-      c.id = 1;
+      c.id = CommId::Tp;
       c.name = "tp";
       for (int t = 0; t < tp; t++) c.ranks.push_back(p.pp_rank * tp + t);
       c.me = p.tp_rank;
       break;
     case TPPP_SCOPE_PP:
-      c.id = 2;
+      c.id = CommId::Pp;
       c.name = "pp";
       for (int s = 0; s < pp; s++) c.ranks.push_back(s * tp + p.tp_rank);
       c.me = p.pp_rank;

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "c_api.h"
-#include "c_api_handles.hpp"
-#include "c_api_internal.hpp"
-#include "backend/device.hpp"
+#include "c_api/handles.hpp"
+#include "c_api/shim.hpp"
+#include "cuda/device.hpp"
 #include "core/dtype.hpp"
 #include "loader/checkpoint.hpp"
 #include "loader/weights.hpp"
@@ -347,5 +347,21 @@ tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_tensor* o
 }
 
 void tppp_weights_free(tppp_weights_t w) { delete w; }
+
+tppp_status tppp_shard_params_from_group(tppp_group_t g, tppp_shard_params* p) {
+  API_BEGIN
+  REQUIRE(g && g->g, "tppp_shard_params_from_group: group handle is NULL");
+  REQUIRE(p, "tppp_shard_params_from_group: params is NULL");
+  REQUIRE(p->struct_size >= sizeof(uint32_t), "tppp_shard_params.struct_size is %u: call tppp_shard_params_init first",
+          p->struct_size);
+  tppp_shard_params v;
+  std::memset(&v, 0, sizeof v);
+  v.tp_size = g->g->config().tp;
+  v.pp_size = g->g->config().pp;
+  v.tp_rank = g->g->pos().tp_rank;
+  v.pp_rank = g->g->pos().pp_rank;
+  tppp_shim::write_versioned(v, p, "tppp_shard_params");
+  API_END
+}
 
 }  // extern "C"

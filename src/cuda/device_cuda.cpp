@@ -4,8 +4,8 @@
 #include <fstream>
 #include <string>
 
-#include "backend/device.hpp"
-#include "backend/cuda/cuda_check.hpp"
+#include "cuda/device.hpp"
+#include "cuda/cuda_check.hpp"
 #include "core/error.hpp"
 
 namespace tppp {

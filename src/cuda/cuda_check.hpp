@@ -1,10 +1,11 @@
-// Error checks for CUDA runtime and cuBLASLt calls: throw TPPP_ERR_CUDA naming
-// the call and the library's own error name.
+// CUDA support shared by the CUDA backend and the device transports: error
+// checks that throw TPPP_ERR_CUDA naming the call and CUDA's own error name,
+// the one void* -> cudaStream_t conversion, bounded stream/event waits, and
+// the current-device scope. Knows no backend and no transport.
 #pragma once
-#include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
-#include "backend/cuda/bounded_wait.hpp"
+#include "cuda/bounded_wait.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -16,9 +17,8 @@ inline void check_cuda(cudaError_t e, const char* what) {
   }
 }
 
-inline void check_cublas(cublasStatus_t e, const char* what) {
-  if (e != CUBLAS_STATUS_SUCCESS) fail(TPPP_ERR_CUDA, "%s: cuBLASLt status %d", what, static_cast<int>(e));
-}
+// The C API and the interfaces carry streams as void* (c_api.h has no CUDA header).
+inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 // Waits for everything queued on a stream (an event: up to its record) with
 // a deadline: TPPP_ERR_TIMEOUT naming `what` past timeout_ms, TPPP_ERR_CUDA

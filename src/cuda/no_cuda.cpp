@@ -1,5 +1,6 @@
-// Device discovery in a build without CUDA.
-#include "backend/device.hpp"
+// The CUDA runtime's answers in a build without CUDA (see device.hpp).
+#include "core/error.hpp"
+#include "cuda/device.hpp"
 
 namespace tppp {
 
@@ -10,20 +11,8 @@ int cuda_device_count(std::string* why) {
   return 0;
 }
 
-}  // namespace tppp
-
-#include "backend/backend.hpp"
-#include "core/error.hpp"
-
-namespace tppp {
-
 bool is_device_pointer(const void*) { return false; }
 std::string cuda_device_identity(int) { return std::string(); }
-
-std::unique_ptr<Backend> create_cuda_backend(int device, int) {
-  fail(TPPP_ERR_NOT_SUPPORTED, "CUDA device %d requested, but libtppp was built without CUDA (configure with "
-       "-DTPPP_CUDA=ON)", device);
-}
 
 void device_zero(void*, size_t, void*) {
   fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");

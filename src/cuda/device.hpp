@@ -1,6 +1,8 @@
-// Device discovery shared by every layer: which CUDA devices this process can
-// use. Built with CUDA, it asks the CUDA runtime (statically linked, so the
-// library loads on machines with no driver); built without, it says so.
+// The CUDA runtime as the tiers above see it, with no CUDA header: which
+// devices this process can use, where a pointer lives, the loader's staged
+// uploads. Built with CUDA (device_cuda.cpp) it asks the runtime (statically
+// linked, so the library loads on machines with no driver); built without
+// (no_cuda.cpp) every answer says so.
 #pragma once
 #include <string>
 
@@ -30,7 +32,9 @@ void device_zero(void* dst, size_t n, void* stream);
 // "<boot id>/<PCI bus id>" of a CUDA device: equal for two ranks exactly when
 // they share one GPU ("" without CUDA).
 std::string cuda_device_identity(int ordinal);
-// Is this a device pointer the CUDA runtime knows (false without CUDA)?
+// Is this a device pointer the CUDA runtime knows (false without CUDA)? Only
+// the C shims ask, for raw pointers a host passes without a memory kind;
+// inside the library the kind travels with the buffer (transport::Place).
 bool is_device_pointer(const void* p);
 
 }  // namespace tppp

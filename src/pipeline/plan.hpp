@@ -1,4 +1,4 @@
-// Micro-batch schedules as plain data (DESIGN section 6): plan() is pure and
+// Micro-batch schedules as plain data (docs/DESIGN.md section 6): plan() is pure and
 // returns, per stage, the ordered actions the runtime replays. Tested without
 // processes: every micro-batch forwarded once per stage in order, every send
 // matched by a receive, and no order that can deadlock when sends are

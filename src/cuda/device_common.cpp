@@ -1,5 +1,5 @@
 // check_cuda_device: the rules on top of cuda_device_count.
-#include "backend/device.hpp"
+#include "cuda/device.hpp"
 #include "core/error.hpp"
 
 namespace tppp {

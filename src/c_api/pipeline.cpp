@@ -5,8 +5,8 @@
 #include <thread>
 
 #include "c_api.h"
-#include "c_api_handles.hpp"
-#include "c_api_internal.hpp"
+#include "c_api/handles.hpp"
+#include "c_api/shim.hpp"
 #include "pipeline/scheduler.hpp"
 
 struct tppp_scheduler_s {

@@ -1,5 +1,5 @@
 // Schedule construction and the deadlock check.
-#include "pipeline/schedule.hpp"
+#include "pipeline/plan.hpp"
 
 #include <algorithm>
 #include <map>

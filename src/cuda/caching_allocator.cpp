@@ -1,5 +1,5 @@
 // CachingAllocator: pool bookkeeping (see the header).
-#include "backend/cuda/caching_allocator.hpp"
+#include "cuda/caching_allocator.hpp"
 
 #include "core/error.hpp"
 

@@ -1,5 +1,8 @@
-// A process group: this rank's place in the TP x PP grid (DESIGN section 2),
-// the world/TP/PP communicators, and the transport that serves them.
+// A process group: this rank's place in the TP x PP grid (docs/DESIGN.md
+// section 2), the world/TP/PP communicators, and the backend and transport
+// that serve them (built through their registries). The tier between the
+// seams below (backend, transport) and the users above (loader, layers,
+// pipeline, model, C shims).
 // Layout: global_rank = pp_rank * tp + tp_rank (TP groups contiguous, PP
 // groups strided by tp), as in Megatron, vLLM and SGLang.
 #pragma once
@@ -44,6 +47,9 @@ class Group {
   Transport& transport() { return *transport_; }
   const std::shared_ptr<Transport>& transport_ptr() const { return transport_; }
   const std::shared_ptr<std::atomic<int>>& abort_flag() const { return abort_; }
+  // Where the group's activations live: the backend's memory kind (host for
+  // CPU groups, TPPP_MEM_CUDA for CUDA groups), without creating the backend.
+  int32_t mem_kind() const { return cfg_.device == TPPP_DEVICE_CPU ? TPPP_MEM_HOST : TPPP_MEM_CUDA; }
 
   // The group's compute backend (created on first use, shared by its layers).
   std::shared_ptr<Backend> backend();

@@ -1,10 +1,15 @@
-// extern "C" shims for the TP layers (src/layers).
+// extern "C" shims for the TP layers (src/layers), and binding a layer from
+// a checkpoint: the loader resolves the module's names and slices, the
+// layer takes the tensors.
 #include <cstring>
 
 #include "c_api.h"
-#include "c_api_handles.hpp"
-#include "c_api_internal.hpp"
-#include "layers/tp_layers.hpp"
+#include "c_api/handles.hpp"
+#include "c_api/shim.hpp"
+#include "group/group.hpp"
+#include "layers/tp_layer.hpp"
+#include "loader/hf_names.hpp"
+#include "loader/module_weights.hpp"
 
 
 namespace {
@@ -20,6 +25,36 @@ void default_layer_params(tppp_layer_params* p) {
   p->kind = TPPP_LAYER_COLUMN;
   p->dtype = TPPP_DTYPE_F32;
   p->input_is_parallel = 1;
+}
+
+// The checkpoint module each layer kind binds from.
+tppp::HfModule module_of(tppp::LayerKind k) {
+  switch (k) {
+    case tppp::LayerKind::GateUp: return tppp::HfModule::GateUp;
+    case tppp::LayerKind::Qkv: return tppp::HfModule::Qkv;
+    case tppp::LayerKind::Mlp: return tppp::HfModule::Mlp;
+    default: return tppp::HfModule::Linear;
+  }
+}
+
+// Loads and binds every part of the layer from the module under prefix.
+void bind_checkpoint(tppp::TpLayer& L, const tppp::Checkpoint& c, const std::string& prefix) {
+  const tppp::Group& g = L.group();
+  tppp::GridSpec gs;
+  gs.tp = g.config().tp;
+  gs.tp_rank = g.pos().tp_rank;
+  gs.pp = g.config().pp;
+  gs.pp_rank = g.pos().pp_rank;
+  const bool whole = L.spec().kind == tppp::LayerKind::Replicated;
+  const std::vector<tppp::MergedNames> parts = tppp::hf_module_parts(module_of(L.spec().kind), prefix);
+  for (size_t p = 0; p < parts.size(); p++) {
+    const int part = static_cast<int>(p);
+    tppp::HostTensor w = tppp::load_stacked(c, gs, parts[p].weights, L.spec().dtype, whole), b;
+    const bool with_bias = L.bias_len(part) > 0 && !parts[p].biases.empty();
+    if (with_bias) b = tppp::load_stacked(c, gs, parts[p].biases, L.spec().dtype, whole);
+    tppp_tensor wt = w.view(), bt = b.view();
+    L.bind(part, wt, with_bias ? &bt : nullptr);
+  }
 }
 
 }  // namespace
@@ -58,7 +93,7 @@ tppp_status tppp_layer_create(tppp_group_t g, const tppp_layer_params* params, t
   s.vocab = p.vocab_size;
   s.gather_to_rank0 = p.gather_to_rank0 != 0;
   std::unique_ptr<tppp_layer_s> h(new tppp_layer_s());
-  h->l.reset(new tppp::TpLayer(*g->g, s));
+  h->l = tppp::make_layer(*g->g, s);
   *out = h.release();
   API_END
 }
@@ -89,7 +124,7 @@ tppp_status tppp_layer_bind_checkpoint(tppp_layer_t l, tppp_checkpoint_t c, cons
   tppp::TpLayer& L = layer(l, "tppp_layer_bind_checkpoint");
   REQUIRE(c && c->c, "tppp_layer_bind_checkpoint: checkpoint handle is NULL");
   REQUIRE(prefix, "tppp_layer_bind_checkpoint: prefix is NULL");
-  L.bind_checkpoint(*c->c, prefix);
+  bind_checkpoint(L, *c->c, prefix);
   API_END
 }
 

@@ -6,12 +6,13 @@
 #include <string>
 
 #include "c_api.h"
+#include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 
 namespace tppp_shim {
 
-std::string& last_error();  // thread-local, defined in c_api.cpp
+std::string& last_error();  // thread-local, defined in basics.cpp
 
 inline tppp_status set_error(tppp_status s, const char* msg) {
   last_error() = msg ? msg : "";
@@ -74,3 +75,9 @@ void init_versioned(T* p, size_t size, const T& defaults, const char* fn) {
 
 #define REQUIRE(cond, ...) \
   if (!(cond)) tppp::fail(TPPP_ERR_INVALID_ARGUMENT, __VA_ARGS__)
+
+// Element size of a valid dtype; INVALID_ARGUMENT naming op otherwise.
+inline size_t esize(int32_t dtype, const char* op) {
+  REQUIRE(tppp::dtype_valid(dtype), "%s: dtype %d is not a TPPP_DTYPE_* value", op, dtype);
+  return tppp::dtype_size(dtype);
+}

@@ -1,0 +1,35 @@
+// Handle structs shared by the shim files (opaque to hosts).
+#pragma once
+#include <memory>
+
+#include "group/group.hpp"
+#include "c_api/shim.hpp"
+#include "layers/tp_layer.hpp"
+#include "loader/checkpoint.hpp"
+
+struct tppp_group_s {
+  std::unique_ptr<tppp::Group> g;
+};
+
+struct tppp_checkpoint_s {
+  std::unique_ptr<tppp::Checkpoint> c;
+};
+
+struct tppp_layer_s {
+  std::unique_ptr<tppp::TpLayer> l;
+};
+
+// The group of a handle, refused when NULL or aborted.
+inline tppp::Group& live(tppp_group_t g, const char* op) {
+  REQUIRE(g && g->g, "%s: group handle is NULL", op);
+  g->g->check_live(op);
+  return *g->g;
+}
+
+
+inline void check_peer(const tppp::Comm& c, int32_t peer, const char* op) {
+  REQUIRE(peer >= 0 && peer < c.size(), "%s: peer %d is outside the %s group of size %d", op, peer, c.name,
+          c.size());
+}
+
+

@@ -1,0 +1,65 @@
+// The settings registry (see env.hpp): the only getenv in the library.
+#include "core/env.hpp"
+
+#include <cstdlib>
+#include <mutex>
+
+namespace tppp {
+namespace {
+
+const EnvSetting kSettings[] = {
+    {Env::LogLevel, "TPPP_LOG_LEVEL", "int", "1", true,
+     "default log level without a callback: 0 errors, 1 warnings, 2 info, 3 debug"},
+    {Env::AllowTf32, "TPPP_ALLOW_TF32", "bool", "0", true,
+     "CUDA backend: f32 GEMMs may use TF32 tensor cores"},
+    {Env::CublasLtAutotune, "TPPP_CUBLASLT_AUTOTUNE", "bool", "0", true,
+     "CUDA backend: time the top 8 cuBLASLt heuristic candidates once per GEMM shape and keep the fastest"},
+    {Env::UcxErrMode, "TPPP_UCX_ERR_MODE", "string", "", true,
+     "`peer`: UCX error mode PEER on every endpoint (default: NONE between processes of one host, which are watched by pid)"},
+    {Env::BootstrapAddr, "TPPP_BOOTSTRAP_ADDR", "string", "", false,
+     "the address a unique id advertises (default: the first non-loopback IPv4 interface)"},
+    {Env::BootstrapPort, "TPPP_BOOTSTRAP_PORT", "int", "0", false,
+     "the port rank 0 listens on for a unique id (default: any free port)"},
+    {Env::RunId, "TPPP_RUN_ID", "string", "", false,
+     "set by tppp-run: the job id that tppp_group_create_from_env turns into the group's magic"},
+};
+static_assert(sizeof kSettings / sizeof kSettings[0] == static_cast<size_t>(Env::Count),
+              "one registry entry per Env value");
+
+struct Cache {
+  std::once_flag once[static_cast<size_t>(Env::Count)];
+  std::string value[static_cast<size_t>(Env::Count)];
+};
+Cache& cache() {
+  static Cache c;
+  return c;
+}
+
+std::string read_now(const EnvSetting& s) {
+  const char* v = std::getenv(s.name);
+  return v ? std::string(v) : std::string();
+}
+
+}  // namespace
+
+const EnvSetting* env_settings() { return kSettings; }
+
+const EnvSetting& env_setting(Env e) { return kSettings[static_cast<size_t>(e)]; }
+
+std::string env_str(Env e) {
+  const EnvSetting& s = env_setting(e);
+  if (!s.once) return read_now(s);
+  Cache& c = cache();
+  const size_t i = static_cast<size_t>(e);
+  std::call_once(c.once[i], [&] { c.value[i] = read_now(s); });
+  return c.value[i];
+}
+
+bool env_flag(Env e) {
+  const std::string v = env_str(e);
+  return !v.empty() && v != "0";
+}
+
+const char* process_env(const char* name) { return std::getenv(name); }
+
+}  // namespace tppp

@@ -1,0 +1,48 @@
+// The environment settings libtppp reads: one registry (name, type, default,
+// when it is read, meaning), like NCCL_PARAM. Every read of a TPPP_*
+// variable goes through here, so README's list is checked against one table
+// (tests/test_env.cpp) and no file calls getenv on its own
+// (tests/check_tiers.py). Tuning knobs are read once per process, at first
+// use, and cached; addresses and ports are read each time they are used,
+// like MASTER_ADDR and MASTER_PORT.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace tppp {
+
+enum class Env : int {
+  LogLevel = 0,      // TPPP_LOG_LEVEL
+  AllowTf32,         // TPPP_ALLOW_TF32
+  CublasLtAutotune,  // TPPP_CUBLASLT_AUTOTUNE
+  UcxErrMode,        // TPPP_UCX_ERR_MODE
+  BootstrapAddr,     // TPPP_BOOTSTRAP_ADDR
+  BootstrapPort,     // TPPP_BOOTSTRAP_PORT
+  RunId,             // TPPP_RUN_ID
+  Count
+};
+
+struct EnvSetting {
+  Env id;
+  const char* name;     // "TPPP_LOG_LEVEL"
+  const char* type;     // "int", "bool", "string"
+  const char* dflt;     // as documented ("" = unset)
+  bool once;            // read once per process (else at each use)
+  const char* meaning;  // one line, as README gives it
+};
+
+// The registry, in Env order (kCount entries).
+const EnvSetting* env_settings();
+const EnvSetting& env_setting(Env e);
+
+// The raw value ("" when unset or empty): cached after the first read for
+// once-settings, read now for the others.
+std::string env_str(Env e);
+// Set, non-empty and not "0".
+bool env_flag(Env e);
+
+// The process environment for launcher variables (RANK, WORLD_SIZE,
+// MASTER_ADDR, ...: read_launch_env takes it as its lookup); NULL if unset.
+const char* process_env(const char* name);
+
+}  // namespace tppp
