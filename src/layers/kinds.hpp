@@ -1,22 +1,12 @@
-// Inside the layers folder: the argument check every kind uses and the
-// factory of each kind (one per file), which the kind table in tp_layer.cpp
-// lists. Adding a kind: a class in its own file, one factory here, one row
-// in the table.
+// Inside the layers folder: the factory of each kind (one class per file),
+// which the kind table in registry.cpp lists. Adding a kind: a class in its
+// own file, one factory here, one row in the table.
 #pragma once
-#include <cstdarg>
 #include <memory>
-#include <string>
-#include <vector>
 
-#include "core/error.hpp"
 #include "layers/tp_layer.hpp"
 
 namespace tppp {
-
-// Throws INVALID_ARGUMENT with the message unless ok.
-void need(bool ok, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-
-std::vector<int64_t> shape_of(const tppp_tensor& t);
 
 std::unique_ptr<TpLayer> make_column(Group& g, const LayerSpec& s);      // linear.cpp
 std::unique_ptr<TpLayer> make_row(Group& g, const LayerSpec& s);         // linear.cpp

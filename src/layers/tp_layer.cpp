@@ -1,37 +1,14 @@
-// What every TP layer kind shares: the kind table, weight binding, the
-// argument checks of forward, scratch, and the row-parallel reduce.
+// What every TP layer kind shares: weight binding, the argument checks of
+// forward, scratch, and the row-parallel reduce. No kind is known here.
 #include "layers/tp_layer.hpp"
 
 #include "core/dtype.hpp"
+#include "core/error.hpp"
 #include "group/group.hpp"
-#include "layers/kinds.hpp"
 
 namespace tppp {
-namespace {
 
-struct KindEntry {
-  LayerKind kind;
-  const char* name;
-  std::unique_ptr<TpLayer> (*make)(Group&, const LayerSpec&);
-};
-
-// The kind table: one row per kind, in LayerKind (= TPPP_LAYER_*) order.
-const KindEntry kKinds[] = {
-    {LayerKind::Column, "COLUMN", make_column},         {LayerKind::Row, "ROW", make_row},
-    {LayerKind::Replicated, "REPLICATED", make_replicated}, {LayerKind::GateUp, "GATE_UP", make_gate_up},
-    {LayerKind::Qkv, "QKV", make_qkv},                  {LayerKind::Embedding, "EMBEDDING", make_embedding},
-    {LayerKind::LmHead, "LM_HEAD", make_lm_head},       {LayerKind::Mlp, "MLP", make_mlp},
-};
-constexpr size_t kNumKinds = sizeof kKinds / sizeof kKinds[0];
-
-const KindEntry* entry(LayerKind k) {
-  const size_t i = static_cast<size_t>(k);
-  return i < kNumKinds && kKinds[i].kind == k ? &kKinds[i] : nullptr;
-}
-
-}  // namespace
-
-void need(bool ok, const char* fmt, ...) {
+void TpLayer::need(bool ok, const char* fmt, ...) {
   if (ok) return;
   va_list ap;
   va_start(ap, fmt);
@@ -40,18 +17,7 @@ void need(bool ok, const char* fmt, ...) {
   throw Error(TPPP_ERR_INVALID_ARGUMENT, m);
 }
 
-std::vector<int64_t> shape_of(const tppp_tensor& t) { return std::vector<int64_t>(t.shape, t.shape + t.ndim); }
-
-const char* layer_kind_name(LayerKind k) {
-  const KindEntry* e = entry(k);
-  return e ? e->name : "?";
-}
-
-std::unique_ptr<TpLayer> make_layer(Group& g, const LayerSpec& s) {
-  const KindEntry* e = entry(s.kind);
-  need(e != nullptr, "layer kind %d is not a TPPP_LAYER_* value", static_cast<int>(s.kind));
-  return e->make(g, s);
-}
+std::vector<int64_t> TpLayer::shape_of(const tppp_tensor& t) { return std::vector<int64_t>(t.shape, t.shape + t.ndim); }
 
 TpLayer::TpLayer(Group& g, const LayerSpec& s) : g_(g), s_(s), parts_(1) {
   const Comm& c = g.comm(TPPP_SCOPE_TP);

@@ -2,7 +2,7 @@
 // on any Backend, communicating over the group's TP scope. TpLayer holds
 // what every kind shares (this rank's weight parts, scratch, argument
 // checks); each kind is one small subclass (layers/linear.cpp, mlp.cpp,
-// vocab.cpp) registered in the kind table in tp_layer.cpp. Per rank:
+// vocab.cpp) registered in the kind table in layers/registry.cpp. Per rank:
 //   COLUMN     W[out/tp, in]  b[out/tp]     y[M, out/tp] (or gathered [M, out])
 //   ROW        W[out, in/tp]  b[out]        x[M, in/tp] (or [M, in], split here);
 //                                           partial sums all-reduced, bias after
@@ -21,6 +21,7 @@
 // Once a forward has run with the largest M, later forwards allocate nothing
 // and (with NCCL, or TP=1) can be captured into a CUDA graph.
 #pragma once
+#include <cstdarg>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -71,6 +72,9 @@ class TpLayer {
 
  protected:
   TpLayer(Group& g, const LayerSpec& s);
+  // Throws INVALID_ARGUMENT with the message unless ok.
+  static void need(bool ok, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  static std::vector<int64_t> shape_of(const tppp_tensor& t);
   // The kind's compute: x [M, x_cols()] (token ids [M] when takes_ids()),
   // y [M, y_cols()] (NULL only when y_optional()); m > 0.
   virtual void run(const tppp_tensor& x, int64_t m, void* y, void* stream) = 0;
