@@ -65,3 +65,22 @@ TEST_SUITE("schedule") {
     CHECK_THROWS_AS(tppp::plan(2, 2, tppp::Policy::DecodeRing, 0), tppp::Error);
   }
 }
+
+#include "transport/tags.hpp"
+
+TEST_SUITE("schedule") {
+  TEST_CASE("library tags never meet a host tag, and owners never meet each other") {
+    using namespace tppp::tags;
+    for (int64_t step : {0, 1, 7, 1000000})
+      for (int64_t mb : {0, 3, 15})
+        for (PipeMsg k : {PipeMsg::Head, PipeMsg::Data, PipeMsg::RingHead, PipeMsg::RingData}) {
+          const uint32_t t = pipeline(step, mb, 16, k);
+          CHECK(t > kHostMax);                         // bit 31: the library's space
+          CHECK((t >> kOwnerShift & 3u) == static_cast<uint32_t>(Owner::Pipeline));
+        }
+    CHECK(kLmHeadGather > kHostMax);
+    CHECK((kLmHeadGather >> kOwnerShift & 3u) == static_cast<uint32_t>(Owner::Layers));
+    CHECK(pipeline(2, 1, 4, PipeMsg::Data) != pipeline(2, 1, 4, PipeMsg::Head));
+    CHECK(pipeline(2, 1, 4, PipeMsg::Data) != pipeline(2, 2, 4, PipeMsg::Data));
+  }
+}
