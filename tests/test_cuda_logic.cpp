@@ -1,0 +1,233 @@
+// The CUDA support tier's pure logic, on every machine (suite "cuda_logic"):
+// the caching allocator, the cuBLASLt plan cache and the bounded wait, over
+// fakes, so their rules are tested where there is no GPU.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/cuda/plan_cache.hpp"
+#include "core/error.hpp"
+#include "cuda/bounded_wait.hpp"
+#include "cuda/caching_allocator.hpp"
+#include "harness.hpp"
+
+namespace {
+
+// A fake device: addresses from a counter, fences completed by hand.
+struct FakeDevice {
+  std::map<void*, size_t> live;
+  uintptr_t next = 0x10000;
+  size_t capacity = size_t(1) << 30, used = 0;
+  uint64_t fences = 0;
+  std::set<uint64_t> done, released;
+  tppp::CachingAllocator::Raw raw() {
+    tppp::CachingAllocator::Raw r;
+    r.alloc = [this](size_t n) -> void* {
+      if (used + n > capacity) return nullptr;
+      void* p = reinterpret_cast<void*>(next);
+      next += n + 4096;
+      live[p] = n;
+      used += n;
+      return p;
+    };
+    r.free = [this](void* p) {
+      used -= live.at(p);
+      live.erase(p);
+    };
+    r.fence = [this] { return ++fences; };
+    r.fence_done = [this](uint64_t f) { return done.count(f) > 0; };
+    r.fence_release = [this](uint64_t f) { released.insert(f); };
+    return r;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("cuda_logic") {
+  TEST_CASE("caching allocator: rounding") {
+    using A = tppp::CachingAllocator;
+    CHECK(A::round_size(0) == 512);
+    CHECK(A::round_size(1) == 512);
+    CHECK(A::round_size(513) == 1024);
+    CHECK(A::round_size(size_t(1) << 20) == (size_t(1) << 20));
+    CHECK(A::round_size((size_t(1) << 20) + 1) == (size_t(2) << 20));
+    CHECK(A::round_size((size_t(5) << 20) + 7) == (size_t(6) << 20));
+  }
+
+  TEST_CASE("caching allocator: a freed block is reused only after its fence") {
+    FakeDevice d;
+    tppp::CachingAllocator a(d.raw());
+    void* p = a.alloc(1000);
+    CHECK(a.stats().raw_allocs == 1);
+    a.free(p);
+    CHECK(a.stats().pending == 1);
+    void* q = a.alloc(1000);  // fence 1 not passed: a fresh block
+    CHECK(q != p);
+    CHECK(a.stats().raw_allocs == 2);
+    d.done.insert(1);
+    void* r = a.alloc(900);  // same rounded size, fence passed: p comes back
+    CHECK(r == p);
+    CHECK(a.stats().reuses == 1);
+    CHECK(d.released.count(1) == 1);
+    a.free(q);
+    a.free(r);
+    CHECK(a.stats().in_use_bytes == 0);
+  }
+
+  TEST_CASE("caching allocator: best fit, never more than twice the request") {
+    FakeDevice d;
+    tppp::CachingAllocator a(d.raw());
+    void* big = a.alloc(size_t(64) << 20);
+    void* mid = a.alloc(4096);
+    a.free(big);
+    a.free(mid);
+    d.done.insert({1, 2});
+    void* small = a.alloc(2048);  // 4096 <= 2 * 2048: reused
+    CHECK(small == mid);
+    void* s2 = a.alloc(2048);  // only the 64 MiB block is idle: too big, fresh
+    CHECK(s2 != big);
+    CHECK(a.stats().raw_allocs == 3);
+    a.free(small);
+    a.free(s2);
+  }
+
+  TEST_CASE("caching allocator: out of memory flushes the pool, then names the sizes") {
+    FakeDevice d;
+    d.capacity = size_t(8) << 20;
+    tppp::CachingAllocator a(d.raw());
+    void* p = a.alloc(size_t(6) << 20);
+    a.free(p);
+    d.done.insert(1);
+    void* q = a.alloc(size_t(4) << 20);  // idle 6 MiB > 2x4: flushed, then allocated
+    CHECK(q != nullptr);
+    CHECK(d.live.size() == 1);
+    try {
+      a.alloc(size_t(6) << 20);
+      FAIL("expected OUT_OF_MEMORY");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_OUT_OF_MEMORY);
+      CHECK(std::string(e.what()).find("6291456 bytes") != std::string::npos);
+    }
+    CHECK_THROWS_AS(a.free(reinterpret_cast<void*>(0x1)), tppp::Error);
+    a.free(nullptr);
+    a.free(q);
+  }
+
+  TEST_CASE("caching allocator: destruction returns every block") {
+    FakeDevice d;
+    {
+      tppp::CachingAllocator a(d.raw());
+      void* p = a.alloc(100);
+      a.alloc(200);  // never freed by the caller
+      a.free(p);     // pending at destruction
+    }
+    CHECK(d.live.empty());
+    CHECK(d.used == 0);
+  }
+
+  TEST_CASE("caching allocator: a forgotten block is never reused nor freed") {
+    FakeDevice d;
+    void* lost = nullptr;
+    {
+      tppp::CachingAllocator a(d.raw(), "pinned host memory");
+      lost = a.alloc(4096);
+      a.forget(lost);  // a late copy may still land in it
+      CHECK(a.stats().in_use_bytes == 0);
+      void* q = a.alloc(4096);
+      CHECK(q != lost);
+      a.free(q);
+      d.done.insert(1);
+      CHECK(a.alloc(4096) == q);  // the freed one is reused, the forgotten one is not
+      a.forget(reinterpret_cast<void*>(0x1));  // unknown: ignored
+      try {
+        a.free(lost);
+        FAIL("free of a forgotten block must throw");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(e.what()).find("pinned host memory") != std::string::npos);
+      }
+    }
+    CHECK(d.live.size() == 1);  // only the forgotten block is left
+    CHECK(d.live.count(lost) == 1);
+  }
+
+  TEST_CASE("plan cache: one plan per key, bounded") {
+    struct Plan {
+      int id;
+    };
+    tppp::PlanCache<Plan> c(3);
+    int made = 0;
+    auto make = [&] { return std::make_shared<Plan>(Plan{++made}); };
+    tppp::GemmKey k;
+    k.m = 1;
+    k.n = 4096;
+    k.k = 4096;
+    k.ldy = 4096;
+    k.dtype = TPPP_DTYPE_BF16;
+    k.y_dtype = TPPP_DTYPE_BF16;
+    k.align = 256;
+    auto p1 = c.get(k, make);
+    CHECK(c.get(k, make)->id == p1->id);
+    CHECK(c.hits() == 1);
+    tppp::GemmKey k2 = k;
+    k2.align = 16;  // alignment changes the heuristic's answer: another plan
+    CHECK(c.get(k2, make)->id != p1->id);
+    tppp::GemmKey k3 = k;
+    k3.bias = true;
+    c.get(k3, make);
+    CHECK(c.size() == 3);
+    tppp::GemmKey k4 = k;
+    k4.m = 8;
+    c.get(k4, make);  // past the cap: cleared, then inserted
+    CHECK(c.size() == 1);
+    CHECK(c.clears() == 1);
+    CHECK(p1->id == 1);  // a held plan outlives the clear
+    CHECK(tppp::GemmKeyHash()(k) != tppp::GemmKeyHash()(k4));
+  }
+}
+
+TEST_SUITE("cuda_logic") {
+  TEST_CASE("bounded wait: done, done later, device error, deadline") {
+    int polls = 0;
+    tppp::poll_until_done(
+        [&] {
+          ++polls;
+          return tppp::Poll::Done;
+        },
+        1000, "x");
+    CHECK(polls == 1);
+    polls = 0;  // done on the 5000th poll: past the spin, into the yields
+    tppp::poll_until_done([&] { return ++polls == 5000 ? tppp::Poll::Done : tppp::Poll::Pending; }, 10000, "x");
+    CHECK(polls == 5000);
+    const auto t0 = std::chrono::steady_clock::now();  // done after 30 ms of sleeping polls
+    tppp::poll_until_done(
+        [&] {
+          return std::chrono::steady_clock::now() - t0 > std::chrono::milliseconds(30) ? tppp::Poll::Done
+                                                                                        : tppp::Poll::Pending;
+        },
+        10000, "x");
+    try {  // an error from the query passes through unchanged
+      tppp::poll_until_done([]() -> tppp::Poll { tppp::fail(TPPP_ERR_CUDA, "device fell over"); }, 1000, "x");
+      FAIL("no throw");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_CUDA);
+      CHECK(std::string(e.what()) == "device fell over");
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    try {  // never done: TIMEOUT naming what it waited for, not before the deadline
+      tppp::poll_until_done([] { return tppp::Poll::Pending; }, 80, "staging: waiting for the copy");
+      FAIL("no throw");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_TIMEOUT);
+      CHECK(std::string(e.what()).find("staging: waiting for the copy") != std::string::npos);
+      CHECK(std::string(e.what()).find("80 ms") != std::string::npos);
+      CHECK(std::chrono::steady_clock::now() - t1 >= std::chrono::milliseconds(80));
+    }
+  }
+}
