@@ -22,6 +22,9 @@ struct tppp_request_s {
 
 namespace {
 
+using tppp_shim::check_peer;
+using tppp_shim::live;
+
 void check_buf(const void* p, size_t bytes, const char* op, const char* name) {
   REQUIRE(p || bytes == 0, "%s: %s is NULL but %zu bytes were asked for", op, name, bytes);
 }

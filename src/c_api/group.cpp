@@ -14,6 +14,8 @@
 
 namespace {
 
+using tppp_shim::check_peer;
+
 using tppp_shim::read_versioned;
 
 void default_params(tppp_group_params* p) {

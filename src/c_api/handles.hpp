@@ -1,9 +1,10 @@
-// Handle structs shared by the shim files (opaque to hosts).
+// Handle structs shared by the shim files (opaque to hosts), and the checks
+// every group-taking shim makes on its handle.
 #pragma once
 #include <memory>
 
-#include "group/group.hpp"
 #include "c_api/shim.hpp"
+#include "group/group.hpp"
 #include "layers/tp_layer.hpp"
 #include "loader/checkpoint.hpp"
 
@@ -19,6 +20,8 @@ struct tppp_layer_s {
   std::unique_ptr<tppp::TpLayer> l;
 };
 
+namespace tppp_shim {
+
 // The group of a handle, refused when NULL or aborted.
 inline tppp::Group& live(tppp_group_t g, const char* op) {
   REQUIRE(g && g->g, "%s: group handle is NULL", op);
@@ -26,10 +29,10 @@ inline tppp::Group& live(tppp_group_t g, const char* op) {
   return *g->g;
 }
 
-
+// peer is an index into the communicator c.
 inline void check_peer(const tppp::Comm& c, int32_t peer, const char* op) {
   REQUIRE(peer >= 0 && peer < c.size(), "%s: peer %d is outside the %s group of size %d", op, peer, c.name,
           c.size());
 }
 
-
+}  // namespace tppp_shim

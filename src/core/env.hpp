@@ -1,10 +1,12 @@
 // The environment settings libtppp reads: one registry (name, type, default,
-// when it is read, meaning), like NCCL_PARAM. Every read of a TPPP_*
-// variable goes through here, so README's list is checked against one table
-// (tests/test_env.cpp) and no file calls getenv on its own
-// (tests/check_tiers.py). Tuning knobs are read once per process, at first
-// use, and cached; addresses and ports are read each time they are used,
-// like MASTER_ADDR and MASTER_PORT.
+// when it is read, meaning), like NCCL_PARAM. Every TPPP_* variable is in
+// the table, so README's list is checked against one place
+// (tests/test_env.cpp), and this file's .cpp is the only one that calls
+// getenv (tests/check_tiers.py): settings through env_str/env_flag, the
+// launchers' variables (RANK, ..., and TPPP_RUN_ID, which tppp-run sets)
+// through process_env, the lookup read_launch_env takes. Tuning knobs are
+// read once per process, at first use, and cached; addresses and ports are
+// read each time they are used, like MASTER_ADDR and MASTER_PORT.
 #pragma once
 #include <cstdint>
 #include <string>
