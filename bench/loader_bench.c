@@ -5,7 +5,9 @@
  * ours : tppp_checkpoint_load_rank into host buffers pre-touched before timing
  * ours1: the same with num_threads = 1
  * arena: the same into the library's own arena (allocation timed too)
- * read : read() of every shard front to back into one pre-touched buffer */
+ * read : read() of every shard front to back into one pre-touched buffer
+ *   loader_bench --open FILE N     prints "open SECONDS" N times: tppp_checkpoint_open
+ *                                  + close of one file (header parse and checks) */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
@@ -48,6 +50,16 @@ static void* pool_alloc(size_t bytes, const char* name, void* user) {
 
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
+  if (strcmp(argv[1], "--open") == 0 && argc == 4) {
+    for (int i = 0, n = atoi(argv[3]); i < n; i++) {
+      double t0 = now();
+      tppp_checkpoint_t c;
+      CHECK(tppp_checkpoint_open(argv[2], &c));
+      tppp_checkpoint_close(c);
+      printf("open %.6f\n", now() - t0);
+    }
+    return 0;
+  }
   const char* dir = argv[1];
   int tp = argc > 3 ? atoi(argv[2]) : 1, rank = argc > 3 ? atoi(argv[3]) : 0;
   tppp_checkpoint_t c;

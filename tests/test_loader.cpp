@@ -97,6 +97,44 @@ TEST_SUITE("loader") {
     }
   }
 
+  // A header of 100,000 tensors (7.5 MB of JSON; headers up to 100 MB are
+  // accepted) must open in O(n log n): the duplicate-key check once rescanned
+  // the whole object per tensor and took minutes. The bound is a guard
+  // against a stalled server, not a speed target (bench/loader.sh has that).
+  TEST_CASE("a 100k-tensor header opens, duplicate keys still refused" * doctest::timeout(30)) {
+    const int n = 100000;
+    std::string json = "{";
+    for (int i = 0; i < n; i++)
+      json += (i ? "," : "") + std::string("\"model.layers.") + std::to_string(i / 10) + ".t" + std::to_string(i % 10) +
+              ".weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[" + std::to_string(8 * i) + "," +
+              std::to_string(8 * i + 8) + "]}";
+    json += "}";
+    std::string file(8, '\0');
+    const uint64_t len = json.size();
+    for (int b = 0; b < 8; b++) file[b] = static_cast<char>((len >> (8 * b)) & 0xff);
+    file += json;
+    file.append(static_cast<size_t>(8) * n, '\0');
+    const auto* bytes = reinterpret_cast<const uint8_t*>(file.data());
+    tppp::StHeader h = tppp::parse_safetensors(bytes, file.size(), file.size(), "big.safetensors");
+    REQUIRE(h.tensors.size() == static_cast<size_t>(n));
+    CHECK(h.tensors.front().begin == 0);
+    CHECK(h.tensors.back().end == static_cast<uint64_t>(8) * n);
+    // The same header with the first name again at the end: refused, naming it.
+    std::string dup = json.substr(0, json.size() - 1) +
+                      ",\"model.layers.0.t0.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}";
+    std::string f2(8, '\0');
+    for (int b = 0; b < 8; b++) f2[b] = static_cast<char>((static_cast<uint64_t>(dup.size()) >> (8 * b)) & 0xff);
+    f2 += dup;
+    f2.append(static_cast<size_t>(8) * n, '\0');
+    try {
+      tppp::parse_safetensors(reinterpret_cast<const uint8_t*>(f2.data()), f2.size(), f2.size(), "dup.safetensors");
+      FAIL("a duplicate key was accepted");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_FORMAT);
+      CHECK(std::string(e.what()).find("'model.layers.0.t0.weight' twice") != std::string::npos);
+    }
+  }
+
   TEST_CASE("malformed checkpoints: index, shards and config.json") {
     struct Case {
       const char* dir;

@@ -1,5 +1,5 @@
-// safetensors parsing with nlohmann::json (its callback API catches duplicate
-// keys, which the DOM parse would silently merge).
+// safetensors parsing with nlohmann::json: a SAX pass catches duplicate keys
+// (which the DOM parse would silently merge), then the DOM parse.
 #include "loader/safetensors.hpp"
 
 #include <algorithm>
@@ -29,30 +29,60 @@ const DtypeInfo kDtypes[] = {
     {"U16", -1, 2},                     {"U32", -1, 4},                     {"U64", -1, 8},
 };
 
-// Parses JSON, failing on duplicate keys in any object.
-json parse_strict(const char* b, size_t n, const std::string& file, const char* what) {
-  std::vector<std::set<std::string>> keys;
-  std::string dup;
-  auto cb = [&](int, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::object_start) {
-      keys.emplace_back();
-    } else if (ev == json::parse_event_t::object_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (ev == json::parse_event_t::key && !keys.empty()) {
-      const std::string& k = parsed.get_ref<const std::string&>();
-      if (!keys.back().insert(k).second && dup.empty()) dup = k;
-    }
+// Finds the first key that appears twice in one object, in one SAX pass (a
+// set per open object: O(n log n)). nlohmann's DOM parse would silently keep
+// the last of two equal keys, and its callback parser rescans the enclosing
+// object at every object end, which is O(n^2) in the number of tensors (a
+// 100k-tensor header took minutes).
+class DuplicateKeys final : public nlohmann::json_sax<json> {
+ public:
+  std::string dup;    // the first duplicate key, if any
+  std::string error;  // the parse error, if any
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    keys_.emplace_back();
     return true;
+  }
+  bool key(string_t& k) override {
+    if (!keys_.back().insert(k).second && dup.empty()) dup = k;
+    return true;
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error = e.what();
+    return false;
+  }
+
+ private:
+  std::vector<std::set<std::string>> keys_;
+};
+
+// Parses JSON, failing on malformed input and on duplicate keys in any object.
+json parse_strict(const char* b, size_t n, const std::string& file, const char* what) {
+  auto bad_json = [&](const std::string& m) {
+    const bool utf8 = m.find("UTF-8") != std::string::npos || m.find("utf-8") != std::string::npos;
+    fail(TPPP_ERR_FORMAT, "%s: %s is not valid JSON%s: %s", file.c_str(), what, utf8 ? " (bad UTF-8)" : "", m.c_str());
   };
+  DuplicateKeys check;
+  if (!json::sax_parse(b, b + n, &check)) bad_json(check.error);
+  if (!check.dup.empty()) fail(TPPP_ERR_FORMAT, "%s: %s has the key '%s' twice", file.c_str(), what, check.dup.c_str());
   json j;
   try {
-    j = json::parse(b, b + n, cb);
+    j = json::parse(b, b + n);
   } catch (const json::exception& e) {
-    std::string m = e.what();
-    bool utf8 = m.find("UTF-8") != std::string::npos || m.find("utf-8") != std::string::npos;
-    fail(TPPP_ERR_FORMAT, "%s: %s is not valid JSON%s: %s", file.c_str(), what, utf8 ? " (bad UTF-8)" : "", e.what());
+    bad_json(e.what());
   }
-  if (!dup.empty()) fail(TPPP_ERR_FORMAT, "%s: %s has the key '%s' twice", file.c_str(), what, dup.c_str());
   if (!j.is_object()) fail(TPPP_ERR_FORMAT, "%s: %s is not a JSON object", file.c_str(), what);
   return j;
 }
