@@ -160,7 +160,10 @@ TPPP_API tppp_status tppp_group_create(const tppp_unique_id* id,
 /* Same, with world, rank and the bootstrap address read from the launcher's
  * environment: torchrun / tppp-run (RANK, WORLD_SIZE, LOCAL_RANK,
  * MASTER_ADDR, MASTER_PORT), Open MPI (OMPI_COMM_WORLD_*), Slurm
- * (SLURM_PROCID, SLURM_NTASKS). See README "Launchers". */
+ * (SLURM_PROCID, SLURM_NTASKS). With none of them set the process runs
+ * alone, world 1 and rank 0 (logged at INFO), like an MPI program started
+ * without mpirun; half of a pair (RANK without WORLD_SIZE) is
+ * TPPP_ERR_INVALID_USAGE naming it. See README "Launchers". */
 TPPP_API tppp_status tppp_group_create_from_env(const tppp_group_params* params,
                                                 tppp_group_t* out);
 

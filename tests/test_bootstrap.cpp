@@ -159,6 +159,30 @@ TEST_SUITE("bootstrap") {
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
   }
 
+  TEST_CASE("no launcher: tppp_group_create_from_env runs as world 1, rank 0") {
+    th::ScopedEnv a("RANK", nullptr), b("WORLD_SIZE", nullptr), c("OMPI_COMM_WORLD_RANK", nullptr),
+        d("OMPI_COMM_WORLD_SIZE", nullptr), e("SLURM_PROCID", nullptr), f("SLURM_NTASKS", nullptr),
+        h("MASTER_ADDR", nullptr), i("MASTER_PORT", nullptr);
+    tppp_group_t g = nullptr;
+    REQUIRE(tppp_group_create_from_env(nullptr, &g) == TPPP_OK);
+    tppp_group_info info;
+    info.struct_size = sizeof info;
+    REQUIRE(tppp_group_get_info(g, &info) == TPPP_OK);
+    CHECK(info.world_size == 1);
+    CHECK(info.rank == 0);
+    CHECK(info.tp_size == 1);
+    CHECK(info.pp_size == 1);
+    float x[3] = {1.5f, -2.0f, 3.25f}, y[3] = {-7, -7, -7};
+    CHECK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 3, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr) == TPPP_OK);
+    CHECK(y[0] == 1.5f);
+    CHECK(y[2] == 3.25f);
+    tppp_group_destroy(g);
+    // Half a launcher's pair is still an error, naming the variable.
+    th::ScopedEnv r("RANK", "0");
+    CHECK(tppp_group_create_from_env(nullptr, &g) == TPPP_ERR_INVALID_USAGE);
+    CHECK(has(tppp_last_error(), "RANK is set"));
+  }
+
   TEST_CASE("bootstrap port already in use") {
     uint16_t port = 0;
     tppp::Fd holder = tppp::listen_tcp(0, &port);

@@ -114,10 +114,23 @@ TEST_SUITE("grid_env") {
     CHECK(e.master_addr == "127.0.0.1");
   }
 
+  TEST_CASE("no launcher at all: a singleton, world 1, rank 0 (as MPI without mpirun)") {
+    auto e = tppp::read_launch_env(env_of({}));
+    CHECK(e.launcher == "singleton");
+    CHECK(e.world == 1);
+    CHECK(e.rank == 0);
+    CHECK(e.local_rank == 0);
+    CHECK(e.master_addr == "127.0.0.1");
+    CHECK(e.port == 0);
+    CHECK(tppp::read_launch_env(env_of({{"TPPP_BOOTSTRAP_PORT", "4321"}})).port == 4321);
+  }
+
   TEST_CASE("bad launcher environments name the variable") {
     std::string msg;
-    CHECK(status_of({}, &msg) == TPPP_ERR_INVALID_USAGE);
-    CHECK(msg.find("RANK") != std::string::npos);
+    CHECK(status_of({{"RANK", "0"}}, &msg) == TPPP_ERR_INVALID_USAGE);  // half a pair
+    CHECK(msg.find("RANK is set but its partner") != std::string::npos);
+    CHECK(status_of({{"SLURM_NTASKS", "2"}}, &msg) == TPPP_ERR_INVALID_USAGE);
+    CHECK(msg.find("SLURM_NTASKS") != std::string::npos);
     CHECK(status_of({{"RANK", "x1"}, {"WORLD_SIZE", "4"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}}, &msg) ==
           TPPP_ERR_INVALID_ARGUMENT);
     CHECK(msg.find("RANK='x1'") != std::string::npos);

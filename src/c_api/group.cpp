@@ -91,6 +91,9 @@ tppp_status tppp_group_create_from_env(const tppp_group_params* params, tppp_gro
   API_BEGIN
   REQUIRE(out, "tppp_group_create_from_env: out is NULL");
   tppp::LaunchEnv e = tppp::read_launch_env(tppp::process_env);
+  if (e.launcher == "singleton")
+    TPPP_LOG(TPPP_LOG_INFO, "tppp_group_create_from_env: no launcher environment (RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, "
+             "SLURM_*): running as a single process, world 1, rank 0");
   tppp::GroupConfig cfg = to_config(params, e.world, e.rank, e.local_rank);
   // tp_size left at 1 with pp_size dividing the world: tp takes the rest.
   if (cfg.tp == 1 && cfg.pp > 0 && e.world % cfg.pp == 0) cfg.tp = e.world / cfg.pp;

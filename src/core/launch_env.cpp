@@ -4,6 +4,8 @@
 //     owns MASTER_PORT, so our root listens on MASTER_PORT + 1.
 //   OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK: mpirun (Open MPI).
 //   SLURM_PROCID/NTASKS/LOCALID: srun.
+//   none of them: a singleton (world 1, rank 0), like an MPI program started
+//     without mpirun, so a program runs unchanged with and without a launcher.
 // MPI and Slurm set no rendezvous address: MASTER_ADDR/MASTER_PORT are used
 // when exported; otherwise, on a single node, 127.0.0.1 and a port derived
 // from the job id. TPPP_BOOTSTRAP_PORT overrides the port in every case.
@@ -75,9 +77,20 @@ LaunchEnv read_launch_env(const EnvLookup& env) {
     if (has(env, nn)) single_node = parse_int(env, nn, 1, 1 << 20) == 1;
     job = "slurm:" + get(env, "SLURM_JOB_ID") + "." + get(env, "SLURM_STEP_ID");
   } else {
-    fail(TPPP_ERR_INVALID_USAGE,
-         "no launcher environment found: expected RANK and WORLD_SIZE (torchrun, tppp-run), "
-         "OMPI_COMM_WORLD_RANK/SIZE (mpirun) or SLURM_PROCID/NTASKS (srun)");
+    // Half a launcher's pair is a mistake worth naming; none at all is a singleton.
+    for (const char* k : {"RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "SLURM_PROCID",
+                          "SLURM_NTASKS"})
+      if (has(env, k))
+        fail(TPPP_ERR_INVALID_USAGE,
+             "incomplete launcher environment: %s is set but its partner is not (expected RANK and WORLD_SIZE "
+             "(torchrun, tppp-run), OMPI_COMM_WORLD_RANK/SIZE (mpirun) or SLURM_PROCID/NTASKS (srun))",
+             k);
+    e.launcher = "singleton";
+    e.world = 1;
+    e.rank = 0;
+    e.local_rank = 0;
+    single_node = true;
+    job = "singleton";
   }
   if (e.rank >= e.world)
     fail(TPPP_ERR_INVALID_ARGUMENT, "%s environment: rank %d is not below world size %d", e.launcher.c_str(), e.rank,
@@ -101,6 +114,8 @@ LaunchEnv read_launch_env(const EnvLookup& env) {
     e.port = static_cast<uint16_t>(p);
   } else if (e.launcher == "openmpi" || e.launcher == "slurm") {
     e.port = port_from_job(job);
+  } else if (e.launcher == "singleton") {
+    e.port = 0;  // any free port: no other rank joins
   } else {
     fail(TPPP_ERR_INVALID_ARGUMENT, "%s environment: MASTER_PORT is not set", e.launcher.c_str());
   }

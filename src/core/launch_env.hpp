@@ -10,7 +10,7 @@
 namespace tppp {
 
 struct LaunchEnv {
-  std::string launcher;  // "torchrun", "tppp-run", "openmpi", "slurm"
+  std::string launcher;  // "torchrun", "tppp-run", "openmpi", "slurm", "singleton" (no launcher: world 1)
   int world = 0, rank = 0, local_rank = -1;
   std::string master_addr;
   uint16_t port = 0;
@@ -19,8 +19,9 @@ struct LaunchEnv {
 
 using EnvLookup = std::function<const char*(const char*)>;
 
-// Throws INVALID_USAGE when no launcher is recognised, INVALID_ARGUMENT naming
-// the variable when one holds garbage.
+// No launcher variables at all: a singleton (world 1, rank 0). Throws
+// INVALID_USAGE when half of a launcher's pair is set, INVALID_ARGUMENT
+// naming the variable when one holds garbage.
 LaunchEnv read_launch_env(const EnvLookup& env);
 
 }  // namespace tppp
