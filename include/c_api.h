@@ -466,7 +466,25 @@ typedef struct tppp_scheduler_s* tppp_scheduler_t;
 
 #define TPPP_POLICY_FILL_DRAIN 0  /* GPipe forward over M micro-batches            */
 #define TPPP_POLICY_DECODE_RING 1 /* last stage hands each micro-batch back to the
-                                     first for the next step, M >= P in flight     */
+                                     first for the next step (contract below)      */
+/* Micro-batches: stage 0's `in` [rows, hidden] is cut by rows into M
+ * micro-batches in order, micro-batch m holding rows/M rows plus one when
+ * m < rows % M (rows >= M, else INVALID_ARGUMENT). Every stage function call
+ * gets (microbatch, step) and in/out of that micro-batch's rows.
+ * FILL_DRAIN: one step (0). Stage s > 0 gets stage s-1's output; the last
+ * stage's outputs are joined in order into `out`.
+ * Both policies: `in` is read and `out` written on the internal thread, so
+ * the host keeps both unchanged until tppp_scheduler_wait returns.
+ * DECODE_RING, steps = S: `in` is read once, for step 0 of stage 0. At step
+ * k > 0, stage 0's input for micro-batch m is the last stage's output for m
+ * at step k-1 (the hand-back: what the last stage writes is what stage 0
+ * reads next, e.g. the embedding of the sampled token); stage s > 0 gets
+ * stage s-1's output of the same step. With P = 1 a stage's output is its
+ * own next input. `out` receives only the last step's (S-1) outputs,
+ * joined in order; earlier steps' outputs are not kept. Micro-batch m's
+ * steps run in order; different micro-batches overlap, so M >= P keeps
+ * every stage busy. M < P is allowed: it runs correctly with stages idle
+ * (theory_bubble = 1 - M/P). */
 
 /* in: this stage's input [rows, hidden]; out: [rows, hidden] to fill. Return
  * 0, or a non-zero code that fails the run on every stage. */

@@ -221,6 +221,60 @@ TEST_SUITE("pipeline") {
     }
   }
 
+  // The contract c_api.h states for DECODE_RING: M < P runs; micro-batch m
+  // holds rows/M (+1 when m < rows % M) rows; stage 0 reads `in` at step 0
+  // only and the last stage's output after that; `out` holds the last step.
+  TEST_CASE("decode ring contract: M < P, uneven micro-batches, out from the last step only") {
+    for (int P : {1, 2, 3})
+      for (int M : {1, 2}) {
+        CAPTURE(P);
+        CAPTURE(M);
+        auto codes = th::run_ranks(P, 60, [P, M](int rank, const tppp_unique_id& id) {
+          tppp_group_params gp = th::params(1, P, 20000);
+          tppp_group_t g = nullptr;
+          RANK_OK(tppp_group_create(&id, P, rank, &gp, &g));
+          tppp_scheduler_params sp;
+          tppp_scheduler_params_init(&sp, sizeof sp);
+          sp.policy = TPPP_POLICY_DECODE_RING;
+          sp.num_microbatches = M;
+          sp.steps = 4;
+          sp.hidden = 3;
+          tppp_scheduler_t s = nullptr;
+          RANK_OK(tppp_scheduler_create(g, &sp, &s));
+          struct Ctx {
+            int stage, M, rows, bad = 0;
+          } ctx{rank, M, 7};
+          // out = in * 2 + (step + 1) * 100 + stage: a step's input shows which output it was.
+          auto fn = [](void* user, int32_t mb, int32_t step, const tppp_tensor* in, const tppp_tensor* out) -> int32_t {
+            Ctx& c = *static_cast<Ctx*>(user);
+            const int64_t want = c.rows / c.M + (mb < c.rows % c.M ? 1 : 0);
+            if (in->shape[0] != want || out->shape[0] != want) c.bad++;
+            const float* a = static_cast<const float*>(in->data);
+            float* b = static_cast<float*>(out->data);
+            for (int64_t i = 0; i < in->shape[0] * in->shape[1]; i++) b[i] = a[i] * 2 + (step + 1) * 100.0f + c.stage;
+            return 0;
+          };
+          RANK_OK(tppp_scheduler_set_stage_fn(s, fn, &ctx));
+          std::vector<float> x(7 * 3), y(7 * 3, -1.0f);
+          for (size_t i = 0; i < x.size(); i++) x[i] = static_cast<float>(i % 5);
+          tppp_tensor xt = tensor(x.data(), TPPP_DTYPE_F32, 7, 3), yt = tensor(y.data(), TPPP_DTYPE_F32, 7, 3);
+          RANK_OK(tppp_scheduler_run(s, rank == 0 ? &xt : nullptr, rank == P - 1 ? &yt : nullptr));
+          RANK_CHECK(ctx.bad == 0, "%d stage calls saw the wrong micro-batch rows", ctx.bad);
+          if (rank == P - 1)
+            for (size_t i = 0; i < y.size(); i++) {
+              double v = x[i];  // every step passes every stage in order, the hand-back feeds the next step
+              for (int step = 0; step < 4; step++)
+                for (int st = 0; st < P; st++) v = v * 2 + (step + 1) * 100.0 + st;
+              RANK_CHECK(y[i] == static_cast<float>(v), "y[%zu] = %g, want %g", i, y[i], v);
+            }
+          tppp_scheduler_destroy(s);
+          tppp_group_destroy(g);
+          return 0;
+        });
+        CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+      }
+  }
+
   TEST_CASE("a failing stage function or a killed stage: every stage fails within the timeout") {
     for (FailAt f : {FailAt{0, 1, false}, FailAt{1, 2, false}, FailAt{2, 0, false}, FailAt{1, 1, true}}) {
       CAPTURE(f.stage);
