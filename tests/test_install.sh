@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, then builds the C examples
 # against the installed package twice: with pkg-config and with
-# find_package(tppp); runs the demo over 2 ranks. Args: build dir, source dir.
+# find_package(tppp); runs the demo over 2 ranks. Args: build dir, source
+# dir, and --after-demo: build a fresh tree exactly as README's demo command
+# does (scripts/demo.sh --build-only) and install from that instead.
 set -euo pipefail
 build="$1"; src="$2"
 prefix=$(mktemp -d); work=$(mktemp -d)
 trap 'rm -rf "$prefix" "$work"' EXIT
+if [ "${3:-}" = --after-demo ]; then
+  build="$work/demo-build"
+  BUILD_DIR="$build" "$src/scripts/demo.sh" --build-only >/dev/null
+fi
 cmake --install "$build" --prefix "$prefix" >/dev/null
-for f in include/tppp/c_api.h lib/pkgconfig/tppp.pc lib/cmake/tppp/tpppConfig.cmake bin/tppp-run; do
+for f in include/tppp/c_api.h lib/pkgconfig/tppp.pc lib/cmake/tppp/tpppConfig.cmake bin/tppp-run bin/tppp-inspect; do
   [ -e "$prefix/$f" ] || { echo "missing after install: $f"; exit 1; }
 done
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib"
-cc -o "$work/demo_pc" "$src/examples/demo.c" $(pkg-config --cflags --libs tppp) -lm
+# As README says: pkg-config for the flags, an rpath (or LD_LIBRARY_PATH) so the program finds libtppp.so.
+cc -o "$work/demo_pc" "$src/examples/demo.c" $(pkg-config --cflags --libs tppp) -lm \
+  -Wl,-rpath,"$(pkg-config --variable=libdir tppp)"
+found=$(env -u LD_LIBRARY_PATH ldd "$work/demo_pc" | awk '/libtppp/{print $3}')
+[ -n "$found" ] && [ "$(readlink -f "$found")" = "$(readlink -f "$prefix/lib/libtppp.so")" ] ||
+  { echo "demo_pc does not find the installed libtppp.so by its rpath (ldd: ${found:-not found})"; exit 1; }
 mkdir -p "$work/cm"
 cat > "$work/cm/CMakeLists.txt" <<CM
 cmake_minimum_required(VERSION 3.22)
