@@ -2,6 +2,7 @@
 // and argument checking (null handles/pointers, bad group shapes).
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -204,5 +205,95 @@ TEST_SUITE("c_api") {
       CHECK(g == nullptr);
     }
     tppp::forget_unique_id(id);
+  }
+}
+
+// Negative and overflowing sizes: every count and shape field a host passes
+// is refused with INVALID_ARGUMENT naming it, before anything is allocated
+// (tppp_layer_forward with M = -5 once reached the allocator as 2^64 - 5).
+TEST_SUITE("c_api") {
+  TEST_CASE("negative or overflowing sizes are INVALID_ARGUMENT naming the field") {
+    tppp_unique_id id;
+    REQUIRE(tppp_get_unique_id(&id) == TPPP_OK);
+    tppp_group_params gp = th::params(1, 1, 5000);
+    tppp_group_t g = nullptr;
+    REQUIRE(tppp_group_create(&id, 1, 0, &gp, &g) == TPPP_OK);
+    auto has = [](const char* needle) { return std::string(tppp_last_error()).find(needle) != std::string::npos; };
+
+    tppp_layer_params lp;
+    tppp_layer_params_init(&lp, sizeof lp);
+    lp.kind = TPPP_LAYER_REPLICATED;
+    lp.in_features = 4;
+    lp.out_features = 3;
+    tppp_layer_t l = nullptr;
+    REQUIRE(tppp_layer_create(g, &lp, &l) == TPPP_OK);
+    std::vector<float> w(12, 0.5f), x(8, 1.0f), y(6, -1.0f);
+    tppp_tensor wt = th::tensor(w.data(), TPPP_DTYPE_F32, 3, 4);
+    wt.shape[1] = -4;
+    CHECK(tppp_layer_bind(l, 0, &wt, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("tppp_layer_bind: weight.shape[1] is -4"));
+    wt.shape[1] = 4;
+    REQUIRE(tppp_layer_bind(l, 0, &wt, nullptr) == TPPP_OK);
+
+    tppp_tensor xt = th::tensor(x.data(), TPPP_DTYPE_F32, 2, 4), yt = th::tensor(y.data(), TPPP_DTYPE_F32, 2, 3);
+    xt.shape[0] = -5;
+    CHECK(tppp_layer_forward(l, &xt, &yt, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("tppp_layer_forward: x.shape[0] is -5"));
+    xt.shape[0] = 2;
+    yt.shape[0] = -2;
+    CHECK(tppp_layer_forward(l, &xt, &yt, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("y.shape[0] is -2"));
+    yt.shape[0] = 2;
+    xt.ndim = -1;
+    CHECK(tppp_layer_forward(l, &xt, &yt, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("x.ndim is -1"));
+    xt.ndim = 9;
+    CHECK(tppp_layer_forward(l, &xt, &yt, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    xt.ndim = 2;
+    xt.shape[0] = INT64_MAX / 2;  // the byte size overflows
+    CHECK(tppp_layer_forward(l, &xt, &yt, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("byte size overflows"));
+    xt.shape[0] = 2;
+    CHECK(tppp_layer_forward(l, &xt, &yt, nullptr) == TPPP_OK);  // and the layer still works
+    CHECK(y[0] == doctest::Approx(2.0));
+
+    // p2p byte counts and collective element counts that are negative when signed.
+    float buf[4] = {1, 2, 3, 4};
+    tppp_request_t r = nullptr;
+    CHECK(tppp_isend(g, TPPP_SCOPE_WORLD, 0, 1, buf, static_cast<size_t>(-16), nullptr, &r) ==
+          TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("larger than any buffer"));
+    CHECK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 1, buf, static_cast<size_t>(-16), nullptr, &r) ==
+          TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(r == nullptr);
+    CHECK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, buf, buf, static_cast<size_t>(-4), TPPP_DTYPE_F32, TPPP_OP_SUM,
+                          nullptr) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("overflows"));
+    CHECK(tppp_broadcast(g, TPPP_SCOPE_WORLD, buf, static_cast<size_t>(-1), TPPP_DTYPE_F32, 0, nullptr) ==
+          TPPP_ERR_INVALID_ARGUMENT);
+
+    // Scheduler tensors.
+    tppp_scheduler_params sp;
+    tppp_scheduler_params_init(&sp, sizeof sp);
+    sp.hidden = 4;
+    tppp_scheduler_t s = nullptr;
+    REQUIRE(tppp_scheduler_create(g, &sp, &s) == TPPP_OK);
+    tppp_tensor in = th::tensor(x.data(), TPPP_DTYPE_F32, 2, 4), out = in;
+    in.shape[0] = -3;
+    CHECK(tppp_scheduler_run(s, &in, &out) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("tppp_scheduler_submit: in.shape[0] is -3"));
+    tppp_scheduler_destroy(s);
+
+    // Checkpoint destinations.
+    tppp_checkpoint_t c = nullptr;
+    REQUIRE(tppp_checkpoint_open(TPPP_FIXTURES "/llama", &c) == TPPP_OK);
+    std::vector<char> dst(1 << 16);
+    tppp_tensor dt = th::tensor(dst.data(), TPPP_DTYPE_F32, {-1});
+    CHECK(tppp_checkpoint_load(c, "model.norm.weight", nullptr, &dt) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has("dst.shape[0] is -1"));
+    tppp_checkpoint_close(c);
+
+    tppp_layer_destroy(l);
+    tppp_group_destroy(g);
   }
 }

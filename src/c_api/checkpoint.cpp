@@ -198,6 +198,7 @@ tppp_status tppp_checkpoint_load_async(tppp_checkpoint_t c, const char* name, co
   REQUIRE(dst->strides == nullptr, "tppp_checkpoint_load: tensor '%s': destination must be contiguous", name);
   REQUIRE(tppp::dtype_valid(dst->dtype), "tppp_checkpoint_load: destination dtype %d is not valid", dst->dtype);
   REQUIRE(dst->ndim >= 0 && dst->ndim <= TPPP_MAX_DIMS, "tppp_checkpoint_load: destination ndim %d", dst->ndim);
+  tppp::check_tensor(*dst, "tppp_checkpoint_load", "dst");
   const tppp::TensorRef& r = k.get(source);
   tppp::SlicePlan plan = tppp::plan_slice(r.t->shape, r.t->esize, spec, name);
   bool same = plan.out_shape.size() == static_cast<size_t>(dst->ndim);
@@ -231,6 +232,7 @@ tppp_status tppp_checkpoint_load_merged(tppp_checkpoint_t c, const char* const* 
   REQUIRE(names && n > 0 && dst, "tppp_checkpoint_load_merged: names, n or dst is empty");
   REQUIRE(dst->ndim >= 1 && dst->ndim <= TPPP_MAX_DIMS, "tppp_checkpoint_load_merged: dst ndim %d", dst->ndim);
   REQUIRE(tppp::dtype_valid(dst->dtype), "tppp_checkpoint_load_merged: dst dtype %d is not valid", dst->dtype);
+  tppp::check_tensor(*dst, "tppp_checkpoint_load_merged", "dst");
   std::vector<tppp_slice> slices(n);
   int64_t rows = 0;
   for (size_t i = 0; i < n; i++) {

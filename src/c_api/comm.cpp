@@ -2,6 +2,7 @@
 // The C API takes raw pointers without a memory kind; here, at the boundary,
 // a CUDA group asks CUDA once which side each buffer is on (a CPU group's
 // buffers are host memory), and the kind travels with the call from here on.
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,8 @@ using tppp_shim::check_peer;
 using tppp_shim::live;
 
 void check_buf(const void* p, size_t bytes, const char* op, const char* name) {
+  REQUIRE(bytes <= static_cast<size_t>(PTRDIFF_MAX), "%s: %s of %zu bytes is larger than any buffer (a negative size?)",
+          op, name, bytes);
   REQUIRE(p || bytes == 0, "%s: %s is NULL but %zu bytes were asked for", op, name, bytes);
 }
 

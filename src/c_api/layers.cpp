@@ -6,6 +6,7 @@
 #include "c_api.h"
 #include "c_api/handles.hpp"
 #include "c_api/shim.hpp"
+#include "core/dtype.hpp"
 #include "group/group.hpp"
 #include "layers/tp_layer.hpp"
 #include "loader/hf_names.hpp"
@@ -115,6 +116,8 @@ tppp_status tppp_layer_bind(tppp_layer_t l, int32_t part, const tppp_tensor* wei
   API_BEGIN
   tppp::TpLayer& L = layer(l, "tppp_layer_bind");
   REQUIRE(weight, "tppp_layer_bind: weight is NULL");
+  tppp::check_tensor(*weight, "tppp_layer_bind", "weight");
+  if (bias) tppp::check_tensor(*bias, "tppp_layer_bind", "bias");
   L.bind(part, *weight, bias);
   API_END
 }
@@ -132,6 +135,8 @@ tppp_status tppp_layer_forward(tppp_layer_t l, const tppp_tensor* x, const tppp_
   API_BEGIN
   tppp::TpLayer& L = layer(l, "tppp_layer_forward");
   REQUIRE(x, "tppp_layer_forward: x is NULL");
+  tppp::check_tensor(*x, "tppp_layer_forward", "x");
+  if (y) tppp::check_tensor(*y, "tppp_layer_forward", "y");
   L.forward(*x, y, stream);
   API_END
 }
@@ -140,6 +145,8 @@ tppp_status tppp_layer_argmax(tppp_layer_t l, const tppp_tensor* x, const tppp_t
   API_BEGIN
   tppp::TpLayer& L = layer(l, "tppp_layer_argmax");
   REQUIRE(x && ids, "tppp_layer_argmax: x or ids is NULL");
+  tppp::check_tensor(*x, "tppp_layer_argmax", "x");
+  tppp::check_tensor(*ids, "tppp_layer_argmax", "ids");
   L.argmax(*x, *ids, stream);
   API_END
 }

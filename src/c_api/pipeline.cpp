@@ -7,6 +7,7 @@
 #include "c_api.h"
 #include "c_api/handles.hpp"
 #include "c_api/shim.hpp"
+#include "core/dtype.hpp"
 #include "pipeline/scheduler.hpp"
 
 struct tppp_scheduler_s {
@@ -97,6 +98,8 @@ tppp_status tppp_scheduler_submit(tppp_scheduler_t s, const tppp_tensor* in, con
   API_BEGIN
   tppp_scheduler_s& S = sched(s, "tppp_scheduler_submit");
   REQUIRE(S.done.load(), "tppp_scheduler_submit: a run is already in flight (wait for it first)");
+  if (in) tppp::check_tensor(*in, "tppp_scheduler_submit", "in");
+  if (out) tppp::check_tensor(*out, "tppp_scheduler_submit", "out");
   if (S.worker.joinable()) S.worker.join();
   S.done.store(0);
   S.result = TPPP_ERR_IN_PROGRESS;

@@ -2,6 +2,10 @@
 // which a portable build cannot assume).
 #include "core/dtype.hpp"
 
+#include <climits>
+
+#include "core/error.hpp"
+
 #include <cmath>
 
 namespace tppp {
@@ -87,6 +91,25 @@ std::string shape_string(const std::vector<int64_t>& s) {
   std::string r = "[";
   for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
   return r + "]";
+}
+
+uint64_t check_tensor(const tppp_tensor& t, const char* op, const char* what) {
+  if (t.ndim < 0 || t.ndim > TPPP_MAX_DIMS)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "%s: %s.ndim is %d: it must be 0..%d", op, what, t.ndim, TPPP_MAX_DIMS);
+  if (!dtype_valid(t.dtype))
+    fail(TPPP_ERR_INVALID_ARGUMENT, "%s: %s.dtype %d is not a TPPP_DTYPE_* value", op, what, t.dtype);
+  if (t.mem_kind < TPPP_MEM_HOST || t.mem_kind > TPPP_MEM_CUDA)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "%s: %s.mem_kind %d is not a TPPP_MEM_* value", op, what, t.mem_kind);
+  uint64_t n = dtype_size(t.dtype);
+  for (int32_t d = 0; d < t.ndim; d++) {
+    if (t.shape[d] < 0)
+      fail(TPPP_ERR_INVALID_ARGUMENT, "%s: %s.shape[%d] is %lld: a dimension must be >= 0", op, what, d,
+           static_cast<long long>(t.shape[d]));
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(t.shape[d]), &n) || n > static_cast<uint64_t>(INT64_MAX))
+      fail(TPPP_ERR_INVALID_ARGUMENT, "%s: %s of shape %s and dtype %s: the byte size overflows", op, what,
+           shape_string(std::vector<int64_t>(t.shape, t.shape + t.ndim)).c_str(), dtype_name(t.dtype));
+  }
+  return n;
 }
 
 }  // namespace tppp

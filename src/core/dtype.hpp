@@ -59,4 +59,11 @@ void convert_dtype(const void* src, int32_t src_dtype, void* dst, int32_t dst_dt
 // "[2, 3, 4]"
 std::string shape_string(const std::vector<int64_t>& shape);
 
+// A host-given tensor descriptor is well formed: ndim in 0..TPPP_MAX_DIMS,
+// every shape entry >= 0, a valid dtype and memory kind, and a byte size
+// (elements x dtype size) that fits in int64. Returns the byte size; throws
+// INVALID_ARGUMENT naming `op`, `what` and the field ("tppp_layer_forward:
+// x.shape[0] is -5") so no negative or wrapped size reaches an allocator.
+uint64_t check_tensor(const tppp_tensor& t, const char* op, const char* what);
+
 }  // namespace tppp
