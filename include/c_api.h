@@ -240,6 +240,27 @@ TPPP_API tppp_status tppp_recv(tppp_group_t g, int32_t scope, int32_t peer,
                                void* stream);
 
 /* ---------------------------------------------------------------- collectives */
+/* Every rank of a scope makes the same collective calls in the same order.
+ * Each call is numbered per scope and carries its fingerprint (collective,
+ * op, dtype, count, root), so a call never returns TPPP_OK with another
+ * call's data:
+ *  - calls that differ across ranks fail on those ranks with
+ *    TPPP_ERR_INVALID_USAGE naming both sides;
+ *  - a rank whose call fails its argument checks (or a layer forward with a
+ *    bad shape, or 0 rows on some ranks only) still counts the call and tells
+ *    the scope's other ranks, whose same call fails with TPPP_ERR_REMOTE
+ *    naming that rank and its status.
+ * After a call that failed its own argument checks (INVALID_ARGUMENT, before
+ * any byte moved) and its peers' REMOTE naming that failure, the group stays
+ * usable: the next call pairs correctly on every rank. After any other
+ * failure (INVALID_USAGE from differing calls, TIMEOUT, REMOTE for a dead
+ * peer, ABORTED) destroy the group: the failed call's messages may still be
+ * in flight (they can never pass for another call's data, but a later call
+ * may fail on them).
+ * Not detectable (as in NCCL): a rank that skips a call without calling it at
+ * all; its peers fail with TPPP_ERR_TIMEOUT. Device buffers over NCCL are
+ * not fingerprinted: there a mismatch ends in TIMEOUT and the watchdog's
+ * abort. */
 #define TPPP_OP_SUM 0
 #define TPPP_OP_MAX 1
 #define TPPP_OP_MIN 2

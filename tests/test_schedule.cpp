@@ -78,8 +78,9 @@ TEST_SUITE("schedule") {
           CHECK(t > kHostMax);                         // bit 31: the library's space
           CHECK((t >> kOwnerShift & 3u) == static_cast<uint32_t>(Owner::Pipeline));
         }
-    CHECK(kLmHeadGather > kHostMax);
-    CHECK((kLmHeadGather >> kOwnerShift & 3u) == static_cast<uint32_t>(Owner::Layers));
+    CHECK(lm_head_gather(7) > kHostMax);
+    CHECK((lm_head_gather(7) >> kOwnerShift & 3u) == static_cast<uint32_t>(Owner::Layers));
+    CHECK(lm_head_gather(7) != lm_head_gather(8));
     CHECK(pipeline(2, 1, 4, PipeMsg::Data) != pipeline(2, 1, 4, PipeMsg::Head));
     CHECK(pipeline(2, 1, 4, PipeMsg::Data) != pipeline(2, 2, 4, PipeMsg::Data));
   }

@@ -80,6 +80,19 @@ tppp::Place place_of(tppp::Group& g, const void* a, const void* b, void* stream,
   return tppp::Place{da || db ? TPPP_MEM_CUDA : TPPP_MEM_HOST, stream};
 }
 
+// A collective's argument checks: a failure also counts the call and tells
+// the comm's other ranks (transport.hpp, collective_failed), so their call
+// fails too instead of pairing with this rank's next one.
+template <typename Checks>
+tppp::Place checked(tppp::Group& G, const tppp::Comm& c, Checks&& checks) {
+  try {
+    return checks();
+  } catch (const tppp::Error& e) {
+    G.transport().collective_failed(c, e.status());
+    throw;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -159,11 +172,14 @@ tppp_status tppp_all_reduce(tppp_group_t g, int32_t scope, const void* send, voi
   API_BEGIN
   tppp::Group& G = live(g, "tppp_all_reduce");
   const tppp::Comm& c = G.comm(scope);
-  size_t bytes = checked_bytes(count, esize(dtype, "tppp_all_reduce"), "tppp_all_reduce");
-  REQUIRE(op >= TPPP_OP_SUM && op <= TPPP_OP_MIN, "tppp_all_reduce: op %d is not a TPPP_OP_* value", op);
-  check_buf(send, bytes, "tppp_all_reduce", "send");
-  check_buf(recv, bytes, "tppp_all_reduce", "recv");
-  G.transport().all_reduce(c, send, recv, count, dtype, op, place_of(G, send, recv, stream, "all_reduce"));
+  const tppp::Place at = checked(G, c, [&] {
+    size_t bytes = checked_bytes(count, esize(dtype, "tppp_all_reduce"), "tppp_all_reduce");
+    REQUIRE(op >= TPPP_OP_SUM && op <= TPPP_OP_MIN, "tppp_all_reduce: op %d is not a TPPP_OP_* value", op);
+    check_buf(send, bytes, "tppp_all_reduce", "send");
+    check_buf(recv, bytes, "tppp_all_reduce", "recv");
+    return place_of(G, send, recv, stream, "all_reduce");
+  });
+  G.transport().all_reduce(c, send, recv, count, dtype, op, at);
   API_END
 }
 
@@ -172,10 +188,13 @@ tppp_status tppp_all_gather(tppp_group_t g, int32_t scope, const void* send, voi
   API_BEGIN
   tppp::Group& G = live(g, "tppp_all_gather");
   const tppp::Comm& c = G.comm(scope);
-  size_t bytes = checked_bytes(count, esize(dtype, "tppp_all_gather"), "tppp_all_gather");
-  check_buf(send, bytes, "tppp_all_gather", "send");
-  check_buf(recv, bytes, "tppp_all_gather", "recv");
-  G.transport().all_gather(c, send, recv, count, dtype, place_of(G, send, recv, stream, "all_gather"));
+  const tppp::Place at = checked(G, c, [&] {
+    size_t bytes = checked_bytes(count, esize(dtype, "tppp_all_gather"), "tppp_all_gather");
+    check_buf(send, bytes, "tppp_all_gather", "send");
+    check_buf(recv, bytes, "tppp_all_gather", "recv");
+    return place_of(G, send, recv, stream, "all_gather");
+  });
+  G.transport().all_gather(c, send, recv, count, dtype, at);
   API_END
 }
 
@@ -184,11 +203,14 @@ tppp_status tppp_broadcast(tppp_group_t g, int32_t scope, void* buf, size_t coun
   API_BEGIN
   tppp::Group& G = live(g, "tppp_broadcast");
   const tppp::Comm& c = G.comm(scope);
-  size_t bytes = checked_bytes(count, esize(dtype, "tppp_broadcast"), "tppp_broadcast");
-  REQUIRE(root >= 0 && root < c.size(), "tppp_broadcast: root %d is outside the %s group of size %d", root, c.name,
-          c.size());
-  check_buf(buf, bytes, "tppp_broadcast", "buf");
-  G.transport().broadcast(c, buf, count, dtype, root, place_of(G, buf, nullptr, stream, "broadcast"));
+  const tppp::Place at = checked(G, c, [&] {
+    size_t bytes = checked_bytes(count, esize(dtype, "tppp_broadcast"), "tppp_broadcast");
+    REQUIRE(root >= 0 && root < c.size(), "tppp_broadcast: root %d is outside the %s group of size %d", root, c.name,
+            c.size());
+    check_buf(buf, bytes, "tppp_broadcast", "buf");
+    return place_of(G, buf, nullptr, stream, "broadcast");
+  });
+  G.transport().broadcast(c, buf, count, dtype, root, at);
   API_END
 }
 

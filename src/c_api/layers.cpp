@@ -135,9 +135,7 @@ tppp_status tppp_layer_forward(tppp_layer_t l, const tppp_tensor* x, const tppp_
   API_BEGIN
   tppp::TpLayer& L = layer(l, "tppp_layer_forward");
   REQUIRE(x, "tppp_layer_forward: x is NULL");
-  tppp::check_tensor(*x, "tppp_layer_forward", "x");
-  if (y) tppp::check_tensor(*y, "tppp_layer_forward", "y");
-  L.forward(*x, y, stream);
+  L.forward(*x, y, stream);  // checks x and y itself: a failed check is told to the TP peers
   API_END
 }
 
@@ -145,8 +143,6 @@ tppp_status tppp_layer_argmax(tppp_layer_t l, const tppp_tensor* x, const tppp_t
   API_BEGIN
   tppp::TpLayer& L = layer(l, "tppp_layer_argmax");
   REQUIRE(x && ids, "tppp_layer_argmax: x or ids is NULL");
-  tppp::check_tensor(*x, "tppp_layer_argmax", "x");
-  tppp::check_tensor(*ids, "tppp_layer_argmax", "ids");
   L.argmax(*x, *ids, stream);
   API_END
 }

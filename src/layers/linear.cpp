@@ -19,6 +19,7 @@ class Column final : public TpLayer {
 
  protected:
   int64_t y_cols() const override { return s_.gather_output ? s_.out : s_.out / tp_; }
+  int tp_collectives() const override { return s_.gather_output && tp_ > 1 ? 1 : 0; }
   void run(const tppp_tensor& x, int64_t m, void* y, void* stream) override {
     const Part& p = part0();
     if (!s_.gather_output || tp_ == 1) {
@@ -50,6 +51,7 @@ class Row final : public TpLayer {
  protected:
   int64_t x_cols() const override { return s_.input_is_parallel ? s_.in / tp_ : s_.in; }
   int64_t y_cols() const override { return s_.out; }
+  int tp_collectives() const override { return tp_ > 1 ? 1 : 0; }
   void run(const tppp_tensor& x, int64_t m, void* y, void* stream) override {
     const void* xr = x.data;
     if (!s_.input_is_parallel && tp_ > 1) {  // take this rank's columns of x

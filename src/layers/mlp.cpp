@@ -53,6 +53,7 @@ class Mlp final : public GateUp {
 
  protected:
   int64_t y_cols() const override { return s_.in; }
+  int tp_collectives() const override { return tp_ > 1 ? 1 : 0; }
   void run(const tppp_tensor& x, int64_t m, void* y, void* stream) override {
     char* act = scratch(1, static_cast<size_t>(m * part0().n / 2) * es(), stream);
     gate_up(x.data, m, act, stream);

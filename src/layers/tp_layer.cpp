@@ -117,8 +117,30 @@ void TpLayer::check_memory(const tppp_tensor& t, const char* what) const {
        be_->name(), want);
 }
 
+void TpLayer::skip_collectives(tppp_status status, int n) const noexcept {
+  for (int i = 0; i < n; i++) transport().collective_failed(tp_comm(), status);
+}
+
 void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) {
+  calls_++;
+  try {
+    check_forward(x, y);
+  } catch (const Error& e) {
+    skip_collectives(e.status(), tp_collectives());
+    throw;
+  }
+  const int64_t m = x.shape[0];
+  if (m == 0) {
+    skip_collectives(TPPP_OK, tp_collectives());
+    return;
+  }
+  run(x, m, y ? y->data : nullptr, stream);
+}
+
+void TpLayer::check_forward(const tppp_tensor& x, const tppp_tensor* y) const {
   const char* kn = name();
+  check_tensor(x, "tppp_layer_forward", "x");
+  if (y) check_tensor(*y, "tppp_layer_forward", "y");
   g_.check_live("tppp_layer_forward");
   check_bound("forward");
   need(x.data != nullptr || x.shape[0] == 0, "%s layer: x data is NULL", kn);
@@ -142,8 +164,6 @@ void TpLayer::forward(const tppp_tensor& x, const tppp_tensor* y, void* stream) 
     need(y->strides == nullptr, "%s layer: y must be contiguous", kn);
     check_memory(*y, "y");
   }
-  if (m == 0) return;
-  run(x, m, y ? y->data : nullptr, stream);
 }
 
 void TpLayer::argmax(const tppp_tensor&, const tppp_tensor&, void*) {

@@ -63,6 +63,8 @@ class TpLayer {
   virtual void bind(int p, const tppp_tensor& w, const tppp_tensor* b);
   // Checks x and y against the kind's shapes, then runs the kind.
   void forward(const tppp_tensor& x, const tppp_tensor* y, void* stream);
+  // Counts a call of the kind's own entry point (argmax) like forward does.
+  void count_call() { calls_++; }
   // LM_HEAD only: greedy ids [M] (I64) of x[M, hidden].
   virtual void argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream);
   // INVALID_USAGE naming op unless every part is bound.
@@ -82,6 +84,13 @@ class TpLayer {
   virtual int64_t y_cols() const = 0;
   virtual bool takes_ids() const { return false; }
   virtual bool y_optional() const { return false; }
+  // TP collectives one call of this kind runs. A call that fails its checks
+  // on this rank, or has 0 rows, still counts them and tells the TP peers
+  // (Transport::collective_failed), so their call fails instead of pairing
+  // with this rank's next one.
+  virtual int tp_collectives() const { return 0; }
+  void skip_collectives(tppp_status status, int n) const noexcept;
+  uint32_t calls() const { return calls_; }  // forward/argmax calls so far, failed ones included
 
   struct Part {
     std::unique_ptr<PackedWeight> w;  // GEMM kinds
@@ -108,6 +117,8 @@ class TpLayer {
   int tp_ = 1, r_ = 0;
 
  private:
+  void check_forward(const tppp_tensor& x, const tppp_tensor* y) const;
+  uint32_t calls_ = 0;
   std::vector<Part> parts_;  // this layer's own weight (part 0)
   struct Scratch {
     void* p = nullptr;  // backend memory

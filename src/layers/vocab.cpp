@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/dtype.hpp"
+#include "core/error.hpp"
 #include "group/group.hpp"
 #include "layers/kinds.hpp"
 #include "transport/tags.hpp"
@@ -22,6 +23,7 @@ class Embedding final : public TpLayer {
  protected:
   bool takes_ids() const override { return true; }
   int64_t y_cols() const override { return s_.in; }
+  int tp_collectives() const override { return tp_ > 1 ? 1 : 0; }
   void run(const tppp_tensor& x, int64_t m, void* y, void* stream) override {
     if (be_->mem_kind() == TPPP_MEM_HOST) check_ids(x, m);  // device ids are not read back: out-of-vocab rows are 0
     const Part& p = part0();
@@ -52,6 +54,8 @@ class LmHead final : public TpLayer {
  protected:
   int64_t y_cols() const override { return s_.vocab; }
   bool y_optional() const override { return s_.gather_to_rank0 && r_ != 0; }
+  // The gather to TP rank 0 is p2p, tagged with the call's number instead (tags.hpp).
+  int tp_collectives() const override { return s_.gather_to_rank0 ? 0 : 1; }
   void run(const tppp_tensor& x, int64_t m, void* y, void* stream) override;
 
  private:
@@ -79,29 +83,40 @@ void LmHead::run(const tppp_tensor& x, int64_t m, void* y, void* stream) {
     transport().all_gather(tp_comm(), mine, all, blk, s_.dtype, place(stream));
     for (int t = 0; t < tp_; t++) place_block(t, all + static_cast<size_t>(t) * bytes, m, y, stream);
   } else if (r_ != 0) {
-    transport().isend(tp_comm(), 0, tags::kLmHeadGather, mine, bytes, place(stream))->wait();
+    transport().isend(tp_comm(), 0, tags::lm_head_gather(calls()), mine, bytes, place(stream))->wait();
   } else {
     place_block(0, mine, m, y, stream);
     char* in = scratch(1, bytes * static_cast<size_t>(tp_ - 1), stream);  // one block per sender
     for (int t = 1; t < tp_; t++) {
       char* at = in + static_cast<size_t>(t - 1) * bytes;
-      transport().irecv(tp_comm(), t, tags::kLmHeadGather, at, bytes, place(stream))->wait();
+      transport().irecv(tp_comm(), t, tags::lm_head_gather(calls()), at, bytes, place(stream))->wait();
       place_block(t, at, m, y, stream);
     }
   }
 }
 
 void LmHead::argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream) {
-  g_.check_live("tppp_layer_argmax");
-  check_bound("argmax");
-  need(x.data && x.dtype == s_.dtype && x.ndim == 2 && x.shape[1] == s_.in && x.strides == nullptr,
-       "LM_HEAD argmax: x must be contiguous [M, %lld] of %s", static_cast<long long>(s_.in), dtype_name(s_.dtype));
+  count_call();
+  try {  // one all_gather: a failed check or no rows is told to the TP peers
+    check_tensor(x, "tppp_layer_argmax", "x");
+    check_tensor(ids, "tppp_layer_argmax", "ids");
+    g_.check_live("tppp_layer_argmax");
+    check_bound("argmax");
+    need(x.data && x.dtype == s_.dtype && x.ndim == 2 && x.shape[1] == s_.in && x.strides == nullptr,
+         "LM_HEAD argmax: x must be contiguous [M, %lld] of %s", static_cast<long long>(s_.in), dtype_name(s_.dtype));
+    need(ids.data && ids.dtype == TPPP_DTYPE_I64 && ids.ndim == 1 && ids.shape[0] == x.shape[0],
+         "LM_HEAD argmax: ids must be I64 [%lld]", static_cast<long long>(x.shape[0]));
+    check_memory(x, "x");
+    check_memory(ids, "ids");
+  } catch (const Error& e) {
+    skip_collectives(e.status(), 1);
+    throw;
+  }
   const int64_t m = x.shape[0];
-  need(ids.data && ids.dtype == TPPP_DTYPE_I64 && ids.ndim == 1 && ids.shape[0] == m,
-       "LM_HEAD argmax: ids must be I64 [%lld]", static_cast<long long>(m));
-  check_memory(x, "x");
-  check_memory(ids, "ids");
-  if (m == 0) return;
+  if (m == 0) {
+    skip_collectives(TPPP_OK, 1);
+    return;
+  }
   const char* logits = local_logits(x.data, m, stream);
   const Part& p = part0();
   const int64_t c0 = r_ * p.n, valid = std::max<int64_t>(0, std::min(p.n, s_.vocab - c0));

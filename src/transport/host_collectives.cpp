@@ -86,8 +86,8 @@ void HostCollectives::all_reduce(const Comm& c, const void* send, void* recv, si
                                  int32_t op) {
   const size_t es = dtype_size(dtype);
   if (send != recv) std::memmove(recv, send, count * es);
-  if (c.size() == 1 || count == 0) return;
-  p2p_.coll_begin(c, "all_reduce");
+  if (c.size() == 1) return;  // a count of 0 still takes part: every rank counts every call
+  p2p_.coll_begin(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count});
   try {
     if (count * es <= t_.allreduce_small_bytes || count < static_cast<size_t>(c.size()))
       allreduce_doubling(c, static_cast<char*>(recv), count, dtype, op);
@@ -213,8 +213,8 @@ void HostCollectives::all_gather(const Comm& c, const void* send, void* recv, si
   const int n = c.size(), me = c.me;
   char* out = static_cast<char*>(recv);
   if (send != out + static_cast<size_t>(me) * bytes) std::memmove(out + static_cast<size_t>(me) * bytes, send, bytes);
-  if (n == 1 || bytes == 0) return;
-  p2p_.coll_begin(c, "all_gather");
+  if (n == 1) return;
+  p2p_.coll_begin(c, "all_gather", CollCall{CollKind::AllGather, dtype, 0, 0, count});
   try {
     if (bytes * static_cast<size_t>(n) <= t_.allgather_small_bytes) {
       for (int p = 0; p < n; p++)
@@ -255,21 +255,27 @@ void HostCollectives::all_gather(const Comm& c, const void* send, void* recv, si
 void HostCollectives::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root) {
   const size_t bytes = count * dtype_size(dtype);
   const int n = c.size();
-  if (n == 1 || bytes == 0) return;
-  p2p_.coll_begin(c, "broadcast");
+  if (n == 1) return;
+  p2p_.coll_begin(c, "broadcast", CollCall{CollKind::Broadcast, dtype, 0, root, count});
   try {
+    // Tags carry the root (ranks that disagree on it never exchange data),
+    // and the tree's last rank acknowledges to the root, so a root that only
+    // sends still learns that its call met the same call everywhere.
+    const uint64_t data = broadcast_step(root, 0), ack = broadcast_step(root, 1);
     const int vr = mod(c.me - root, n);
     int mask = 1;
     while (mask < n) {
       if (vr & mask) {
-        p2p_.coll_wait(p2p_.coll_recv(c, mod(vr - mask + root, n), 0, buf, bytes));
+        p2p_.coll_wait(p2p_.coll_recv(c, mod(vr - mask + root, n), data, buf, bytes));
         break;
       }
       mask <<= 1;
     }
     mask >>= 1;
     for (; mask > 0; mask >>= 1)
-      if (vr + mask < n) p2p_.coll_send(c, mod(vr + mask + root, n), 0, buf, bytes);
+      if (vr + mask < n) p2p_.coll_send(c, mod(vr + mask + root, n), data, buf, bytes);
+    if (vr == n - 1) p2p_.coll_send(c, root, ack, nullptr, 0);
+    if (vr == 0) p2p_.coll_wait(p2p_.coll_recv(c, mod(n - 1 + root, n), ack, nullptr, 0));
     p2p_.coll_wait_all();
   } catch (...) {
     p2p_.coll_end();
@@ -281,7 +287,7 @@ void HostCollectives::broadcast(const Comm& c, void* buf, size_t count, int32_t 
 void HostCollectives::barrier(const Comm& c) {
   const int n = c.size();
   if (n == 1) return;
-  p2p_.coll_begin(c, "barrier");
+  p2p_.coll_begin(c, "barrier", CollCall{});
   try {
     char out = 1, in[1];
     uint64_t step = 0;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "transport/coll_check.hpp"
 #include "transport/transport.hpp"
 
 namespace tppp {
@@ -28,7 +29,9 @@ class HostP2P {
   virtual Id coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) = 0;
   virtual void coll_wait(Id id) = 0;   // throws, naming the peer and op
   virtual void coll_wait_all() = 0;    // waits for every op posted since begin
-  virtual void coll_begin(const Comm& c, const char* op) = 0;  // new sequence number
+  // A new call: the next sequence number on c, and what the call is (every
+  // message of it carries both; see coll_check.hpp).
+  virtual void coll_begin(const Comm& c, const char* op, const CollCall& call) = 0;
   virtual void coll_end() = 0;         // releases what coll_begin set up
 };
 
@@ -55,6 +58,12 @@ class HostCollectives {
   CollTuning t_;
   std::vector<char> scratch_;  // grows to the largest chunk seen, then stays
 };
+
+// A broadcast message's step: the root in bits [23:8], the phase (0 data,
+// 1 the acknowledgement to the root) below.
+constexpr uint64_t broadcast_step(int root, int phase) {
+  return (static_cast<uint64_t>(root & 0xffff) << 8) | static_cast<uint64_t>(phase);
+}
 
 // dst[i] = dst[i] op src[i] (f16/bf16 through f32). Exposed for tests.
 void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op);

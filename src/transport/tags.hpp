@@ -36,8 +36,10 @@ constexpr uint32_t pipeline(int64_t step, int64_t mb, int64_t mbs, PipeMsg k) {
 // The pipeline's trace collection (after a run, on the world communicator).
 constexpr uint32_t kPipelineTrace = library(Owner::Pipeline, kOwnBits);
 
-// Layers: the LM head's logits gathered to TP rank 0.
-constexpr uint32_t kLmHeadGather = library(Owner::Layers, 0);
+// Layers: the LM head's logits gathered to TP rank 0, numbered by the
+// layer's call count (failed calls included), so a call one rank failed
+// never pairs with the next.
+constexpr uint32_t lm_head_gather(uint32_t call) { return library(Owner::Layers, call & kOwnBits); }
 
 }  // namespace tags
 }  // namespace tppp

@@ -88,6 +88,13 @@ class Transport {
   virtual void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) = 0;
   virtual void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) = 0;
   virtual void barrier(const Comm& c) = 0;
+  // This rank will not make its next collective on c: it failed before any
+  // byte moved (status), or it has nothing to exchange (TPPP_OK: a layer
+  // forward with 0 rows). It still counts the call, and tells c's other
+  // ranks, whose same call then fails (REMOTE, or INVALID_USAGE for a skip)
+  // instead of pairing with this rank's next call. Best effort: transports
+  // that cannot tell (NCCL) leave the peers to their timeout.
+  virtual void collective_failed(const Comm& c, tppp_status status) noexcept = 0;
 
   // Any thread. Pending and later operations fail with ABORTED.
   virtual void abort() noexcept = 0;

@@ -216,6 +216,11 @@ void DeviceTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t 
 
 void DeviceTransport::barrier(const Comm& c) { host_->barrier(c); }
 
+// Host-memory collectives run on host_; NCCL ones cannot be told (see transport.hpp).
+void DeviceTransport::collective_failed(const Comm& c, tppp_status status) noexcept {
+  host_->collective_failed(c, status);
+}
+
 void DeviceTransport::abort() noexcept {
   host_->abort();
   if (nccl_) nccl_->abort();

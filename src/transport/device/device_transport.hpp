@@ -35,6 +35,7 @@ class DeviceTransport final : public Transport {
   void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;
   void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) override;
   void barrier(const Comm& c) override;
+  void collective_failed(const Comm& c, tppp_status status) noexcept override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
 

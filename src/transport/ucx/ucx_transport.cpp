@@ -269,7 +269,25 @@ void UcxTransport::recv_cb(void* request, ucs_status_t status, const ucp_tag_rec
   if (op->released) op->t->free_op(op);
 }
 
-UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* buf, size_t n, const char* what) {
+// A collective message is [CollHeader | data] as one UCX message (an IOV: no
+// copy, no second message). The header and the IOV live in the pooled Op,
+// which outlives the UCX request.
+namespace {
+const void* with_header(UcxTransport::Op* op, const void* buf, size_t n, ucp_request_param_t* prm, size_t* count) {
+  op->coll = true;
+  op->iov[0].buffer = &op->hdr;
+  op->iov[0].length = sizeof(CollHeader);
+  op->iov[1].buffer = const_cast<void*>(buf);
+  op->iov[1].length = n;
+  prm->op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+  prm->datatype = ucp_dt_make_iov();
+  *count = n ? 2 : 1;
+  return op->iov;
+}
+}  // namespace
+
+UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* buf, size_t n, const char* what,
+                                          const CollHeader* hdr) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(what);
   Op* op = new_op();
   op->peer = peer;
@@ -279,7 +297,12 @@ UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* bu
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   prm.cb.send = &UcxTransport::send_cb;
   prm.user_data = op;
-  ucs_status_ptr_t sp = ucp_tag_send_nbx(eps_[static_cast<size_t>(peer)], buf, n, tag, &prm);
+  size_t count = n;
+  if (hdr) {
+    op->hdr = *hdr;
+    buf = with_header(op, buf, n, &prm, &count);
+  }
+  ucs_status_ptr_t sp = ucp_tag_send_nbx(eps_[static_cast<size_t>(peer)], buf, count, tag, &prm);
   if (sp == nullptr) {
     op->done = true;
   } else if (UCS_PTR_IS_ERR(sp)) {
@@ -291,11 +314,11 @@ UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* bu
   return op;
 }
 
-UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, size_t n, const char* what) {
+UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, size_t n, const char* what, bool coll) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(what);
   Op* op = new_op();
   op->peer = peer;
-  op->expected = n;
+  op->expected = coll ? n + sizeof(CollHeader) : n;
   op->is_recv = true;
   op->what = what;
   // UCX 1.13 leaves recv_info.tag_info's length at 0 on immediate completion,
@@ -304,7 +327,9 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
   prm.cb.recv = &UcxTransport::recv_cb;
   prm.user_data = op;
-  ucs_status_ptr_t sp = ucp_tag_recv_nbx(worker_, buf, n, tag, ~0ull, &prm);
+  size_t count = n;
+  void* dst = coll ? const_cast<void*>(with_header(op, buf, n, &prm, &count)) : buf;
+  ucs_status_ptr_t sp = ucp_tag_recv_nbx(worker_, dst, count, tag, ~0ull, &prm);
   if (UCS_PTR_IS_ERR(sp)) {
     op->done = true;
     op->status = UCS_PTR_STATUS(sp);
@@ -316,6 +341,9 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
 
 void UcxTransport::check_op(Op* op) {
   const char* dir = op->is_recv ? "from" : "to";
+  // A collective message names its call: check that before its size or data.
+  if (op->coll && op->is_recv && op->status == UCS_OK && op->length >= sizeof(CollHeader) && coll_comm_)
+    check_header(coll_hdr_, op->hdr, cfg_.rank, op->peer, coll_comm_->name);
   if (op->status == UCS_OK) {
     if (op->is_recv && op->length != op->expected)
       fail(TPPP_ERR_INVALID_USAGE,
@@ -323,6 +351,11 @@ void UcxTransport::check_op(Op* op) {
            op->what, op->peer, op->length, op->expected);
     return;
   }
+  if (op->status == UCS_ERR_MESSAGE_TRUNCATED && op->coll && coll_comm_)
+    fail(TPPP_ERR_INVALID_USAGE,
+         "rank %d: collective call #%u on '%s' differs across ranks: this rank called %s, rank %d sent a longer "
+         "message than that call takes",
+         cfg_.rank, coll_hdr_.seq, coll_comm_->name, describe(coll_hdr_).c_str(), op->peer);
   if (op->status == UCS_ERR_MESSAGE_TRUNCATED)
     fail(TPPP_ERR_INVALID_USAGE,
          "rank %d: %s: rank %d sent more than the %zu bytes this rank posted (buffers of mismatched size)",
@@ -342,6 +375,7 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point deadline) {
     check_op(op);
     return true;
   }
+  if (op->coll && coll_comm_) poll_notices();
   if (peer_dead(op->peer))
     fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d: that peer is dead (process %d gone or its connection failed)",
          cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, peers_[static_cast<size_t>(op->peer)]->pid);
@@ -388,56 +422,6 @@ std::unique_ptr<Request> UcxTransport::irecv(const Comm& c, int peer, uint32_t t
   return std::unique_ptr<Request>(new UcxRequest(this, op));
 }
 
-// ---- collectives: HostCollectives drives these HostP2P hooks.
-
-void UcxTransport::coll_begin(const Comm& c, const char* op) {
-  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op);
-  coll_comm_ = &c;
-  coll_name_ = op;
-  coll_seq_[static_cast<size_t>(c.id)]++;
-  coll_deadline_ = steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
-}
-
-void UcxTransport::coll_end() {
-  for (Op* op : coll_ops_) release_op(op);
-  coll_ops_.clear();
-  coll_comm_ = nullptr;
-}
-
-HostP2P::Id UcxTransport::coll_send(const Comm& c, int peer, uint64_t step, const void* buf, size_t n) {
-  uint64_t low = (static_cast<uint64_t>(coll_seq_[static_cast<size_t>(c.id)]) << 32) | (step & 0xffffffffull);
-  coll_ops_.push_back(post_send(c.ranks[static_cast<size_t>(peer)], make_tag(true, c, cfg_.rank, low), buf, n,
-                                coll_name_));
-  return coll_ops_.size() - 1;
-}
-
-HostP2P::Id UcxTransport::coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) {
-  int src = c.ranks[static_cast<size_t>(peer)];
-  uint64_t low = (static_cast<uint64_t>(coll_seq_[static_cast<size_t>(c.id)]) << 32) | (step & 0xffffffffull);
-  coll_ops_.push_back(post_recv(src, make_tag(true, c, src, low), buf, n, coll_name_));
-  return coll_ops_.size() - 1;
-}
-
-void UcxTransport::coll_wait(Id id) { wait_op(coll_ops_[id], coll_deadline_); }
-
-void UcxTransport::coll_wait_all() {
-  for (Op* op : coll_ops_) wait_op(op, coll_deadline_);
-}
-
-void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
-                              Place) {
-  coll_.all_reduce(c, send, recv, count, dtype, op);
-}
-
-void UcxTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place) {
-  coll_.all_gather(c, send, recv, count, dtype);
-}
-
-void UcxTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place) {
-  coll_.broadcast(c, buf, count, dtype, root);
-}
-
-void UcxTransport::barrier(const Comm& c) { coll_.barrier(c); }
 
 }  // namespace tppp
 

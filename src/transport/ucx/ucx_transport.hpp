@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "transport/coll_check.hpp"
 #include "transport/host_collectives.hpp"
 #include "transport/transport.hpp"
 
@@ -39,6 +40,7 @@ class UcxTransport final : public Transport, private HostP2P {
   void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;
   void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place at) override;
   void barrier(const Comm& c) override;
+  void collective_failed(const Comm& c, tppp_status status) noexcept override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
 
@@ -53,7 +55,10 @@ class UcxTransport final : public Transport, private HostP2P {
     bool is_recv = false;
     bool done = false;
     bool released = false;    // the owner let go; free on completion
+    bool coll = false;        // a collective message: a CollHeader, then the data
     const char* what = "";    // op name for messages
+    CollHeader hdr{};         // collective: the header sent, or received
+    ucp_dt_iov_t iov[2]{};    // collective: [hdr, data] while in flight
   };
 
   // Progress until op completes; throws on error, abort, dead peer or deadline.
@@ -69,12 +74,22 @@ class UcxTransport final : public Transport, private HostP2P {
   Id coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) override;
   void coll_wait(Id id) override;
   void coll_wait_all() override;
-  void coll_begin(const Comm& c, const char* op) override;
+  void coll_begin(const Comm& c, const char* op, const CollCall& call) override;
   void coll_end() override;
 
   void shutdown() noexcept;  // idempotent; the destructor and a failed constructor
-  Op* post_send(int peer_global, uint64_t tag, const void* buf, size_t n, const char* what);
-  Op* post_recv(int peer_global, uint64_t tag, void* buf, size_t n, const char* what);
+  // hdr: a collective message (the header goes first, in the same message).
+  Op* post_send(int peer_global, uint64_t tag, const void* buf, size_t n, const char* what,
+                const CollHeader* hdr = nullptr);
+  Op* post_recv(int peer_global, uint64_t tag, void* buf, size_t n, const char* what, bool coll = false);
+  // Notices (a failed or skipped call) from the current collective's peers:
+  // throws for one about this call; polled only while waiting.
+  void poll_notices();
+  void poll_other_roots();
+  void send_notices(const Comm& c, uint32_t seq, tppp_status status) noexcept;
+  // Runs a host collective; on failure tells the call's other ranks.
+  template <typename F>
+  void collective(const Comm& c, F&& run);
   Op* new_op();
   void free_op(Op* op);
   void check_op(Op* op);  // throws if op completed with an error
@@ -108,7 +123,15 @@ class UcxTransport final : public Transport, private HostP2P {
   HostCollectives coll_;
   const Comm* coll_comm_ = nullptr;
   const char* coll_name_ = "";
-  uint8_t coll_seq_[kCommIds] = {0};  // per communicator id
+  uint32_t coll_seq_[kCommIds] = {0};  // calls so far per communicator id (the tag carries the low 8 bits)
+  CollHeader coll_hdr_{};              // the call in progress
+  struct Notice {
+    CommId comm;
+    uint32_t seq;
+    int src;
+    int32_t status;
+  };
+  std::vector<Notice> early_notices_;  // about calls this rank has not reached yet
   std::vector<Op*> coll_ops_;
   std::chrono::steady_clock::time_point coll_deadline_;
 };

@@ -1,0 +1,197 @@
+// The UCX transport's collectives: the HostP2P hooks HostCollectives drives
+// (every message carries the call's CollHeader, transport/coll_check.hpp),
+// and the notices that tell a call's other ranks this rank failed or skipped
+// it, so they fail the same call instead of pairing with the next one.
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "core/error.hpp"
+#include "transport/ucx/ucx_transport.hpp"
+
+namespace tppp {
+
+using std::chrono::steady_clock;
+
+// ---- collectives: HostCollectives drives these HostP2P hooks.
+
+void UcxTransport::coll_begin(const Comm& c, const char* op, const CollCall& call) {
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op);
+  coll_comm_ = &c;
+  coll_name_ = op;
+  coll_hdr_ = make_header(++coll_seq_[static_cast<size_t>(c.id)], call);
+  coll_deadline_ = steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
+  // A peer that failed this call before this rank reached it.
+  for (size_t i = 0; i < early_notices_.size(); i++) {
+    const Notice n = early_notices_[i];
+    if (n.comm != c.id || n.seq != coll_hdr_.seq) continue;
+    early_notices_.erase(early_notices_.begin() + static_cast<std::ptrdiff_t>(i));
+    CollHeader h = coll_hdr_;
+    h.status = n.status;
+    check_header(coll_hdr_, h, cfg_.rank, n.src, c.name);
+    fail(TPPP_ERR_INVALID_USAGE, "rank %d: %s on '%s' (call #%u): rank %d made no such call (it skipped it, e.g. a "
+         "layer forward with 0 rows)", cfg_.rank, describe(coll_hdr_).c_str(), c.name, coll_hdr_.seq, n.src);
+  }
+}
+
+void UcxTransport::coll_end() {
+  for (Op* op : coll_ops_) release_op(op);
+  coll_ops_.clear();
+  coll_comm_ = nullptr;
+}
+
+HostP2P::Id UcxTransport::coll_send(const Comm& c, int peer, uint64_t step, const void* buf, size_t n) {
+  uint64_t low = (static_cast<uint64_t>(coll_hdr_.seq & 0xff) << 32) | (step & 0xffffffffull);
+  coll_ops_.push_back(post_send(c.ranks[static_cast<size_t>(peer)], make_tag(true, c, cfg_.rank, low), buf, n,
+                                coll_name_, &coll_hdr_));
+  return coll_ops_.size() - 1;
+}
+
+HostP2P::Id UcxTransport::coll_recv(const Comm& c, int peer, uint64_t step, void* buf, size_t n) {
+  int src = c.ranks[static_cast<size_t>(peer)];
+  uint64_t low = (static_cast<uint64_t>(coll_hdr_.seq & 0xff) << 32) | (step & 0xffffffffull);
+  coll_ops_.push_back(post_recv(src, make_tag(true, c, src, low), buf, n, coll_name_, true));
+  return coll_ops_.size() - 1;
+}
+
+void UcxTransport::coll_wait(Id id) { wait_op(coll_ops_[id], coll_deadline_); }
+
+void UcxTransport::coll_wait_all() {
+  for (Op* op : coll_ops_) wait_op(op, coll_deadline_);
+}
+
+// ---- the collectives: a failure (here, or a peer's) is told to the call's other ranks.
+
+template <typename F>
+void UcxTransport::collective(const Comm& c, F&& run) {
+  const uint32_t before = coll_seq_[static_cast<size_t>(c.id)];
+  try {
+    run();
+  } catch (const Error& e) {
+    // Only for a call that began (a notice names its number); a peer that
+    // failed it already told the others.
+    const uint32_t seq = coll_seq_[static_cast<size_t>(c.id)];
+    if (seq != before) send_notices(c, seq, e.status());
+    throw;
+  }
+}
+
+void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
+                              Place) {
+  collective(c, [&] { coll_.all_reduce(c, send, recv, count, dtype, op); });
+}
+
+void UcxTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place) {
+  collective(c, [&] { coll_.all_gather(c, send, recv, count, dtype); });
+}
+
+void UcxTransport::broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root, Place) {
+  collective(c, [&] { coll_.broadcast(c, buf, count, dtype, root); });
+}
+
+void UcxTransport::barrier(const Comm& c) {
+  collective(c, [&] { coll_.barrier(c); });
+}
+
+// ---- notices: a call a rank failed (status) or skipped (TPPP_OK) without
+// its data messages. One small message to every other rank of the comm,
+// tagged with the reserved step kNoticeStep; a rank waiting in a collective
+// probes for them on its slow path only.
+
+namespace {
+constexpr uint64_t kNoticeStep = 0xffffffffull;
+constexpr uint64_t kNoticeMask = (1ull << 63) | (0x7full << 56) | 0xffffffffull;  // any source, any seq
+}  // namespace
+
+void UcxTransport::send_notices(const Comm& c, uint32_t seq, tppp_status status) noexcept {
+  CollHeader n;
+  n.seq = seq;
+  n.status = status;
+  const uint64_t low = (static_cast<uint64_t>(seq & 0xff) << 32) | kNoticeStep;
+  for (int p = 0; p < c.size(); p++) {
+    if (p == c.me) continue;
+    try {
+      release_op(post_send(c.ranks[static_cast<size_t>(p)], make_tag(true, c, cfg_.rank, low), nullptr, 0,
+                           "collective notice", &n));
+    } catch (...) {  // an aborted or dead group: the peers learn it otherwise
+    }
+  }
+}
+
+void UcxTransport::collective_failed(const Comm& c, tppp_status status) noexcept {
+  if (c.size() == 1) return;
+  send_notices(c, ++coll_seq_[static_cast<size_t>(c.id)], status);  // this rank's count moves on, as its peers' do
+}
+
+void UcxTransport::poll_notices() {
+  const Comm& c = *coll_comm_;
+  if (coll_hdr_.kind == static_cast<uint8_t>(CollKind::Broadcast)) poll_other_roots();
+  for (;;) {
+    ucp_tag_recv_info_t info{};
+    ucp_tag_message_h m = ucp_tag_probe_nb(worker_, make_tag(true, c, 0, kNoticeStep), kNoticeMask, 1, &info);
+    if (!m) return;
+    struct Got {
+      bool done = false;
+    } got;
+    CollHeader n;
+    ucp_request_param_t prm{};
+    prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
+      static_cast<Got*>(user)->done = true;
+      ucp_request_free(req);
+    };
+    prm.user_data = &got;
+    ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, &n, sizeof n, m, &prm);
+    if (UCS_PTR_IS_ERR(sp)) continue;
+    if (sp)
+      while (!got.done) ucp_worker_progress(worker_);  // the notice is already here: a local copy
+    const int src = static_cast<int>((info.sender_tag >> 40) & 0xffff);
+    const int32_t ahead = static_cast<int32_t>(n.seq - coll_hdr_.seq);
+    if (ahead > 0) {  // about a call this rank has not reached yet
+      early_notices_.push_back(Notice{c.id, n.seq, src, n.status});
+      continue;
+    }
+    if (ahead < 0) continue;  // about a call this rank already finished
+    CollHeader h = coll_hdr_;
+    h.status = n.status;
+    check_header(coll_hdr_, h, cfg_.rank, src, c.name);  // REMOTE for a failed call
+    fail(TPPP_ERR_INVALID_USAGE, "rank %d: %s on '%s' (call #%u): rank %d made no such call (it skipped it, e.g. a "
+         "layer forward with 0 rows)", cfg_.rank, describe(coll_hdr_).c_str(), c.name, coll_hdr_.seq, src);
+  }
+}
+
+// A broadcast whose ranks disagree on the root: messages of this call (same
+// sequence number) whose tag names another root match no receive of this
+// rank; take one and report both calls.
+void UcxTransport::poll_other_roots() {
+  const Comm& c = *coll_comm_;
+  const uint64_t seq_low = static_cast<uint64_t>(coll_hdr_.seq & 0xff) << 32;
+  const uint64_t mask = (1ull << 63) | (0x7full << 56) | (0xffull << 32) | (0xffffull << 8);
+  for (int r = 0; r < c.size(); r++) {
+    if (r == coll_hdr_.root) continue;
+    ucp_tag_recv_info_t info{};
+    ucp_tag_message_h m =
+        ucp_tag_probe_nb(worker_, make_tag(true, c, 0, seq_low | broadcast_step(r, 0)), mask, 1, &info);
+    if (!m) continue;
+    struct {
+      bool done = false;
+    } got;
+    std::vector<char> bytes(info.length >= sizeof(CollHeader) ? info.length : sizeof(CollHeader));
+    ucp_request_param_t prm{};
+    prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
+      *static_cast<bool*>(user) = true;
+      ucp_request_free(req);
+    };
+    prm.user_data = &got.done;
+    ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, bytes.data(), bytes.size(), m, &prm);
+    if (UCS_PTR_IS_ERR(sp)) continue;
+    if (sp)
+      while (!got.done) ucp_worker_progress(worker_);
+    CollHeader theirs;
+    std::memcpy(&theirs, bytes.data(), sizeof theirs);
+    check_header(coll_hdr_, theirs, cfg_.rank, static_cast<int>((info.sender_tag >> 40) & 0xffff), c.name);
+  }
+}
+
+}  // namespace tppp
