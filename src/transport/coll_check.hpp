@@ -43,5 +43,10 @@ std::string describe(const CollHeader& h);
 // it: REMOTE when the peer failed the call, INVALID_USAGE naming both sides
 // when it is another call (other sequence number or fingerprint).
 void check_header(const CollHeader& mine, const CollHeader& theirs, int my_rank, int peer, const char* comm);
+// The fast path: true when `theirs` is exactly this call (every field).
+inline bool header_matches(const CollHeader& mine, const CollHeader& theirs) {
+  return theirs.seq == mine.seq && theirs.status == TPPP_OK && theirs.kind == mine.kind &&
+         theirs.dtype == mine.dtype && theirs.op == mine.op && theirs.root == mine.root && theirs.count == mine.count;
+}
 
 }  // namespace tppp

@@ -57,7 +57,8 @@ HostP2P::Id UcxTransport::coll_recv(const Comm& c, int peer, uint64_t step, void
 void UcxTransport::coll_wait(Id id) { wait_op(coll_ops_[id], coll_deadline_); }
 
 void UcxTransport::coll_wait_all() {
-  for (Op* op : coll_ops_) wait_op(op, coll_deadline_);
+  for (Op* op : coll_ops_)
+    if (!op->delivered) wait_op(op, coll_deadline_);
 }
 
 // ---- the collectives: a failure (here, or a peer's) is told to the call's other ranks.

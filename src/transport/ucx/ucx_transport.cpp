@@ -238,8 +238,16 @@ UcxTransport::Op* UcxTransport::new_op() {
   }
   Op* op = free_ops_.back();
   free_ops_.pop_back();
-  *op = Op();
+  // Field by field: the inline buffer (2 KiB) is written before it is read.
   op->t = this;
+  op->ucx_req = nullptr;
+  op->status = UCS_OK;
+  op->length = op->expected = 0;
+  op->peer = -1;
+  op->is_recv = op->done = op->released = op->coll = false;
+  op->inline_data = op->delivered = false;
+  op->user = nullptr;
+  op->what = "";
   return op;
 }
 
@@ -269,12 +277,25 @@ void UcxTransport::recv_cb(void* request, ucs_status_t status, const ucp_tag_rec
   if (op->released) op->t->free_op(op);
 }
 
-// A collective message is [CollHeader | data] as one UCX message (an IOV: no
-// copy, no second message). The header and the IOV live in the pooled Op,
-// which outlives the UCX request.
+// A collective message is [CollHeader | data] as one UCX message: small ones
+// copied into the Op's own buffer (contiguous, so UCX keeps its eager-short
+// path), large ones as an IOV (no copy, no second message). Header, buffer
+// and IOV live in the pooled Op, which outlives the UCX request.
 namespace {
-const void* with_header(UcxTransport::Op* op, const void* buf, size_t n, ucp_request_param_t* prm, size_t* count) {
+const void* with_header(UcxTransport::Op* op, const void* buf, size_t n, ucp_request_param_t* prm, size_t* count,
+                        bool recv) {
   op->coll = true;
+  if (n <= UcxTransport::Op::kInlineData) {
+    op->inline_data = true;
+    if (recv) {
+      op->user = const_cast<void*>(buf);
+    } else {  // op->hdr holds the header: the caller wrote it
+      std::memcpy(op->inline_buf, &op->hdr, sizeof(CollHeader));
+      std::memcpy(op->inline_buf + sizeof(CollHeader), buf, n);
+    }
+    *count = sizeof(CollHeader) + n;
+    return op->inline_buf;
+  }
   op->iov[0].buffer = &op->hdr;
   op->iov[0].length = sizeof(CollHeader);
   op->iov[1].buffer = const_cast<void*>(buf);
@@ -300,7 +321,7 @@ UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* bu
   size_t count = n;
   if (hdr) {
     op->hdr = *hdr;
-    buf = with_header(op, buf, n, &prm, &count);
+    buf = with_header(op, buf, n, &prm, &count, false);
   }
   ucs_status_ptr_t sp = ucp_tag_send_nbx(eps_[static_cast<size_t>(peer)], buf, count, tag, &prm);
   if (sp == nullptr) {
@@ -328,7 +349,7 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
   prm.cb.recv = &UcxTransport::recv_cb;
   prm.user_data = op;
   size_t count = n;
-  void* dst = coll ? const_cast<void*>(with_header(op, buf, n, &prm, &count)) : buf;
+  void* dst = coll ? const_cast<void*>(with_header(op, buf, n, &prm, &count, true)) : buf;
   ucs_status_ptr_t sp = ucp_tag_recv_nbx(worker_, dst, count, tag, ~0ull, &prm);
   if (UCS_PTR_IS_ERR(sp)) {
     op->done = true;
@@ -341,14 +362,24 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
 
 void UcxTransport::check_op(Op* op) {
   const char* dir = op->is_recv ? "from" : "to";
-  // A collective message names its call: check that before its size or data.
-  if (op->coll && op->is_recv && op->status == UCS_OK && op->length >= sizeof(CollHeader) && coll_comm_)
-    check_header(coll_hdr_, op->hdr, cfg_.rank, op->peer, coll_comm_->name);
+  // A collective message names its call: check that before its size or data
+  // (once: coll_wait_all skips ops coll_wait already took).
+  if (op->coll && op->is_recv && !op->delivered && op->status == UCS_OK && op->length >= sizeof(CollHeader) &&
+      coll_comm_) {
+    if (op->inline_data) std::memcpy(&op->hdr, op->inline_buf, sizeof(CollHeader));
+    if (!header_matches(coll_hdr_, op->hdr)) check_header(coll_hdr_, op->hdr, cfg_.rank, op->peer, coll_comm_->name);
+    if (op->length == op->expected) {
+      if (op->inline_data) std::memcpy(op->user, op->inline_buf + sizeof(CollHeader), op->expected - sizeof(CollHeader));
+      op->delivered = true;
+      return;
+    }
+  }
   if (op->status == UCS_OK) {
     if (op->is_recv && op->length != op->expected)
       fail(TPPP_ERR_INVALID_USAGE,
            "rank %d: %s: rank %d sent %zu bytes but this rank posted %zu (buffers of mismatched size)", cfg_.rank,
            op->what, op->peer, op->length, op->expected);
+    op->delivered = true;  // checked: coll_wait_all need not wait for it again
     return;
   }
   if (op->status == UCS_ERR_MESSAGE_TRUNCATED && op->coll && coll_comm_)
@@ -375,7 +406,6 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point deadline) {
     check_op(op);
     return true;
   }
-  if (op->coll && coll_comm_) poll_notices();
   if (peer_dead(op->peer))
     fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d: that peer is dead (process %d gone or its connection failed)",
          cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, peers_[static_cast<size_t>(op->peer)]->pid);
@@ -395,6 +425,10 @@ void UcxTransport::wait_op(Op* op, steady_clock::time_point deadline) {
       sched_yield();  // oversubscribed cores (more ranks than cores) need this
     }
     if (op->done) break;
+    // A peer's notice (it failed or skipped this collective) matters only
+    // when the data does not come: probe for one after ~4096 idle spins
+    // (tens of us), not on the fast path.
+    if ((spins & 4095) == 4095 && op->coll && coll_comm_) poll_notices();
     if ((++spins & 31) == 0 && !test_op(op, deadline)) continue;
   }
   check_op(op);
