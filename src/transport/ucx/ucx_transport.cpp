@@ -139,6 +139,40 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
 
 UcxTransport::~UcxTransport() { shutdown(); }
 
+// Receives and drops every message nobody will receive (a notice about a
+// collective this rank finished, a failed call's leftovers): UCX warns about
+// each unexpected message still queued when the worker is destroyed.
+void UcxTransport::drain_unexpected(steady_clock::time_point deadline) noexcept {
+  std::vector<char> sink;
+  for (int i = 0; i < 1 << 16 && steady_clock::now() < deadline; i++) {
+    ucp_tag_recv_info_t info{};
+    // Small (eager) ones only: a large one needs its sender, which may be gone.
+    if (!ucp_tag_probe_nb(worker_, 0, 0, 0, &info) || info.length > (64u << 10)) return;
+    ucp_tag_message_h m = ucp_tag_probe_nb(worker_, 0, 0, 1, &info);
+    if (!m) return;
+    sink.resize(info.length ? info.length : 1);
+    // Thread-local, not on the stack: a cancelled receive's callback runs
+    // during a later progress call (ours: UCX progresses on this thread).
+    thread_local bool done;
+    done = false;
+    ucp_request_param_t prm{};
+    prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
+      *static_cast<bool*>(user) = true;
+      ucp_request_free(req);
+    };
+    prm.user_data = &done;
+    ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, sink.data(), sink.size(), m, &prm);
+    if (!sp || UCS_PTR_IS_ERR(sp)) continue;
+    while (!done && steady_clock::now() < deadline) ucp_worker_progress(worker_);
+    if (!done) {  // not here in time: cancel, and let the cancellation complete
+      ucp_request_cancel(worker_, sp);
+      for (int k = 0; k < 1000 && !done; k++) ucp_worker_progress(worker_);
+      return;
+    }
+  }
+}
+
 void UcxTransport::shutdown() noexcept {
   if (!worker_) {
     if (ctx_) ucp_cleanup(ctx_);
@@ -155,6 +189,14 @@ void UcxTransport::shutdown() noexcept {
     force = true;
     if (op->is_recv) ucp_request_cancel(worker_, op->ucx_req);
   }
+  // A cancelled receive completes (and returns its request to UCX) on a later progress call.
+  const auto cancel_dl = steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 200));
+  for (bool pending = true; pending && steady_clock::now() < cancel_dl;) {
+    ucp_worker_progress(worker_);
+    pending = false;
+    for (auto& op : all_ops_) pending = pending || (op->is_recv && !op->done && op->ucx_req);
+  }
+  drain_unexpected(steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 500)));
   std::vector<void*> closing;
   for (size_t r = 0; r < eps_.size(); r++) {
     if (!eps_[r]) continue;
@@ -291,7 +333,7 @@ const void* with_header(UcxTransport::Op* op, const void* buf, size_t n, ucp_req
       op->user = const_cast<void*>(buf);
     } else {  // op->hdr holds the header: the caller wrote it
       std::memcpy(op->inline_buf, &op->hdr, sizeof(CollHeader));
-      std::memcpy(op->inline_buf + sizeof(CollHeader), buf, n);
+      if (n) std::memcpy(op->inline_buf + sizeof(CollHeader), buf, n);
     }
     *count = sizeof(CollHeader) + n;
     return op->inline_buf;
@@ -369,7 +411,8 @@ void UcxTransport::check_op(Op* op) {
     if (op->inline_data) std::memcpy(&op->hdr, op->inline_buf, sizeof(CollHeader));
     if (!header_matches(coll_hdr_, op->hdr)) check_header(coll_hdr_, op->hdr, cfg_.rank, op->peer, coll_comm_->name);
     if (op->length == op->expected) {
-      if (op->inline_data) std::memcpy(op->user, op->inline_buf + sizeof(CollHeader), op->expected - sizeof(CollHeader));
+      if (op->inline_data && op->expected > sizeof(CollHeader))
+        std::memcpy(op->user, op->inline_buf + sizeof(CollHeader), op->expected - sizeof(CollHeader));
       op->delivered = true;
       return;
     }

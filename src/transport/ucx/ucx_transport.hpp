@@ -85,6 +85,7 @@ class UcxTransport final : public Transport, private HostP2P {
   void coll_end() override;
 
   void shutdown() noexcept;  // idempotent; the destructor and a failed constructor
+  void drain_unexpected(std::chrono::steady_clock::time_point deadline) noexcept;
   // hdr: a collective message (the header goes first, in the same message).
   Op* post_send(int peer_global, uint64_t tag, const void* buf, size_t n, const char* what,
                 const CollHeader* hdr = nullptr);
