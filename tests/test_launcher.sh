@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tppp-run behaviour: variables, output prefixes, failure propagation, signal
-# forwarding, timeout, usage errors. Args: tppp-run, tppp_demo.
+# forwarding, timeout, usage errors, the grace period after a rank dies.
+# Args: tppp-run, tppp_demo, dead_peer.
 set -u
-run="$1"; demo="$2"
+run="$1"; demo="$2"; dead="$3"
 fail=0; pass=0
 check() { if eval "$2"; then pass=$((pass+1)); else echo "FAIL: $1"; fail=$((fail+1)); fi; }
 
@@ -23,6 +24,11 @@ check "a rank killed by a signal gives 128+signal (got $rc)" '[ $rc -eq 137 ]'
 sleep 0.5; kill -TERM $pid; start=$(date +%s); wait $pid; rc=$?
 took=$(( $(date +%s) - start ))
 check "SIGTERM is forwarded and the job ends (rc $rc, ${took}s)" '[ $rc -eq 143 ] && [ $took -lt 10 ]'
+
+out=$("$run" -n 2 --timeout 60 -- "$dead" 2>&1); rc=$?
+check "the rank that died first is named (rc $rc)" '[[ "$out" == *"rank 1 failed first: killed by signal 9"* ]] && [ $rc -eq 137 ]'
+check "the survivor had time to report REMOTE naming it" '[[ "$out" == *"[0] rank 0 got TPPP_ERR_REMOTE"*"rank 1"* ]]'
+check "the survivor exited on its own (no SIGTERM needed)" '[[ "$out" != *"ending the"*"still running"* ]]'
 
 "$run" -n 2 --timeout 1 -- sleep 30 >/dev/null 2>&1; rc=$?
 check "--timeout ends the job with 124 (got $rc)" '[ $rc -eq 124 ]'

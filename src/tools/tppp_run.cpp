@@ -1,10 +1,12 @@
 // tppp-run: a small one-machine launcher, torchrun-style.
-//   tppp-run -n N [--timeout SECONDS] [--] prog args...
+//   tppp-run -n N [--timeout SECONDS] [--grace SECONDS] [--] prog args...
 // Starts N copies of prog with RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT and TPPP_RUN_ID set; prefixes
-// each output line with "[rank] "; forwards SIGINT/SIGTERM; when one rank
-// exits non-zero it ends the others (SIGTERM, then SIGKILL after 3 s) and
-// returns that rank's code (128+signal for a signal). --timeout ends the job
+// each output line with "[rank] "; forwards SIGINT/SIGTERM. When one rank
+// exits non-zero or dies, it says which rank failed first and gives the
+// others --grace seconds (default 3) to report their errors and exit on
+// their own, then SIGTERM, then SIGKILL 3 s later; it returns the first
+// failing rank's code (128+signal for a signal). --timeout ends the job
 // with code 124. Multi-node jobs use torchrun, mpirun or srun instead.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -44,7 +46,7 @@ struct Child {
 };
 
 int usage() {
-  std::fprintf(stderr, "usage: tppp-run -n N [--timeout SECONDS] [--] prog [args...]\n");
+  std::fprintf(stderr, "usage: tppp-run -n N [--timeout SECONDS] [--grace SECONDS] [--] prog [args...]\n");
   return 2;
 }
 
@@ -83,7 +85,7 @@ void emit(Stream& s, bool flush_partial) {
 
 int main(int argc, char** argv) {
   int n = 0;
-  double timeout_s = 0;
+  double timeout_s = 0, grace_s = 3;
   int i = 1;
   for (; i < argc; i++) {
     std::string a = argv[i];
@@ -91,6 +93,9 @@ int main(int argc, char** argv) {
       n = std::atoi(argv[++i]);
     } else if (a == "--timeout" && i + 1 < argc) {
       timeout_s = std::atof(argv[++i]);
+    } else if (a == "--grace" && i + 1 < argc) {
+      grace_s = std::atof(argv[++i]);
+      if (grace_s < 0) return usage();
     } else if (a == "--") {
       i++;
       break;
@@ -163,7 +168,7 @@ int main(int argc, char** argv) {
 
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  Clock::time_point kill_at = Clock::time_point::max();
+  Clock::time_point kill_at = Clock::time_point::max(), term_at = Clock::time_point::max();
   int result = 0;
   bool failing = false;
   int running = n;
@@ -208,8 +213,13 @@ int main(int argc, char** argv) {
         if (k.code != 0 && !failing) {
           failing = true;
           result = k.code;
-          std::fprintf(stderr, "tppp-run: rank %d exited with code %d; ending the other ranks\n", r, k.code);
-          terminate_all(SIGTERM);
+          if (WIFSIGNALED(status))
+            std::fprintf(stderr, "tppp-run: rank %d failed first: killed by signal %d (%s)", r, WTERMSIG(status),
+                         strsignal(WTERMSIG(status)));
+          else
+            std::fprintf(stderr, "tppp-run: rank %d failed first: exit code %d", r, k.code);
+          std::fprintf(stderr, "; the other ranks have %.1f s to report and exit (--grace)\n", grace_s);
+          term_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
         }
       }
     }
@@ -229,6 +239,11 @@ int main(int argc, char** argv) {
       failing = true;
       result = 124;
       terminate_all(SIGTERM);
+    }
+    if (running > 0 && Clock::now() >= term_at) {
+      std::fprintf(stderr, "tppp-run: ending the %d rank(s) still running\n", running);
+      terminate_all(SIGTERM);
+      term_at = Clock::time_point::max();
     }
     if (running > 0 && Clock::now() > kill_at) {
       terminate_all(SIGKILL);

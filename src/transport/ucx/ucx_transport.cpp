@@ -438,6 +438,11 @@ void UcxTransport::check_op(Op* op) {
   if (is_peer_failure(op->status))
     fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d failed: %s (peer dead or unreachable)", cfg_.rank, op->what, dir,
          op->peer, ucs_status_string(op->status));
+  // Whatever status UCX picked, a peer known to be gone makes it REMOTE.
+  const Peer& pr = *peers_[static_cast<size_t>(op->peer)];
+  if (pr.failed.load() || (pr.local && op->peer != cfg_.rank && process_gone(pr.pid)))
+    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d failed: that peer is dead or unreachable (UCX: %s)", cfg_.rank,
+         op->what, dir, op->peer, ucs_status_string(op->status));
   fail(TPPP_ERR_UCX, "rank %d: %s %s rank %d failed: %s", cfg_.rank, op->what, dir, op->peer,
        ucs_status_string(op->status));
 }
