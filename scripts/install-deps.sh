@@ -16,8 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Python side: numpy + pytest for the binding's tests (safetensors for the
-# fixture writer and the loader benchmark).
-if ! python3 -c "import numpy, pytest, safetensors" >/dev/null 2>&1; then
-  echo "installing: numpy pytest safetensors (pip)"
-  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check numpy pytest safetensors >/dev/null
+# fixture writer and the loader benchmark; setuptools + wheel so the test
+# can pip-install bindings/python without fetching a build backend).
+if ! python3 -c "import numpy, pytest, safetensors, setuptools, wheel" >/dev/null 2>&1; then
+  echo "installing: numpy pytest safetensors setuptools wheel (pip)"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check numpy pytest safetensors \
+    setuptools wheel >/dev/null
 fi

@@ -37,6 +37,12 @@ int main(int argc, char** argv) {
   F(tppp_layer_params, kind); F(tppp_layer_params, bias); F(tppp_layer_params, in_features);
   F(tppp_layer_params, out_features); F(tppp_layer_params, gather_output); F(tppp_layer_params, num_heads);
   F(tppp_layer_params, vocab_size); F(tppp_layer_params, gather_to_rank0);
+  if (!flat) { /* JSON only: the flat form's readers (Go, Rust) do not use it */
+    printf_json("}},\n \"tppp_tensor_info\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_tensor_info));
+    first = 1;
+    F(tppp_tensor_info, dtype); F(tppp_tensor_info, name); F(tppp_tensor_info, dtype_name);
+    F(tppp_tensor_info, file); F(tppp_tensor_info, ndim); F(tppp_tensor_info, shape); F(tppp_tensor_info, nbytes);
+  }
   printf_json("}}}\n");
   return 0;
 }

@@ -4,9 +4,11 @@ table version, and the 2-rank TP linear check over UCX via tppp-run."""
 import ctypes as C
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,3 +39,85 @@ def test_two_rank_tp_linear_over_ucx():
                         os.path.join(HERE, "tp_linear_rank.py")], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("OK") == 2, r.stdout
+
+
+REPO = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+NO_LAUNCHER = {k: v for k, v in os.environ.items()
+               if k not in ("RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "SLURM_PROCID",
+                            "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT")}
+
+
+def run_py(code, env, cwd=None):
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True)
+
+
+def test_versions_agree():
+    """The package, pyproject.toml, CMake's project version and the loaded library say the same version."""
+    with open(os.path.join(os.path.dirname(HERE), "pyproject.toml")) as f:
+        assert f'version = "{tppp.__version__}"' in f.read()
+    with open(os.path.join(REPO, "CMakeLists.txt")) as f:
+        assert f"project(tppp VERSION {tppp.__version__} " in f.read()
+    assert ".".join(map(str, tppp.version())) == tppp.__version__
+
+
+def test_bad_enum_values_raise_tppperror_and_teardown_is_quiet():
+    code = """
+import numpy as np, tppp
+g = tppp.Group.from_env()          # no launcher: a group of one
+for bad in (lambda: g.all_reduce(np.ones(2, np.float32), scope="bogus"),
+            lambda: g.all_reduce(np.ones(2, np.float32), op="avg"),
+            lambda: g.all_gather(np.ones(2, np.float32), scope=7),
+            lambda: tppp.Layer(g, "conv", 4, 4),
+            lambda: tppp.Layer(g, "column", 4, 4, dtype=np.complex64)):
+    try:
+        bad()
+        raise SystemExit("accepted a bad value")
+    except tppp.TpppError as e:
+        assert e.status == 1, e
+print("OK", g.all_reduce(np.ones(2, np.float32))[0])
+"""
+    r = run_py(code, dict(NO_LAUNCHER, PYTHONPATH=os.path.dirname(HERE)))
+    assert r.returncode == 0 and "OK 1.0" in r.stdout, r.stdout + r.stderr
+    assert "Exception ignored" not in r.stderr and "AttributeError" not in r.stderr, r.stderr
+
+
+def test_library_is_found_from_a_directory_and_a_miss_names_every_place(tmp_path):
+    lib = os.environ["TPPP_LIBRARY"]
+    pkg = tmp_path / "pkg"
+    shutil.copytree(os.path.join(os.path.dirname(HERE), "tppp"), pkg / "tppp")  # away from the repo's build/
+    env = dict(NO_LAUNCHER, PYTHONPATH=str(pkg), TPPP_LIBRARY=os.path.dirname(lib))
+    r = run_py("import tppp; print(tppp.version())", env)
+    assert r.returncode == 0, r.stderr
+    env = dict(NO_LAUNCHER, PYTHONPATH=str(pkg), TPPP_LIBRARY="/nonexistent/libtppp.so", PKG_CONFIG_PATH="/nonexistent")
+    env.pop("LD_LIBRARY_PATH", None)
+    r = run_py("import tppp", env)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "TPPP_LIBRARY: /nonexistent/libtppp.so" in r.stderr, r.stderr
+    assert "the build tree" in r.stderr and "the loader path" in r.stderr, r.stderr
+
+
+def test_pip_installs_the_package(tmp_path):
+    target, src = tmp_path / "site", tmp_path / "src"  # a copy: the build writes beside the sources
+    shutil.copytree(os.path.dirname(HERE), src, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+                        "--no-index", "--target", str(target), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_py("import tppp, sys; print(tppp.__file__)", dict(NO_LAUNCHER, PYTHONPATH=str(target)), cwd=str(tmp_path))
+    assert r.returncode == 0 and str(target) in r.stdout, r.stdout + r.stderr
+
+
+def test_checkpoint_loads_what_safetensors_reads():
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    path = os.path.join(REPO, "tests", "fixtures", "data", "llama")
+    want = safetensors_numpy.load_file(os.path.join(path, "model.safetensors"))
+    with tppp.Checkpoint(path) as c:
+        names = c.names()
+        assert names == sorted(want)
+        for name in ("model.norm.weight", "model.layers.0.mlp.down_proj.weight"):
+            got = c.load(name)
+            assert got.shape == want[name].shape and got.dtype == want[name].dtype
+            assert np.array_equal(got, want[name]), name
+        assert c.info("model.norm.weight")["shape"] == want["model.norm.weight"].shape
+        with pytest.raises(tppp.TpppError) as e:
+            c.load("no.such.tensor")
+        assert "no.such.tensor" in e.value.message

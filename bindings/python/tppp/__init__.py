@@ -1,20 +1,27 @@
 """libtppp for Python: ctypes over the C API (include/c_api.h), no compiler.
 
-numpy arrays in and out; every failure raises TpppError carrying the status
-and tppp_last_error(); callbacks handed to the library are kept alive by the
-objects that registered them. The library is found through TPPP_LIBRARY, or
-as libtppp.so on the loader path.
+numpy arrays in and out; every failure, bad arguments included, raises
+TpppError carrying the status and tppp_last_error(); callbacks handed to the
+library are kept alive by the objects that registered them.
+
+The shared library is found, in order, through TPPP_LIBRARY (the file, or a
+directory holding libtppp.so), an installed prefix that `pkg-config tppp`
+knows, the repository's build/ tree, and the loader path; an ImportError
+names every place tried.
 
     import numpy as np, tppp
-    with tppp.Group.from_env(pp_size=1) as g:            # under tppp-run / torchrun / mpirun
+    with tppp.Group.from_env(pp_size=1) as g:            # under tppp-run / torchrun / mpirun, or alone
         y = g.all_reduce(np.ones(4, np.float32))
 """
 import ctypes as C
 import os
+import shutil
+import subprocess
 
 import numpy as np
 
-__all__ = ["TpppError", "Group", "Layer", "library", "version", "STATUS"]
+__all__ = ["TpppError", "Group", "Layer", "Checkpoint", "library", "version", "STATUS", "__version__"]
+__version__ = "0.2.0"  # = pyproject.toml's version = the C API version this binding was written against
 
 STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
           7: "NCCL", 8: "UCX", 9: "SYSTEM", 10: "REMOTE", 11: "TIMEOUT", 12: "IN_PROGRESS", 13: "ABORTED",
@@ -66,9 +73,48 @@ STRUCTS = {"tppp_group_params": GroupParams, "tppp_group_info": GroupInfo, "tppp
 LOG_FN = C.CFUNCTYPE(None, C.c_int32, C.c_char_p, C.c_void_p)
 
 
+class TensorInfo(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("dtype", C.c_int32), ("name", C.c_char_p), ("dtype_name", C.c_char_p),
+                ("file", C.c_char_p), ("ndim", C.c_int32), ("reserved", C.c_int32), ("shape", C.c_int64 * MAX_DIMS),
+                ("nbytes", C.c_uint64)]
+
+
+STRUCTS["tppp_tensor_info"] = TensorInfo
+NUMPY_OF = {v: k for k, v in DTYPES.items()}
+
+
+def _candidates():
+    """Where libtppp.so may be, in the order tried: (description, path)."""
+    out = []
+    env = os.environ.get("TPPP_LIBRARY")
+    if env:
+        out.append(("TPPP_LIBRARY", os.path.join(env, "libtppp.so") if os.path.isdir(env) else env))
+    if shutil.which("pkg-config"):
+        r = subprocess.run(["pkg-config", "--variable=libdir", "tppp"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            out.append(("pkg-config tppp", os.path.join(r.stdout.strip(), "libtppp.so")))
+    here = os.path.dirname(os.path.abspath(__file__))
+    out.append(("the build tree", os.path.normpath(os.path.join(here, "..", "..", "..", "build", "libtppp.so"))))
+    out.append(("the loader path", "libtppp.so"))
+    return out
+
+
+def _open():
+    tried = []
+    for how, path in _candidates():
+        if how != "the loader path" and not os.path.exists(path):
+            tried.append(f"{how}: {path} (no such file)")
+            continue
+        try:
+            return C.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOW)
+        except OSError as e:
+            tried.append(f"{how}: {path} ({e})")
+    raise ImportError("tppp: libtppp.so not found; tried " + "; ".join(tried) +
+                      ". Build it (cmake --build build) and set TPPP_LIBRARY to the file or its directory.")
+
+
 def _load():
-    path = os.environ.get("TPPP_LIBRARY", "libtppp.so")
-    lib = C.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOW)
+    lib = _open()
     vp, i32, i64, sz = C.c_void_p, C.c_int32, C.c_int64, C.c_size_t
     sig = {
         "tppp_version": (C.c_uint32, []), "tppp_abi_check": (i32, [C.c_uint32, C.c_uint32]),
@@ -89,6 +135,11 @@ def _load():
         "tppp_layer_weight_shape": (i32, [vp, i32, C.POINTER(i32), C.POINTER(i64)]),
         "tppp_layer_bind": (i32, [vp, i32, C.POINTER(Tensor), C.POINTER(Tensor)]),
         "tppp_layer_forward": (i32, [vp, C.POINTER(Tensor), C.POINTER(Tensor), vp]),
+        "tppp_checkpoint_open": (i32, [C.c_char_p, C.POINTER(vp)]), "tppp_checkpoint_close": (None, [vp]),
+        "tppp_checkpoint_num_tensors": (i32, [vp, C.POINTER(sz)]),
+        "tppp_checkpoint_find": (i32, [vp, C.c_char_p, C.POINTER(sz)]),
+        "tppp_checkpoint_tensor_info": (i32, [vp, sz, C.POINTER(TensorInfo)]),
+        "tppp_checkpoint_load": (i32, [vp, C.c_char_p, vp, C.POINTER(Tensor)]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)
@@ -107,8 +158,17 @@ def _check(status):
 
 
 def version():
+    """The loaded library's version as (major, minor, patch)."""
     v = library.tppp_version()
     return (v // 10000, v // 100 % 100, v % 100)
+
+
+def _enum(table, value, what):
+    """table[value], or TpppError(INVALID_ARGUMENT) naming the choices."""
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        raise TpppError(1, f"{what} {value!r} is not one of {sorted(map(str, table))}") from None
 
 
 def _dtype(a):
@@ -119,6 +179,7 @@ def _dtype(a):
 
 
 def _tensor(a):
+    """A tppp_tensor describing a C-contiguous numpy array in host memory."""
     if not a.flags["C_CONTIGUOUS"]:
         raise TpppError(1, "arrays must be C-contiguous")
     t = Tensor()
@@ -143,13 +204,16 @@ def set_log_callback(fn, max_level=1):
 
 
 class Group:
-    """A TP x PP process group; use as a context manager or call close()."""
+    """A TP x PP process group (tppp_group_t); use as a context manager or call close()."""
+
+    _h = None  # set once created: close() and __del__ work on a half-built object
 
     def __init__(self, handle):
         self._h = C.c_void_p(handle)
 
     @classmethod
     def from_env(cls, tp_size=1, pp_size=1, timeout_ms=60000):
+        """Joins the group a launcher started (tppp-run, torchrun, mpirun, srun), or a group of one without one."""
         p = GroupParams()
         _check(library.tppp_group_params_init(C.byref(p), C.sizeof(p)))
         p.tp_size, p.pp_size, p.timeout_ms = tp_size, pp_size, timeout_ms
@@ -158,36 +222,40 @@ class Group:
         return cls(h.value)
 
     def info(self):
+        """This rank's place: world_size, rank, tp/pp size and rank, neighbours, device, transport, timeout."""
         i = GroupInfo()
         i.struct_size = C.sizeof(i)
         _check(library.tppp_group_get_info(self._h, C.byref(i)))
         return {name: getattr(i, name) for name, _ in GroupInfo._fields_[1:]}
 
     def all_reduce(self, a, scope="world", op="sum"):
+        """op ("sum", "max", "min") over the scope ("world", "tp", "pp") of a; returns a new array."""
         a = np.ascontiguousarray(a)
         out = np.empty_like(a)
-        _check(library.tppp_all_reduce(self._h, SCOPES[scope], a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
-                                       OPS[op], None))
+        _check(library.tppp_all_reduce(self._h, _enum(SCOPES, scope, "scope"), a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
+                                       _enum(OPS, op, "op"), None))
         return out
 
     def all_gather(self, a, scope="world"):
+        """Every scope rank's a, stacked: shape (scope size,) + a.shape."""
         a = np.ascontiguousarray(a)
-        n = self.info()["world_size" if scope == "world" else scope + "_size"]
+        n = self.info()["world_size" if _enum(SCOPES, scope, "scope") == 0 else scope + "_size"]
         out = np.empty((n,) + a.shape, a.dtype)
-        _check(library.tppp_all_gather(self._h, SCOPES[scope], a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
+        _check(library.tppp_all_gather(self._h, _enum(SCOPES, scope, "scope"), a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
                                        None))
         return out
 
     def barrier(self, scope="world"):
-        _check(library.tppp_barrier(self._h, SCOPES[scope]))
+        _check(library.tppp_barrier(self._h, _enum(SCOPES, scope, "scope")))
 
     def abort(self):
         _check(library.tppp_group_abort(self._h))
 
     def close(self):
+        """Destroys the group (idempotent)."""
         if self._h:
             library.tppp_group_destroy(self._h)
-            self._h = C.c_void_p()
+            self._h = None
 
     def __enter__(self):
         return self
@@ -200,13 +268,15 @@ class Group:
 
 
 class Layer:
-    """A TP layer (kind: column, row, replicated, gate_up, qkv, embedding, lm_head, mlp)."""
+    """A TP layer (kind: column, row, replicated, gate_up, qkv, embedding, lm_head, mlp) of a group."""
+
+    _h = None  # set once created
 
     def __init__(self, group, kind, in_features, out_features=0, dtype=np.float32, bias=False, gather_output=False,
                  input_is_parallel=True, num_heads=0, num_kv_heads=0, head_dim=0, vocab_size=0):
         p = LayerParams()
         _check(library.tppp_layer_params_init(C.byref(p), C.sizeof(p)))
-        p.kind, p.dtype, p.bias = LAYER_KINDS[kind], DTYPES[np.dtype(dtype)], int(bias)
+        p.kind, p.dtype, p.bias = _enum(LAYER_KINDS, kind, "layer kind"), _enum(DTYPES, np.dtype(dtype), "dtype"), int(bias)
         p.in_features, p.out_features = in_features, out_features
         p.gather_output, p.input_is_parallel = int(gather_output), int(input_is_parallel)
         p.num_heads, p.num_kv_heads, p.head_dim, p.vocab_size = num_heads, num_kv_heads, head_dim, vocab_size
@@ -216,12 +286,14 @@ class Layer:
         self._h = h
 
     def weight_shape(self, part=0):
+        """This rank's shard shape of weight part `part` (MLP: 0 gate_up, 1 down)."""
         nd = C.c_int32()
         shape = (C.c_int64 * MAX_DIMS)()
         _check(library.tppp_layer_weight_shape(self._h, part, C.byref(nd), shape))
         return tuple(shape[i] for i in range(nd.value))
 
     def bind(self, weight, bias=None, part=0):
+        """Uploads this rank's shard (and bias) of part `part`; any float dtype, converted."""
         w = _tensor(np.ascontiguousarray(weight))
         b = _tensor(np.ascontiguousarray(bias)) if bias is not None else None
         _check(library.tppp_layer_bind(self._h, part, C.byref(w), C.byref(b) if b is not None else None))
@@ -242,6 +314,7 @@ class Layer:
         return self.weight_shape(0)[0]
 
     def forward(self, x):
+        """y = the layer applied to x [M, features] (token ids [M] for embedding); collective over TP."""
         x = np.ascontiguousarray(x)
         y = np.empty((x.shape[0], self._out_cols()), self.dtype)
         xt, yt = _tensor(x), _tensor(y)
@@ -249,9 +322,66 @@ class Layer:
         return y
 
     def close(self):
+        """Destroys the layer (idempotent)."""
         if self._h:
             library.tppp_layer_destroy(self._h)
-            self._h = C.c_void_p()
+            self._h = None
+
+    def __del__(self):
+        self.close()
+
+
+class Checkpoint:
+    """A Hugging Face safetensors checkpoint (a file, or a directory with an index), opened and validated."""
+
+    _h = None  # set once opened
+
+    def __init__(self, path):
+        h = C.c_void_p()
+        _check(library.tppp_checkpoint_open(os.fsencode(path), C.byref(h)))
+        self._h = h
+
+    def names(self):
+        """Every tensor name, in name order."""
+        n = C.c_size_t()
+        _check(library.tppp_checkpoint_num_tensors(self._h, C.byref(n)))
+        return [self.info(i)["name"] for i in range(n.value)]
+
+    def info(self, which):
+        """name, dtype (as in the file), shape, file and nbytes of a tensor (its name or index)."""
+        if isinstance(which, str):
+            idx = C.c_size_t()
+            _check(library.tppp_checkpoint_find(self._h, which.encode(), C.byref(idx)))
+            which = idx.value
+        i = TensorInfo()
+        i.struct_size = C.sizeof(i)
+        _check(library.tppp_checkpoint_tensor_info(self._h, which, C.byref(i)))
+        return {"name": i.name.decode(), "dtype": i.dtype_name.decode(), "shape": tuple(i.shape[:i.ndim]),
+                "file": i.file.decode(), "nbytes": i.nbytes, "_dtype": i.dtype}
+
+    def load(self, name, dtype=None):
+        """The whole tensor as a numpy array (its own dtype, or `dtype` among the float dtypes)."""
+        i = self.info(name)
+        if dtype is None:
+            if i["_dtype"] not in NUMPY_OF:
+                raise TpppError(15, f"tensor '{name}': dtype {i['dtype']} has no numpy twin here; pass dtype=")
+            dtype = NUMPY_OF[i["_dtype"]]
+        out = np.empty(i["shape"], np.dtype(dtype))
+        t = _tensor(out)
+        _check(library.tppp_checkpoint_load(self._h, name.encode(), None, C.byref(t)))
+        return out
+
+    def close(self):
+        """Closes the files (idempotent)."""
+        if self._h:
+            library.tppp_checkpoint_close(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def __del__(self):
         self.close()
