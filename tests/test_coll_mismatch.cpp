@@ -177,4 +177,41 @@ TEST_SUITE("faults") {
     });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
   }
+
+  TEST_CASE("0 rows: on every rank it is fine (many times), on one rank only both fail; the next forward is right") {
+    auto codes = th::run_ranks(2, 60, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(2, 1, 8000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      tppp_layer_params lp;
+      tppp_layer_params_init(&lp, sizeof lp);
+      lp.kind = TPPP_LAYER_ROW;
+      lp.in_features = 4;
+      lp.out_features = 2;
+      tppp_layer_t l = nullptr;
+      RANK_OK(tppp_layer_create(g, &lp, &l));
+      std::vector<float> w(4, 1.0f);
+      tppp_tensor wt = th::tensor(w.data(), TPPP_DTYPE_F32, 2, 2);
+      RANK_OK(tppp_layer_bind(l, 0, &wt, nullptr));
+      std::vector<float> x(2, 1.0f), y(2, -1.0f);
+      tppp_tensor x0 = th::tensor(x.data(), TPPP_DTYPE_F32, 0, 2), y0 = th::tensor(y.data(), TPPP_DTYPE_F32, 0, 2);
+      tppp_tensor x1 = th::tensor(x.data(), TPPP_DTYPE_F32, 1, 2), y1 = th::tensor(y.data(), TPPP_DTYPE_F32, 1, 2);
+      for (int k = 0; k < 300; k++) RANK_OK(tppp_layer_forward(l, &x0, &y0, nullptr));  // everyone skips
+      RANK_OK(tppp_layer_forward(l, &x1, &y1, nullptr));
+      RANK_CHECK(y[0] == 4.0f && y[1] == 4.0f, "after skips: y = [%g, %g]", y[0], y[1]);
+      tppp_status s = tppp_layer_forward(l, rank == 0 ? &x0 : &x1, rank == 0 ? &y0 : &y1, nullptr);
+      if (rank == 1)
+        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE && has(tppp_last_error(), "rank 0 made no such call"), "%s: %s",
+                   tppp_status_string(s), tppp_last_error());
+      else
+        RANK_CHECK(s == TPPP_OK, "the rank with no rows: %s", tppp_status_string(s));
+      y[0] = y[1] = -1.0f;
+      RANK_OK(tppp_layer_forward(l, &x1, &y1, nullptr));
+      RANK_CHECK(y[0] == 4.0f && y[1] == 4.0f, "after the one-sided skip: y = [%g, %g]", y[0], y[1]);
+      tppp_layer_destroy(l);
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
 }

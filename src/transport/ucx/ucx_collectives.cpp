@@ -2,6 +2,7 @@
 // (every message carries the call's CollHeader, transport/coll_check.hpp),
 // and the notices that tell a call's other ranks this rank failed or skipped
 // it, so they fail the same call instead of pairing with the next one.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <vector>
@@ -121,32 +122,56 @@ void UcxTransport::send_notices(const Comm& c, uint32_t seq, tppp_status status)
 
 void UcxTransport::collective_failed(const Comm& c, tppp_status status) noexcept {
   if (c.size() == 1) return;
-  send_notices(c, ++coll_seq_[static_cast<size_t>(c.id)], status);  // this rank's count moves on, as its peers' do
+  // Notices already queued for this comm are about calls this rank has now
+  // passed (every rank of a group skipping the same call sends some that
+  // nobody waits for): take them here, off the fast path, so they cannot
+  // pile up.
+  const uint32_t seq = ++coll_seq_[static_cast<size_t>(c.id)];  // this rank's count moves on, as its peers' do
+  try {
+    CollHeader n;
+    int src = 0;
+    while (take_notice(c, &n, &src))
+      if (static_cast<int32_t>(n.seq - seq) > 0) early_notices_.push_back(Notice{c.id, n.seq, src, n.status});
+  } catch (...) {
+  }
+  early_notices_.erase(std::remove_if(early_notices_.begin(), early_notices_.end(),
+                                      [&](const Notice& e) {
+                                        return e.comm == c.id && static_cast<int32_t>(e.seq - seq) <= 0;
+                                      }),
+                       early_notices_.end());
+  send_notices(c, seq, status);
+}
+
+// Receives one queued notice for c (false when there is none).
+bool UcxTransport::take_notice(const Comm& c, CollHeader* n, int* src) {
+  ucp_tag_recv_info_t info{};
+  ucp_tag_message_h m = ucp_tag_probe_nb(worker_, make_tag(true, c, 0, kNoticeStep), kNoticeMask, 1, &info);
+  if (!m) return false;
+  struct Got {
+    bool done = false;
+  } got;
+  ucp_request_param_t prm{};
+  prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
+    static_cast<Got*>(user)->done = true;
+    ucp_request_free(req);
+  };
+  prm.user_data = &got;
+  *n = CollHeader();
+  ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, n, sizeof *n, m, &prm);
+  if (UCS_PTR_IS_ERR(sp)) return true;  // lost; the caller looks for the next one
+  if (sp)
+    while (!got.done) ucp_worker_progress(worker_);  // the notice is already here: a local copy
+  *src = static_cast<int>((info.sender_tag >> 40) & 0xffff);
+  return true;
 }
 
 void UcxTransport::poll_notices() {
   const Comm& c = *coll_comm_;
   if (coll_hdr_.kind == static_cast<uint8_t>(CollKind::Broadcast)) poll_other_roots();
-  for (;;) {
-    ucp_tag_recv_info_t info{};
-    ucp_tag_message_h m = ucp_tag_probe_nb(worker_, make_tag(true, c, 0, kNoticeStep), kNoticeMask, 1, &info);
-    if (!m) return;
-    struct Got {
-      bool done = false;
-    } got;
-    CollHeader n;
-    ucp_request_param_t prm{};
-    prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
-      static_cast<Got*>(user)->done = true;
-      ucp_request_free(req);
-    };
-    prm.user_data = &got;
-    ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, &n, sizeof n, m, &prm);
-    if (UCS_PTR_IS_ERR(sp)) continue;
-    if (sp)
-      while (!got.done) ucp_worker_progress(worker_);  // the notice is already here: a local copy
-    const int src = static_cast<int>((info.sender_tag >> 40) & 0xffff);
+  CollHeader n;
+  int src = 0;
+  while (take_notice(c, &n, &src)) {
     const int32_t ahead = static_cast<int32_t>(n.seq - coll_hdr_.seq);
     if (ahead > 0) {  // about a call this rank has not reached yet
       early_notices_.push_back(Notice{c.id, n.seq, src, n.status});

@@ -93,6 +93,7 @@ class UcxTransport final : public Transport, private HostP2P {
   // Notices (a failed or skipped call) from the current collective's peers:
   // throws for one about this call; polled only while waiting.
   void poll_notices();
+  bool take_notice(const Comm& c, CollHeader* n, int* src);
   void poll_other_roots();
   void send_notices(const Comm& c, uint32_t seq, tppp_status status) noexcept;
   // Runs a host collective; on failure tells the call's other ranks.
