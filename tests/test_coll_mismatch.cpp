@@ -80,43 +80,40 @@ TEST_SUITE("faults") {
     }
   }
 
-  TEST_CASE("a bad dtype on one rank: it gets INVALID_ARGUMENT, its peer REMOTE naming it; later calls pair up") {
-    auto codes = th::run_ranks(2, 60, [](int rank, const tppp_unique_id& id) {
-      return scenario(
-          rank, id,
-          [](tppp_group_t g, float* x, float* y) {
-            return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 4, 99, TPPP_OP_SUM, nullptr);
-          },
-          TPPP_ERR_REMOTE, "rank 1 failed this call with TPPP_ERR_INVALID_ARGUMENT", TPPP_ERR_INVALID_ARGUMENT,
-          "dtype 99");
-    });
-    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
-  }
-
-  TEST_CASE("a different count on one rank: INVALID_USAGE on both; later calls pair up") {
-    auto codes = th::run_ranks(2, 60, [](int rank, const tppp_unique_id& id) {
-      return scenario(
-          rank, id,
-          [](tppp_group_t g, float* x, float* y) {
-            return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 8, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr);
-          },
-          TPPP_ERR_INVALID_USAGE, "this rank called all_reduce of 4 F32 (sum)", TPPP_ERR_INVALID_USAGE,
-          "rank 0 called all_reduce of 4 F32 (sum)");
-    });
-    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
-  }
-
-  TEST_CASE("a different op on one rank: INVALID_USAGE naming both; later calls pair up") {
-    auto codes = th::run_ranks(2, 60, [](int rank, const tppp_unique_id& id) {
-      return scenario(
-          rank, id,
-          [](tppp_group_t g, float* x, float* y) {
-            return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 4, TPPP_DTYPE_F32, TPPP_OP_MAX, nullptr);
-          },
-          TPPP_ERR_INVALID_USAGE, "rank 1 called all_reduce of 4 F32 (max)", TPPP_ERR_INVALID_USAGE,
-          "rank 0 called all_reduce of 4 F32 (sum)");
-    });
-    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  // Rank 1's first call, broken three ways; rank 0 calls all_reduce of 4 F32 (sum).
+  TEST_CASE("a bad dtype, count or op on one rank: both ranks fail that call, naming the other; later calls pair up") {
+    struct Case {
+      const char* what;
+      tppp_status (*bad)(tppp_group_t, float*, float*);
+      tppp_status want0, want1;
+      const char *needle0, *needle1;
+    } cases[] = {
+        {"bad dtype",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 4, 99, TPPP_OP_SUM, nullptr);
+         },
+         TPPP_ERR_REMOTE, TPPP_ERR_INVALID_ARGUMENT, "rank 1 failed this call with TPPP_ERR_INVALID_ARGUMENT",
+         "dtype 99"},
+        {"different count",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 8, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr);
+         },
+         TPPP_ERR_INVALID_USAGE, TPPP_ERR_INVALID_USAGE, "this rank called all_reduce of 4 F32 (sum)",
+         "rank 0 called all_reduce of 4 F32 (sum)"},
+        {"different op",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 4, TPPP_DTYPE_F32, TPPP_OP_MAX, nullptr);
+         },
+         TPPP_ERR_INVALID_USAGE, TPPP_ERR_INVALID_USAGE, "rank 1 called all_reduce of 4 F32 (max)",
+         "rank 0 called all_reduce of 4 F32 (sum)"},
+    };
+    for (const Case& k : cases) {
+      CAPTURE(k.what);
+      auto codes = th::run_ranks(2, 60, [&k](int rank, const tppp_unique_id& id) {
+        return scenario(rank, id, k.bad, k.want0, k.needle0, k.want1, k.needle1);
+      });
+      CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
   }
 
   TEST_CASE("a broadcast with a different root on one rank: INVALID_USAGE naming both; later calls pair up") {

@@ -147,21 +147,8 @@ bool UcxTransport::take_notice(const Comm& c, CollHeader* n, int* src) {
   ucp_tag_recv_info_t info{};
   ucp_tag_message_h m = ucp_tag_probe_nb(worker_, make_tag(true, c, 0, kNoticeStep), kNoticeMask, 1, &info);
   if (!m) return false;
-  struct Got {
-    bool done = false;
-  } got;
-  ucp_request_param_t prm{};
-  prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
-    static_cast<Got*>(user)->done = true;
-    ucp_request_free(req);
-  };
-  prm.user_data = &got;
-  *n = CollHeader();
-  ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, n, sizeof *n, m, &prm);
-  if (UCS_PTR_IS_ERR(sp)) return true;  // lost; the caller looks for the next one
-  if (sp)
-    while (!got.done) ucp_worker_progress(worker_);  // the notice is already here: a local copy
+  *n = CollHeader();  // a notice that did not arrive in time reads as a skip of call 0: stale, dropped
+  recv_probed(m, n, sizeof *n, steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms));
   *src = static_cast<int>((info.sender_tag >> 40) & 0xffff);
   return true;
 }
@@ -199,21 +186,8 @@ void UcxTransport::poll_other_roots() {
     ucp_tag_message_h m =
         ucp_tag_probe_nb(worker_, make_tag(true, c, 0, seq_low | broadcast_step(r, 0)), mask, 1, &info);
     if (!m) continue;
-    struct {
-      bool done = false;
-    } got;
     std::vector<char> bytes(info.length >= sizeof(CollHeader) ? info.length : sizeof(CollHeader));
-    ucp_request_param_t prm{};
-    prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
-      *static_cast<bool*>(user) = true;
-      ucp_request_free(req);
-    };
-    prm.user_data = &got.done;
-    ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, bytes.data(), bytes.size(), m, &prm);
-    if (UCS_PTR_IS_ERR(sp)) continue;
-    if (sp)
-      while (!got.done) ucp_worker_progress(worker_);
+    if (!recv_probed(m, bytes.data(), bytes.size(), coll_deadline_)) continue;
     CollHeader theirs;
     std::memcpy(&theirs, bytes.data(), sizeof theirs);
     check_header(coll_hdr_, theirs, cfg_.rank, static_cast<int>((info.sender_tag >> 40) & 0xffff), c.name);

@@ -142,6 +142,29 @@ UcxTransport::~UcxTransport() { shutdown(); }
 // Receives and drops every message nobody will receive (a notice about a
 // collective this rank finished, a failed call's leftovers): UCX warns about
 // each unexpected message still queued when the worker is destroyed.
+bool UcxTransport::recv_probed(ucp_tag_message_h m, void* buf, size_t n,
+                               steady_clock::time_point deadline) noexcept {
+  // Thread-local, not on the stack: a cancelled receive's callback runs
+  // during a later progress call (UCX progresses on this thread).
+  thread_local bool done;
+  done = false;
+  ucp_request_param_t prm{};
+  prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
+    *static_cast<bool*>(user) = true;
+    ucp_request_free(req);
+  };
+  prm.user_data = &done;
+  ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, buf, n, m, &prm);
+  if (UCS_PTR_IS_ERR(sp)) return false;
+  if (!sp) return true;  // completed in place
+  while (!done && steady_clock::now() < deadline) ucp_worker_progress(worker_);
+  if (done) return true;
+  ucp_request_cancel(worker_, sp);  // not here in time: cancel, and let the cancellation complete
+  for (int k = 0; k < 1000 && !done; k++) ucp_worker_progress(worker_);
+  return false;
+}
+
 void UcxTransport::drain_unexpected(steady_clock::time_point deadline) noexcept {
   std::vector<char> sink;
   for (int i = 0; i < 1 << 16 && steady_clock::now() < deadline; i++) {
@@ -151,25 +174,7 @@ void UcxTransport::drain_unexpected(steady_clock::time_point deadline) noexcept 
     ucp_tag_message_h m = ucp_tag_probe_nb(worker_, 0, 0, 1, &info);
     if (!m) return;
     sink.resize(info.length ? info.length : 1);
-    // Thread-local, not on the stack: a cancelled receive's callback runs
-    // during a later progress call (ours: UCX progresses on this thread).
-    thread_local bool done;
-    done = false;
-    ucp_request_param_t prm{};
-    prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    prm.cb.recv = [](void* req, ucs_status_t, const ucp_tag_recv_info_t*, void* user) {
-      *static_cast<bool*>(user) = true;
-      ucp_request_free(req);
-    };
-    prm.user_data = &done;
-    ucs_status_ptr_t sp = ucp_tag_msg_recv_nbx(worker_, sink.data(), sink.size(), m, &prm);
-    if (!sp || UCS_PTR_IS_ERR(sp)) continue;
-    while (!done && steady_clock::now() < deadline) ucp_worker_progress(worker_);
-    if (!done) {  // not here in time: cancel, and let the cancellation complete
-      ucp_request_cancel(worker_, sp);
-      for (int k = 0; k < 1000 && !done; k++) ucp_worker_progress(worker_);
-      return;
-    }
+    if (!recv_probed(m, sink.data(), sink.size(), deadline)) return;
   }
 }
 

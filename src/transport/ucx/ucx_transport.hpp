@@ -86,6 +86,9 @@ class UcxTransport final : public Transport, private HostP2P {
 
   void shutdown() noexcept;  // idempotent; the destructor and a failed constructor
   void drain_unexpected(std::chrono::steady_clock::time_point deadline) noexcept;
+  // Receives the probed message m into buf[n] and waits for it until deadline
+  // (then cancels it); true when it arrived.
+  bool recv_probed(ucp_tag_message_h m, void* buf, size_t n, std::chrono::steady_clock::time_point deadline) noexcept;
   // hdr: a collective message (the header goes first, in the same message).
   Op* post_send(int peer_global, uint64_t tag, const void* buf, size_t n, const char* what,
                 const CollHeader* hdr = nullptr);
