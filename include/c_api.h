@@ -246,10 +246,11 @@ TPPP_API tppp_status tppp_recv(tppp_group_t g, int32_t scope, int32_t peer,
  * call's data:
  *  - calls that differ across ranks fail on those ranks with
  *    TPPP_ERR_INVALID_USAGE naming both sides;
- *  - a rank whose call fails its argument checks (or a layer forward with a
- *    bad shape, or 0 rows on some ranks only) still counts the call and tells
- *    the scope's other ranks, whose same call fails with TPPP_ERR_REMOTE
- *    naming that rank and its status.
+ *  - a rank whose call fails its argument checks (a layer forward with a bad
+ *    shape included) still counts the call and tells the scope's other
+ *    ranks, whose same call fails with TPPP_ERR_REMOTE naming that rank and
+ *    its status; a layer forward with 0 rows on some ranks only makes the
+ *    others fail with TPPP_ERR_INVALID_USAGE ("made no such call").
  * After a call that failed its own argument checks (INVALID_ARGUMENT, before
  * any byte moved) and its peers' REMOTE naming that failure, the group stays
  * usable: the next call pairs correctly on every rank. After any other
