@@ -149,10 +149,29 @@ func TestErrors(t *testing.T) {
 	if major, _, _ := Version(); major != 0 {
 		t.Fatalf("major %d", major)
 	}
-	os.Unsetenv("RANK")
+	for _, k := range []string{"RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+		"SLURM_PROCID", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID", "TPPP_RUN_ID"} {
+		os.Unsetenv(k)
+	}
+	// Half a launcher's pair is a mistake the library names.
+	os.Setenv("RANK", "0")
 	_, err := GroupFromEnv(1, 1, 1000)
 	e, ok := err.(*Error)
-	if !ok || e.Status != 2 || !strings.Contains(e.Message, "launcher") {
-		t.Fatalf("want INVALID_USAGE naming the launcher, got %v", err)
+	if !ok || e.Status != 2 || !strings.Contains(e.Message, "launcher") || !strings.Contains(e.Message, "RANK") {
+		t.Fatalf("want INVALID_USAGE naming the launcher and RANK, got %v", err)
+	}
+	os.Unsetenv("RANK")
+	// No launcher at all is a singleton: world 1, rank 0.
+	g, err := GroupFromEnv(1, 1, 1000)
+	if err != nil {
+		t.Fatalf("singleton: %v", err)
+	}
+	defer g.Close()
+	if info, err := g.Info(); err != nil || info.World != 1 || info.Rank != 0 {
+		t.Fatalf("singleton info %+v, %v", info, err)
+	}
+	// A singleton cannot hold a tp=2 grid.
+	if _, err := GroupFromEnv(2, 1, 1000); err == nil {
+		t.Fatal("tp=2 in a singleton: want an error")
 	}
 }
