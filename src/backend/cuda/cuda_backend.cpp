@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -114,14 +115,14 @@ class CudaBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes, void* stream) override {
     if (!bytes) return;
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, as_stream(stream)), "cuda backend: cudaMemcpyAsync");
   }
   void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows,
               void* stream) override {
     if (!width || !rows) return;
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDefault, as_stream(stream)),
                "cuda backend: cudaMemcpy2DAsync");
   }
@@ -169,7 +170,7 @@ class CudaBackend final : public Backend {
       fail(TPPP_ERR_INVALID_ARGUMENT, "cuda backend: weights packed as %s, activations are %s", dtype_name(w.dtype),
            dtype_name(dt));
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     // Bias fuses as an epilogue when it has the output's dtype; else a kernel adds it.
     const bool fuse_bias = bias && ydt == dt;
     GemmKey key;
@@ -194,23 +195,23 @@ class CudaBackend final : public Backend {
 
   void convert(const void* src, int32_t sdt, void* dst, int32_t ddt, size_t n, void* stream) override {
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(tppp_kernels::convert(src, sdt, dst, ddt, static_cast<int64_t>(n), as_stream(stream)), "kernel convert");
   }
   void silu_mul(const void* gu, void* out, int64_t m, int64_t i, int32_t dt, void* stream) override {
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(tppp_kernels::silu_mul(gu, out, m, i, dt, as_stream(stream)), "kernel silu_mul");
   }
   void add_bias(void* y, const void* bias, int64_t m, int64_t n, int32_t dt, int32_t ydt, void* stream) override {
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(tppp_kernels::add_bias(y, ydt, bias, dt, m, n, as_stream(stream)), "kernel add_bias");
   }
   void embedding(const void* ids, int32_t id_dtype, int64_t m, const void* table, int64_t row0, int64_t rows,
                  int64_t h, void* out, int32_t dt, void* stream) override {
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(tppp_kernels::embedding(ids, id_dtype, m, table, row0, rows, h, out,
                                        static_cast<int32_t>(dtype_size(dt)), as_stream(stream)),
                "kernel embedding");
@@ -218,14 +219,14 @@ class CudaBackend final : public Backend {
   void argmax_rows(const void* logits, int64_t m, int64_t n, int64_t valid_n, int64_t off, int32_t dt,
                    ArgmaxCand* out, void* stream) override {
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(tppp_kernels::argmax_rows(logits, m, n, valid_n, off, dt,
                                          reinterpret_cast<tppp_kernels::ArgmaxCand*>(out), as_stream(stream)),
                "kernel argmax_rows");
   }
   void argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, void* stream) override {
     DeviceScope ds(dev_);
-    use(stream);
+    const Tail tail = use(stream);
     check_cuda(tppp_kernels::argmax_merge(reinterpret_cast<const tppp_kernels::ArgmaxCand*>(cand), parts, m, ids,
                                           as_stream(stream)),
                "kernel argmax_merge");
@@ -234,7 +235,36 @@ class CudaBackend final : public Backend {
  private:
   static constexpr size_t kWorkspace = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
 
-  void use(void* stream) { last_stream_ = as_stream(stream); }
+  // Every op records its stream's tail event once it has queued its work. A
+  // fence waits on every tail from our own stream: the library never touches
+  // a host's stream after the call that was given it has returned (the host
+  // may have destroyed it), only events it recorded during such a call.
+  class Tail {
+   public:
+    Tail(CudaBackend* b, cudaStream_t s) : b_(b), s_(s) {}
+    ~Tail() { b_->record_tail(s_); }
+    Tail(const Tail&) = delete;
+    Tail& operator=(const Tail&) = delete;
+
+   private:
+    CudaBackend* b_;
+    cudaStream_t s_;
+  };
+  Tail use(void* stream) { return Tail(this, as_stream(stream)); }
+  void record_tail(cudaStream_t s) noexcept {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &cs) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    // Work captured into a graph runs when the host launches it: the host
+    // keeps the layer (and so its memory) alive until then, as with PyTorch.
+    if (cs != cudaStreamCaptureStatusNone) return;
+    std::lock_guard<std::mutex> lk(ev_mu_);
+    cudaEvent_t& e = tails_[s];
+    if (!e && !(e = new_event_locked())) return;
+    if (cudaEventRecord(e, s) != cudaSuccess) cudaGetLastError();
+  }
 
   CachingAllocator::Raw raw_allocator() {
     CachingAllocator::Raw r;
@@ -247,13 +277,28 @@ class CudaBackend final : public Backend {
       return p;
     };
     r.free = [](void* p) { cudaFree(p); };
-    // A freed block is reusable once the stream that last used the backend
-    // has passed this point.
+    // A freed block is reusable once every stream's library work queued so
+    // far has finished: our stream waits on each tail event, then records the
+    // fence. Tails already passed are dropped (their streams may be gone).
     r.fence = [this]() -> uint64_t {
       cudaEvent_t e = take_event();
-      if (cudaEventRecord(e, last_stream_) != cudaSuccess) {
+      std::lock_guard<std::mutex> lk(ev_mu_);
+      bool ok = true;
+      for (auto it = tails_.begin(); it != tails_.end();) {
+        if (cudaEventQuery(it->second) == cudaSuccess) {
+          free_events_.push_back(it->second);
+          it = tails_.erase(it);
+          continue;
+        }
         cudaGetLastError();
-        cudaStreamSynchronize(last_stream_);
+        ok = ok && cudaStreamWaitEvent(own_, it->second, 0) == cudaSuccess;
+        ++it;
+      }
+      ok = ok && cudaEventRecord(e, own_) == cudaSuccess;
+      if (!ok) {  // cannot order on the device: wait for the work here
+        cudaGetLastError();
+        for (auto& t : tails_) cudaEventSynchronize(t.second);
+        cudaGetLastError();
       }
       return reinterpret_cast<uint64_t>(e);
     };
@@ -273,8 +318,21 @@ class CudaBackend final : public Backend {
       free_events_.pop_back();
       return e;
     }
+    cudaEvent_t e = new_event_locked();
+    if (!e) fail(TPPP_ERR_CUDA, "cuda backend: cudaEventCreate failed");
+    return e;
+  }
+  cudaEvent_t new_event_locked() noexcept {
+    if (!free_events_.empty()) {
+      cudaEvent_t e = free_events_.back();
+      free_events_.pop_back();
+      return e;
+    }
     cudaEvent_t e = nullptr;
-    check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cuda backend: cudaEventCreate");
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
     events_.push_back(e);
     return e;
   }
@@ -374,7 +432,7 @@ class CudaBackend final : public Backend {
   cublasLtHandle_t lt_ = nullptr;
   void* ws_ = nullptr;         // [kWorkspace] bytes, device
   cudaStream_t own_ = nullptr;  // uploads at bind time
-  cudaStream_t last_stream_ = nullptr;
+  std::unordered_map<cudaStream_t, cudaEvent_t> tails_;  // stream -> its latest library work (guarded by ev_mu_)
   std::unique_ptr<PlanCache<GemmPlan>> plans_{new PlanCache<GemmPlan>()};
 };
 
