@@ -7,18 +7,18 @@
 # grids), compute-sanitizer memcheck on the CUDA suite, the GPU benchmark
 # (writes bench/results/linear-gpu-<date>-<gpu>.md), and a summary table last.
 #   bash scripts/gpu-check.sh [--quick] [STEP...]     (under 10 minutes on an H100)
-# STEP: logic, cuda, layers, memcheck, bench (default: all, in that order);
+# STEP: logic, cuda, layers, memcheck, python, bench (default: all, in that order);
 # naming some splits the run over several calls of a time-limited runner.
 set -uo pipefail
 quick=(); steps=()
 for a in "$@"; do
   case $a in
     --quick) quick=(--quick) ;;
-    logic|cuda|layers|memcheck|bench) steps+=("$a") ;;
-    *) echo "unknown argument '$a' (steps: logic cuda layers memcheck bench; option: --quick)"; exit 2 ;;
+    logic|cuda|layers|memcheck|python|bench) steps+=("$a") ;;
+    *) echo "unknown argument '$a' (steps: logic cuda layers memcheck python bench; option: --quick)"; exit 2 ;;
   esac
 done
-[ ${#steps[@]} -gt 0 ] || steps=(logic cuda layers memcheck bench)
+[ ${#steps[@]} -gt 0 ] || steps=(logic cuda layers memcheck python bench)
 want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.." || exit 2
 G=$PWD/.gpu
@@ -67,6 +67,8 @@ if want memcheck; then
     names+=("compute-sanitizer"); results+=("NOT RUN (not installed)")
   fi
 fi
+want python && step "Python binding: torch CUDA tensors through DLPack" env TPPP_LIBRARY="$G/lib" \
+  PYTHONPATH="$PWD/bindings/python" python3 bindings/python/tests/dlpack_cuda.py
 want bench && step "GPU benchmark vs torch" bench/linear_gpu.sh "$G/bin" "${quick[@]}"
 echo; echo "=== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
 printf '| %-70s | %s |\n' "check" "result"

@@ -42,6 +42,14 @@ int main(int argc, char** argv) {
     first = 1;
     F(tppp_tensor_info, dtype); F(tppp_tensor_info, name); F(tppp_tensor_info, dtype_name);
     F(tppp_tensor_info, file); F(tppp_tensor_info, ndim); F(tppp_tensor_info, shape); F(tppp_tensor_info, nbytes);
+    printf_json("}},\n \"tppp_scheduler_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_scheduler_params));
+    first = 1;
+    F(tppp_scheduler_params, policy); F(tppp_scheduler_params, num_microbatches); F(tppp_scheduler_params, steps);
+    F(tppp_scheduler_params, dtype); F(tppp_scheduler_params, hidden);
+    printf_json("}},\n \"tppp_scheduler_stats\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_scheduler_stats));
+    first = 1;
+    F(tppp_scheduler_stats, stage); F(tppp_scheduler_stats, steps); F(tppp_scheduler_stats, wall_ms);
+    F(tppp_scheduler_stats, bubble); F(tppp_scheduler_stats, theory_bubble);
   }
   printf_json("}}}\n");
   return 0;

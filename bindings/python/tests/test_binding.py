@@ -121,3 +121,11 @@ def test_checkpoint_loads_what_safetensors_reads():
         with pytest.raises(tppp.TpppError) as e:
             c.load("no.such.tensor")
         assert "no.such.tensor" in e.value.message
+
+
+def test_scheduler_and_dlpack_two_stages():
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    r = subprocess.run([os.environ["TPPP_RUN"], "-n", "2", "--timeout", "120", "--", sys.executable,
+                        os.path.join(HERE, "sched_rank.py")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("OK") == 2, r.stdout

@@ -1,8 +1,11 @@
 """libtppp for Python: ctypes over the C API (include/c_api.h), no compiler.
 
-numpy arrays in and out; every failure, bad arguments included, raises
-TpppError carrying the status and tppp_last_error(); callbacks handed to the
-library are kept alive by the objects that registered them.
+numpy arrays in and out for host memory; DLPack tensors (anything with
+__dlpack__, e.g. torch CUDA tensors) for device memory, with `out=` given and
+an optional `stream=` (a cudaStream_t as an int). Every failure, bad
+arguments included, raises TpppError carrying the status and
+tppp_last_error(); callbacks handed to the library are kept alive by the
+objects that registered them.
 
 The shared library is found, in order, through TPPP_LIBRARY (the file, or a
 directory holding libtppp.so), an installed prefix that `pkg-config tppp`
@@ -20,7 +23,10 @@ import subprocess
 
 import numpy as np
 
-__all__ = ["TpppError", "Group", "Layer", "Checkpoint", "library", "version", "STATUS", "__version__"]
+from . import _dlpack
+
+__all__ = ["TpppError", "Group", "Layer", "Checkpoint", "Scheduler", "DeviceTensor", "library", "version", "STATUS",
+           "__version__"]
 __version__ = "0.2.0"  # = pyproject.toml's version = the C API version this binding was written against
 
 STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
@@ -32,6 +38,7 @@ SCOPES = {"world": 0, "tp": 1, "pp": 2}
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 5, np.dtype(np.uint8): 6,
           np.dtype(np.int32): 7, np.dtype(np.int64): 8}
 OPS = {"sum": 0, "max": 1, "min": 2}
+TRANSPORTS = {"auto": 0, "ucx": 1, "nccl": 2}
 LAYER_KINDS = {"column": 0, "row": 1, "replicated": 2, "gate_up": 3, "qkv": 4, "embedding": 5, "lm_head": 6, "mlp": 7}
 
 
@@ -79,7 +86,21 @@ class TensorInfo(C.Structure):
                 ("nbytes", C.c_uint64)]
 
 
-STRUCTS["tppp_tensor_info"] = TensorInfo
+class SchedulerParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("policy", C.c_int32), ("num_microbatches", C.c_int32),
+                ("steps", C.c_int32), ("dtype", C.c_int32), ("reserved", C.c_int32), ("hidden", C.c_int64)]
+
+
+class SchedulerStats(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("stage", C.c_int32), ("num_microbatches", C.c_int32),
+                ("steps", C.c_int32), ("wall_ms", C.c_double), ("busy_ms", C.c_double), ("idle_ms", C.c_double),
+                ("bubble", C.c_double), ("theory_bubble", C.c_double)]
+
+
+STRUCTS.update(tppp_tensor_info=TensorInfo, tppp_scheduler_params=SchedulerParams,
+               tppp_scheduler_stats=SchedulerStats)
+POLICIES = {"fill_drain": 0, "decode_ring": 1}
+STAGE_FN = C.CFUNCTYPE(C.c_int32, C.c_void_p, C.c_int32, C.c_int32, C.POINTER(Tensor), C.POINTER(Tensor))
 NUMPY_OF = {v: k for k, v in DTYPES.items()}
 
 
@@ -140,6 +161,14 @@ def _load():
         "tppp_checkpoint_find": (i32, [vp, C.c_char_p, C.POINTER(sz)]),
         "tppp_checkpoint_tensor_info": (i32, [vp, sz, C.POINTER(TensorInfo)]),
         "tppp_checkpoint_load": (i32, [vp, C.c_char_p, vp, C.POINTER(Tensor)]),
+        "tppp_scheduler_params_init": (i32, [C.POINTER(SchedulerParams), sz]),
+        "tppp_scheduler_create": (i32, [vp, C.POINTER(SchedulerParams), C.POINTER(vp)]),
+        "tppp_scheduler_set_stage_fn": (i32, [vp, STAGE_FN, vp]),
+        "tppp_scheduler_add_layer": (i32, [vp, vp]),
+        "tppp_scheduler_run": (i32, [vp, C.POINTER(Tensor), C.POINTER(Tensor)]),
+        "tppp_scheduler_get_stats": (i32, [vp, C.POINTER(SchedulerStats)]),
+        "tppp_scheduler_write_trace": (i32, [vp, C.c_char_p]),
+        "tppp_scheduler_destroy": (None, [vp]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)
@@ -190,6 +219,47 @@ def _tensor(a):
     return t
 
 
+def _borrow(obj, what, stream=None):
+    """(Tensor, keepalive) for a DLPack tensor: its memory, borrowed for one call."""
+    try:
+        cap, data, kind, dev, dt, shape = _dlpack.describe(obj, stream)
+    except (ValueError, TypeError, BufferError) as e:
+        raise TpppError(1, f"{what}: {e}") from None
+    if len(shape) > MAX_DIMS:
+        raise TpppError(1, f"{what}: {len(shape)} dimensions (at most {MAX_DIMS})")
+    t = Tensor()
+    t.data, t.mem_kind, t.device, t.dtype, t.ndim = data, kind, dev if kind == 2 else -1, dt, len(shape)
+    for i, n in enumerate(shape):
+        t.shape[i] = n
+    return t, cap
+
+
+def _is_device(a):
+    """A DLPack tensor that is not a numpy array: device (or pinned) memory, borrowed."""
+    return not isinstance(a, np.ndarray) and _dlpack.is_dlpack(a)
+
+
+class DeviceTensor:
+    """What a stage function gets for device memory: the pointer, shape, libtppp dtype and device."""
+
+    def __init__(self, t):
+        self.data_ptr, self.shape, self.dtype, self.device = t.data, tuple(t.shape[:t.ndim]), t.dtype, t.device
+
+    def __repr__(self):
+        return f"DeviceTensor(0x{self.data_ptr or 0:x}, shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+
+def _view(t):
+    """A numpy view of a host tppp_tensor (no copy), or a DeviceTensor."""
+    if t.mem_kind == 2 or t.dtype not in NUMPY_OF:
+        return DeviceTensor(t)
+    shape = tuple(t.shape[:t.ndim])
+    n = int(np.prod(shape)) if shape else 1
+    dt = NUMPY_OF[t.dtype]
+    buf = (C.c_char * (n * dt.itemsize)).from_address(t.data) if n else bytearray()
+    return np.frombuffer(buf, dt, n).reshape(shape)
+
+
 _log_keepalive = []
 
 
@@ -212,11 +282,17 @@ class Group:
         self._h = C.c_void_p(handle)
 
     @classmethod
-    def from_env(cls, tp_size=1, pp_size=1, timeout_ms=60000):
-        """Joins the group a launcher started (tppp-run, torchrun, mpirun, srun), or a group of one without one."""
+    def from_env(cls, tp_size=1, pp_size=1, timeout_ms=60000, device=None, transport=None):
+        """Joins the group a launcher started (tppp-run, torchrun, mpirun, srun), or a group of one without one.
+
+        device: None (the CPU) or a CUDA ordinal; transport: None (auto), "ucx" or "nccl"."""
         p = GroupParams()
         _check(library.tppp_group_params_init(C.byref(p), C.sizeof(p)))
         p.tp_size, p.pp_size, p.timeout_ms = tp_size, pp_size, timeout_ms
+        if device is not None:
+            p.device = device
+        if transport is not None:
+            p.transport = _enum(TRANSPORTS, transport, "transport")
         h = C.c_void_p()
         _check(library.tppp_group_create_from_env(C.byref(p), C.byref(h)))
         return cls(h.value)
@@ -228,12 +304,24 @@ class Group:
         _check(library.tppp_group_get_info(self._h, C.byref(i)))
         return {name: getattr(i, name) for name, _ in GroupInfo._fields_[1:]}
 
-    def all_reduce(self, a, scope="world", op="sum"):
-        """op ("sum", "max", "min") over the scope ("world", "tp", "pp") of a; returns a new array."""
+    def all_reduce(self, a, scope="world", op="sum", out=None, stream=None):
+        """op ("sum", "max", "min") over the scope ("world", "tp", "pp") of a; returns a new array.
+
+        A DLPack device tensor a needs out= (another one of the same size; a itself is allowed) and
+        runs on stream (an int cudaStream_t; None: the default stream)."""
+        sc, o = _enum(SCOPES, scope, "scope"), _enum(OPS, op, "op")
+        if _is_device(a):
+            if out is None or not _is_device(out):
+                raise TpppError(1, "all_reduce of a DLPack tensor: pass out= (a DLPack tensor of the same size)")
+            (ta, ka), (to, ko) = _borrow(a, "all_reduce a", stream), _borrow(out, "all_reduce out", stream)
+            n = int(np.prod(ta.shape[:ta.ndim]))
+            if n != int(np.prod(to.shape[:to.ndim])) or ta.dtype != to.dtype:
+                raise TpppError(1, "all_reduce: out has another size or dtype than a")
+            _check(library.tppp_all_reduce(self._h, sc, ta.data, to.data, n, ta.dtype, o, stream))
+            return out
         a = np.ascontiguousarray(a)
         out = np.empty_like(a)
-        _check(library.tppp_all_reduce(self._h, _enum(SCOPES, scope, "scope"), a.ctypes.data, out.ctypes.data, a.size, _dtype(a),
-                                       _enum(OPS, op, "op"), None))
+        _check(library.tppp_all_reduce(self._h, sc, a.ctypes.data, out.ctypes.data, a.size, _dtype(a), o, None))
         return out
 
     def all_gather(self, a, scope="world"):
@@ -313,10 +401,19 @@ class Layer:
             return p.vocab_size
         return self.weight_shape(0)[0]
 
-    def forward(self, x):
-        """y = the layer applied to x [M, features] (token ids [M] for embedding); collective over TP."""
+    def forward(self, x, out=None, stream=None):
+        """y = the layer applied to x [M, features] (token ids [M] for embedding); collective over TP.
+
+        x and out may be DLPack tensors (e.g. torch CUDA tensors on the group's device): then out is
+        required, nothing is copied, and the work is queued on stream (an int cudaStream_t)."""
+        if _is_device(x) or _is_device(out):
+            if out is None:
+                raise TpppError(1, "forward of a DLPack tensor: pass out= (a DLPack tensor [M, out features])")
+            (xt, kx), (yt, ky) = _borrow(x, "forward x", stream), _borrow(out, "forward out", stream)
+            _check(library.tppp_layer_forward(self._h, C.byref(xt), C.byref(yt), stream))
+            return out
         x = np.ascontiguousarray(x)
-        y = np.empty((x.shape[0], self._out_cols()), self.dtype)
+        y = np.empty((x.shape[0], self._out_cols()), self.dtype) if out is None else out
         xt, yt = _tensor(x), _tensor(y)
         _check(library.tppp_layer_forward(self._h, C.byref(xt), C.byref(yt), None))
         return y
@@ -375,6 +472,95 @@ class Checkpoint:
         """Closes the files (idempotent)."""
         if self._h:
             library.tppp_checkpoint_close(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Scheduler:
+    """The micro-batch pipeline scheduler over the group's PP scope (tppp_scheduler_t).
+
+    policy "fill_drain" (one step) or "decode_ring" (`steps` steps, the last stage's output handed
+    back to stage 0). A stage is either layers (add_layer) or a Python function
+    fn(microbatch, step, x, y) filling y from x (numpy views of host memory, DeviceTensor for device
+    memory); an exception in fn fails the run on every stage and is re-raised by run()."""
+
+    _h = None
+
+    def __init__(self, group, hidden, num_microbatches=1, policy="fill_drain", steps=1, dtype=np.float32):
+        p = SchedulerParams()
+        _check(library.tppp_scheduler_params_init(C.byref(p), C.sizeof(p)))
+        p.policy, p.num_microbatches, p.steps = _enum(POLICIES, policy, "policy"), num_microbatches, steps
+        p.dtype, p.hidden = _enum(DTYPES, np.dtype(dtype), "dtype"), hidden
+        self._group, self._p, self.dtype = group, p, np.dtype(dtype)
+        self._layers, self._fn, self._err = [], None, None
+        h = C.c_void_p()
+        _check(library.tppp_scheduler_create(group._h, C.byref(p), C.byref(h)))
+        self._h = h
+
+    def set_stage_fn(self, fn):
+        """fn(microbatch, step, x, y) -> None; raise to fail the run."""
+        def tramp(user, mb, step, xin, yout):
+            try:
+                fn(mb, step, _view(xin.contents), _view(yout.contents))
+                return 0
+            except BaseException as e:  # noqa: B036 - nothing may unwind into C
+                self._err = e
+                return 1
+        cb = STAGE_FN(tramp)
+        _check(library.tppp_scheduler_set_stage_fn(self._h, cb, None))
+        self._fn = cb
+
+    def add_layer(self, layer):
+        """Appends a layer to this stage's built-in stage (kept alive by the scheduler)."""
+        _check(library.tppp_scheduler_add_layer(self._h, layer._h))
+        self._layers.append(layer)
+
+    def run(self, x=None, rows=None):
+        """Runs one batch: stage 0 passes x [rows, hidden]; the last stage gets the output array
+        (pass rows= there when it is not stage 0); other stages pass nothing and get None."""
+        info = self._group.info()
+        first, last = info["pp_rank"] == 0, info["pp_rank"] == info["pp_size"] - 1
+        keep = np.ascontiguousarray(x, self.dtype) if first and x is not None else None  # alive through the run
+        xt = _tensor(keep) if keep is not None else None
+        y = None
+        if last:
+            n = rows if rows is not None else (keep.shape[0] if keep is not None else None)
+            if n is None:
+                raise TpppError(1, "Scheduler.run on the last stage: pass rows= (the batch's row count)")
+            y = np.empty((n, self._p.hidden), self.dtype)
+        yt = _tensor(y) if y is not None else None
+        self._err = None
+        st = library.tppp_scheduler_run(self._h, C.byref(xt) if xt is not None else None,
+                                        C.byref(yt) if yt is not None else None)
+        if self._err is not None:
+            err, self._err = self._err, None
+            raise err
+        _check(st)
+        return y
+
+    def stats(self):
+        """This stage's last run: stage, num_microbatches, steps, wall/busy/idle ms, bubble, theory_bubble."""
+        s = SchedulerStats()
+        s.struct_size = C.sizeof(s)
+        _check(library.tppp_scheduler_get_stats(self._h, C.byref(s)))
+        return {name: getattr(s, name) for name, _ in SchedulerStats._fields_[1:]}
+
+    def write_trace(self, path):
+        """Collective over the world: rank 0 writes a Chrome trace of the last run."""
+        _check(library.tppp_scheduler_write_trace(self._h, os.fsencode(path)))
+
+    def close(self):
+        """Destroys the scheduler (idempotent); its layers stay the caller's."""
+        if self._h:
+            library.tppp_scheduler_destroy(self._h)
             self._h = None
 
     def __enter__(self):
