@@ -169,8 +169,10 @@ void UcxTransport::drain_unexpected(steady_clock::time_point deadline) noexcept 
   std::vector<char> sink;
   for (int i = 0; i < 1 << 16 && steady_clock::now() < deadline; i++) {
     ucp_tag_recv_info_t info{};
-    // Small (eager) ones only: a large one needs its sender, which may be gone.
-    if (!ucp_tag_probe_nb(worker_, 0, 0, 0, &info) || info.length > (64u << 10)) return;
+    // A large (rendezvous) one is fetched from its sender, which frees the
+    // sender's request too; a sender that is gone fails or times out the
+    // receive, which then ends the drain.
+    if (!ucp_tag_probe_nb(worker_, 0, 0, 0, &info) || info.length > (size_t(1) << 30)) return;
     ucp_tag_message_h m = ucp_tag_probe_nb(worker_, 0, 0, 1, &info);
     if (!m) return;
     sink.resize(info.length ? info.length : 1);
@@ -188,12 +190,38 @@ void UcxTransport::shutdown() noexcept {
   // quiet, force (which fails pending sends) after an abort or an error left
   // operations behind, since UCX must not destroy an endpoint with requests
   // on it. Bounded by a short deadline so a dead peer cannot hold us.
-  bool force = cfg_.abort_flag && cfg_.abort_flag->load();
+  const bool aborted = cfg_.abort_flag && cfg_.abort_flag->load();
+  for (auto& op : all_ops_)
+    if (op->is_recv && !op->done && op->ucx_req) ucp_request_cancel(worker_, op->ucx_req);
+  // A send still pending to a live peer (a failed call's leftover) completes
+  // when that peer receives it, and every rank drains what it was sent when
+  // it shuts down: give that a moment before forcing the endpoints closed.
+  auto send_pending = [this] {
+    for (auto& op : all_ops_)
+      if (!op->is_recv && !op->done && op->ucx_req && op->peer >= 0 &&
+          !peer_dead(op->peer))
+        return true;
+    return false;
+  };
+  auto send_pending_any = [this] {
+    for (auto& op : all_ops_)
+      if (!op->is_recv && !op->done && op->ucx_req) return true;
+    return false;
+  };
+  const auto send_dl = steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 1000));
+  while (!aborted && send_pending() && steady_clock::now() < send_dl) {
+    drain_unexpected(send_dl);
+    if (!ucp_worker_progress(worker_)) sched_yield();
+  }
+  bool force = aborted;
   for (auto& op : all_ops_) {
     if (op->done || !op->ucx_req) continue;
     force = true;
-    if (op->is_recv) ucp_request_cancel(worker_, op->ucx_req);
+    // A rendezvous send to a peer that will never fetch it: cancelled (UCX
+    // completes it with UCS_ERR_CANCELED), or it is never returned to UCX's pool.
+    if (!op->is_recv) ucp_request_cancel(worker_, op->ucx_req);
   }
+  for (int i = 0; i < 1000 && send_pending_any(); i++) ucp_worker_progress(worker_);
   // A cancelled receive completes (and returns its request to UCX) on a later progress call.
   const auto cancel_dl = steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 200));
   for (bool pending = true; pending && steady_clock::now() < cancel_dl;) {
