@@ -34,7 +34,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- versions */
 #define TPPP_VERSION_MAJOR 0
-#define TPPP_VERSION_MINOR 2
+#define TPPP_VERSION_MINOR 3
 #define TPPP_VERSION_PATCH 0
 /* major * 10000 + minor * 100 + patch */
 #define TPPP_VERSION_CODE \
@@ -552,6 +552,107 @@ TPPP_API tppp_status tppp_scheduler_write_trace(tppp_scheduler_t s, const char* 
 TPPP_API void tppp_scheduler_destroy(tppp_scheduler_t s);
 
 /* ---------------------------------------------------------------- api table */
+/* ---------------------------------------------------------------- model */
+/* A Llama / Qwen2 / Qwen3 (and Mistral) decoder over the group's TP x PP
+ * grid (docs/DESIGN.md section 9): each rank loads only its stage's layers
+ * and its TP rank's heads (kv heads replicated when kv_heads < tp), the
+ * embedding slice on the first stage and the LM head slice on the last,
+ * and keeps a paged KV cache of its layers and kv heads. World rank 0 is
+ * the driver: it gets the outputs. Every rank calls tppp_model_forward,
+ * _remove_seq and _generate in the same order with the same arguments (the
+ * driver's output buffers aside); a bad batch is refused identically on
+ * every rank before any traffic. The group must outlive the model; the
+ * checkpoint may be closed after create. CPU backend (the CUDA backend's
+ * decoder ops are the next step: NOT_SUPPORTED naming the op until then).
+ * Unsupported configs (another architecture or RoPE type, sliding window,
+ * MoE, mlp_bias) are refused at create with NOT_SUPPORTED naming the field. */
+typedef struct tppp_model_s* tppp_model_t;
+
+#define TPPP_OUT_LOGITS 1 /* f32 [n_out, vocab] */
+#define TPPP_OUT_IDS 2    /* greedy token ids, I64 [n_out] (ties: the smallest id) */
+
+typedef struct tppp_model_params {
+  uint32_t struct_size;
+  int32_t dtype;     /* compute dtype F32/F16/BF16; default -1: the checkpoint's */
+  int32_t page_size; /* KV tokens per page; default 16 */
+  int32_t max_seqs;  /* sequence ids are [0, max_seqs); default 64 */
+  int64_t kv_tokens; /* KV capacity per rank in tokens, all sequences; default 4096 */
+  int32_t max_batch; /* tokens per forward; default 2048 */
+  int32_t reserved;
+} tppp_model_params;
+
+typedef struct tppp_model_info {
+  uint32_t struct_size;
+  int32_t dtype;
+  const char* architecture; /* "LlamaForCausalLM", ...; lives as long as the model */
+  int64_t vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, head_dim;
+  int64_t layer_begin, layer_end; /* this rank's stage: layers [begin, end) */
+  int32_t page_size, num_pages, free_pages, max_seqs;
+} tppp_model_info;
+
+/* llama_batch: n_tokens tokens; token i is token[i] at position pos[i] of
+ * sequence seq_id[i]; logits[i] != 0 asks for its outputs (logits NULL:
+ * only the last token's). Prefill and decode of many sequences mix freely.
+ * Each sequence's positions continue its cache in batch order (a new or
+ * removed sequence starts at 0); a gap, a rewrite, a sequence id outside
+ * [0, max_seqs) or a token outside the vocabulary is INVALID_ARGUMENT naming
+ * the token and sequence, and a cache too small OUT_OF_MEMORY naming
+ * capacity and demand; either way nothing is written. */
+typedef struct tppp_batch {
+  int32_t n_tokens;
+  const int32_t* token;
+  const int32_t* pos;
+  const int32_t* seq_id;
+  const int8_t* logits;
+} tppp_batch;
+
+typedef struct tppp_model_stats {
+  uint32_t struct_size;
+  int32_t stage;
+  double busy_ms; /* this rank's compute inside model calls */
+  double wall_ms; /* the calls' time */
+  int64_t tokens; /* batch tokens run */
+} tppp_model_stats;
+
+/* Fills defaults; size is sizeof *p as the caller knows it. */
+TPPP_API tppp_status tppp_model_params_init(tppp_model_params* p, size_t size);
+/* Collective over the group: every rank with the same checkpoint. */
+TPPP_API tppp_status tppp_model_create(tppp_group_t g, tppp_checkpoint_t c, const tppp_model_params* p,
+                                       tppp_model_t* out);
+TPPP_API tppp_status tppp_model_get_info(tppp_model_t m, tppp_model_info* out);
+/* Runs the batch. outputs: TPPP_OUT_* flags, the same on every rank. On the
+ * driver, for the n_out flagged tokens in batch order: logits f32
+ * [n_out, vocab] and/or ids [n_out] (each non-NULL when asked for); other
+ * ranks pass NULL. n_out (may be NULL) gets the count on every rank. */
+TPPP_API tppp_status tppp_model_forward(tppp_model_t m, const tppp_batch* b, int32_t outputs, float* logits,
+                                        int64_t* ids, int32_t* n_out);
+/* Frees the sequence's KV pages; its id can start again at position 0. */
+TPPP_API tppp_status tppp_model_remove_seq(tppp_model_t m, int32_t seq_id);
+
+/* Called on the driver for each generated token, in order. */
+typedef void (*tppp_token_fn)(void* user, int32_t prompt, int32_t token);
+typedef struct tppp_generate_params {
+  uint32_t struct_size;
+  int32_t max_new;         /* new tokens per prompt at most; default 16 */
+  const int32_t* stop_ids; /* a generated stop id ends its prompt (and is kept) */
+  int32_t n_stop;
+  int32_t reserved;
+  tppp_token_fn on_token;  /* may be NULL */
+  void* user;
+} tppp_generate_params;
+TPPP_API tppp_status tppp_generate_params_init(tppp_generate_params* p, size_t size);
+/* Greedy decoding of n_prompts prompts (prompt i of prompt_lens[i] tokens,
+ * run as sequence i, which must hold nothing; removed afterwards). On the
+ * driver: out_tokens [n_prompts, max_new] (row i: prompt i's tokens),
+ * out_counts [n_prompts], and when non-NULL first_logits [n_prompts, vocab]
+ * (each prompt's last-position logits). Other ranks may pass NULL. */
+TPPP_API tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, const int32_t* const* prompts,
+                                         const int32_t* prompt_lens, const tppp_generate_params* p,
+                                         int32_t* out_tokens, int32_t* out_counts, float* first_logits);
+TPPP_API tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out);
+/* Accepts NULL. */
+TPPP_API void tppp_model_destroy(tppp_model_t m);
+
 /* Versioned, append-only table of every function above, for hosts that
  * dlopen(RTLD_NOW | RTLD_LOCAL) the library and dlsym only tppp_get_api. */
 typedef struct tppp_api {
@@ -634,6 +735,17 @@ typedef struct tppp_api {
   tppp_status (*scheduler_get_stats)(tppp_scheduler_t, tppp_scheduler_stats*);
   tppp_status (*scheduler_write_trace)(tppp_scheduler_t, const char*);
   void (*scheduler_destroy)(tppp_scheduler_t);
+  /* 0.3 */
+  tppp_status (*model_params_init)(tppp_model_params*, size_t);
+  tppp_status (*model_create)(tppp_group_t, tppp_checkpoint_t, const tppp_model_params*, tppp_model_t*);
+  tppp_status (*model_get_info)(tppp_model_t, tppp_model_info*);
+  tppp_status (*model_forward)(tppp_model_t, const tppp_batch*, int32_t, float*, int64_t*, int32_t*);
+  tppp_status (*model_remove_seq)(tppp_model_t, int32_t);
+  tppp_status (*generate_params_init)(tppp_generate_params*, size_t);
+  tppp_status (*model_generate)(tppp_model_t, int32_t, const int32_t* const*, const int32_t*,
+                                const tppp_generate_params*, int32_t*, int32_t*, float*);
+  tppp_status (*model_get_stats)(tppp_model_t, tppp_model_stats*);
+  void (*model_destroy)(tppp_model_t);
   /* later versions append here */
 } tppp_api;
 

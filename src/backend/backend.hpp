@@ -71,6 +71,35 @@ class Backend {
                            int32_t dtype, ArgmaxCand* out, void* stream) = 0;
   // ids[r] = best of cand[t*M + r] over t < parts (same rule); backend memory.
   virtual void argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, void* stream) = 0;
+
+  // ---- decoder ops (docs/DESIGN.md section 9); f32 arithmetic, tensors in
+  // `dtype`, index arrays (I32) and inv_freq (F32) in backend memory. A
+  // backend that lacks one throws NOT_SUPPORTED naming it (the defaults).
+  // residual NULL: out[M,H] = x / rms(x) * w[H]. Else residual[M,H] += x
+  // first (rounded to dtype, as transformers keeps it), then out = the norm
+  // of residual. eps inside the root.
+  virtual void rms_norm(const void* x, void* residual, const void* w, void* out, int64_t m, int64_t h, float eps,
+                        int32_t dtype, void* stream);
+  // In place on n heads of d elements per row (row stride ld elements): each
+  // head normed with w[d] (Qwen3's q/k norm).
+  virtual void head_rms_norm(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const void* w, float eps,
+                             int32_t dtype, void* stream);
+  // In place, rotate-half RoPE of n heads [M, n, d] at row stride ld: pairs
+  // (i, i + d/2) turn by pos[m] * inv_freq[i] (f32 angle, as transformers).
+  virtual void rope(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const int32_t* pos, const float* inv_freq,
+                    int32_t dtype, void* stream);
+  // Paged KV cache, FlashInfer's NHD layout: k_cache/v_cache [pages,
+  // page_size, kvh, d]. Row m of k and v (stride ld) goes to slot[m] =
+  // page * page_size + offset.
+  virtual void kv_write(const void* k, const void* v, int64_t ld, int64_t m, int64_t kvh, int64_t d,
+                        const int32_t* slot, void* k_cache, void* v_cache, int32_t dtype, void* stream);
+  // out[M, nh*d] = softmax(scale q k^T) v per head; token t sees kv_len[t]
+  // cached positions, held by pages[page_off[t] ...] in order (page_size
+  // each); q head h reads kv head h / (nh / kvh). q rows at stride ldq.
+  virtual void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d,
+                         const void* k_cache, const void* v_cache, int64_t page_size, const int32_t* kv_len,
+                         const int32_t* page_off, const int32_t* pages, float scale, void* out, int32_t dtype,
+                         void* stream);
 };
 
 // The tie rule shared by every backend: does (av, ai) beat (bv, bi)?

@@ -15,6 +15,31 @@ std::unique_ptr<Backend> create_cuda_backend(int device, int) {
 }
 #endif
 
+// The decoder ops a backend has not implemented yet: refused by name.
+namespace {
+[[noreturn]] void lacks(const Backend& b, const char* op) {
+  fail(TPPP_ERR_NOT_SUPPORTED, "the %s backend has no %s op yet (the model runtime runs on the CPU backend)", b.name(),
+       op);
+}
+}  // namespace
+void Backend::rms_norm(const void*, void*, const void*, void*, int64_t, int64_t, float, int32_t, void*) {
+  lacks(*this, "rms_norm");
+}
+void Backend::head_rms_norm(void*, int64_t, int64_t, int64_t, int64_t, const void*, float, int32_t, void*) {
+  lacks(*this, "head_rms_norm");
+}
+void Backend::rope(void*, int64_t, int64_t, int64_t, int64_t, const int32_t*, const float*, int32_t, void*) {
+  lacks(*this, "rope");
+}
+void Backend::kv_write(const void*, const void*, int64_t, int64_t, int64_t, int64_t, const int32_t*, void*, void*,
+                       int32_t, void*) {
+  lacks(*this, "kv_write");
+}
+void Backend::attention(const void*, int64_t, int64_t, int64_t, int64_t, int64_t, const void*, const void*, int64_t,
+                        const int32_t*, const int32_t*, const int32_t*, float, void*, int32_t, void*) {
+  lacks(*this, "attention");
+}
+
 std::shared_ptr<Backend> create_backend(int device, int timeout_ms) {
   if (device == TPPP_DEVICE_CPU) return create_cpu_backend();
   check_cuda_device(device);

@@ -75,6 +75,15 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_scheduler_get_stats,
       tppp_scheduler_write_trace,
       tppp_scheduler_destroy,
+      tppp_model_params_init,
+      tppp_model_create,
+      tppp_model_get_info,
+      tppp_model_forward,
+      tppp_model_remove_seq,
+      tppp_generate_params_init,
+      tppp_model_generate,
+      tppp_model_get_stats,
+      tppp_model_destroy,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

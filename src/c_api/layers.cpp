@@ -9,8 +9,7 @@
 #include "core/dtype.hpp"
 #include "group/group.hpp"
 #include "layers/tp_layer.hpp"
-#include "loader/hf_names.hpp"
-#include "loader/module_weights.hpp"
+#include "model/bind.hpp"
 
 
 namespace {
@@ -26,36 +25,6 @@ void default_layer_params(tppp_layer_params* p) {
   p->kind = TPPP_LAYER_COLUMN;
   p->dtype = TPPP_DTYPE_F32;
   p->input_is_parallel = 1;
-}
-
-// The checkpoint module each layer kind binds from.
-tppp::HfModule module_of(tppp::LayerKind k) {
-  switch (k) {
-    case tppp::LayerKind::GateUp: return tppp::HfModule::GateUp;
-    case tppp::LayerKind::Qkv: return tppp::HfModule::Qkv;
-    case tppp::LayerKind::Mlp: return tppp::HfModule::Mlp;
-    default: return tppp::HfModule::Linear;
-  }
-}
-
-// Loads and binds every part of the layer from the module under prefix.
-void bind_checkpoint(tppp::TpLayer& L, const tppp::Checkpoint& c, const std::string& prefix) {
-  const tppp::Group& g = L.group();
-  tppp::GridSpec gs;
-  gs.tp = g.config().tp;
-  gs.tp_rank = g.pos().tp_rank;
-  gs.pp = g.config().pp;
-  gs.pp_rank = g.pos().pp_rank;
-  const bool whole = L.spec().kind == tppp::LayerKind::Replicated;
-  const std::vector<tppp::MergedNames> parts = tppp::hf_module_parts(module_of(L.spec().kind), prefix);
-  for (size_t p = 0; p < parts.size(); p++) {
-    const int part = static_cast<int>(p);
-    tppp::HostTensor w = tppp::load_stacked(c, gs, parts[p].weights, L.spec().dtype, whole), b;
-    const bool with_bias = L.bias_len(part) > 0 && !parts[p].biases.empty();
-    if (with_bias) b = tppp::load_stacked(c, gs, parts[p].biases, L.spec().dtype, whole);
-    tppp_tensor wt = w.view(), bt = b.view();
-    L.bind(part, wt, with_bias ? &bt : nullptr);
-  }
 }
 
 }  // namespace
@@ -127,7 +96,7 @@ tppp_status tppp_layer_bind_checkpoint(tppp_layer_t l, tppp_checkpoint_t c, cons
   tppp::TpLayer& L = layer(l, "tppp_layer_bind_checkpoint");
   REQUIRE(c && c->c, "tppp_layer_bind_checkpoint: checkpoint handle is NULL");
   REQUIRE(prefix, "tppp_layer_bind_checkpoint: prefix is NULL");
-  bind_checkpoint(L, *c->c, prefix);
+  tppp::bind_checkpoint(L, *c->c, prefix);
   API_END
 }
 

@@ -51,6 +51,14 @@ inline void store_float(int32_t dt, void* p, size_t i, float v) {
     default: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); break;
   }
 }
+// v rounded to dt's precision (what a store and a load give).
+inline float round_to(int32_t dt, float v) {
+  switch (dt) {
+    case TPPP_DTYPE_F32: return v;
+    case TPPP_DTYPE_F16: return f16_to_f32(f32_to_f16(v));
+    default: return bf16_to_f32(f32_to_bf16(v));
+  }
+}
 
 // n elements between float dtypes (any pair), or a plain copy when equal
 // (any dtype). src and dst may be the same buffer only when the dtypes match.

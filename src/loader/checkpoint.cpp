@@ -161,6 +161,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
   if (exists(cfg)) {
     std::string bytes = read_small_file(cfg, 16u << 20);
     c->config_ = parse_model_config(bytes.data(), bytes.size(), cfg);
+    c->config_json_ = std::move(bytes);
+    c->config_path_ = cfg;
   }
   for (size_t fi = 0; fi < c->files_.size(); fi++)
     for (const StTensor& t : c->files_[fi].header.tensors) c->tensors_.push_back(TensorRef{&t, fi});

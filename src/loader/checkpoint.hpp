@@ -59,6 +59,9 @@ class Checkpoint {
   const TensorRef& get(const std::string& name) const;  // throws INVALID_ARGUMENT
   const std::vector<ShardFile>& files() const { return files_; }
   const ModelConfig& config() const { return config_; }
+  // config.json as read (empty when there is none), and its path.
+  const std::string& config_json() const { return config_json_; }
+  const std::string& config_path() const { return config_path_; }
   const std::string& path() const { return path_; }
 
   // The rule for `name` on a grid position (lm_head tied to embed_tokens
@@ -88,6 +91,7 @@ class Checkpoint {
   std::vector<ShardFile> files_;
   std::vector<TensorRef> tensors_;
   ModelConfig config_;
+  std::string config_json_, config_path_;
 };
 
 }  // namespace tppp

@@ -4,7 +4,7 @@
 //   [31] = 0   the host's space: tppp_isend / tppp_irecv tags, 0 .. 2^31-1
 //              (c_api.h), all 31 bits the host's own
 //   [31] = 1   the library's space, never matched by a host tag:
-//     [30:29]  owner: 0 pipeline scheduler, 1 layers, 2-3 free
+//     [30:29]  owner: 0 pipeline scheduler, 1 layers, 2 model runtime, 3 free
 //     [28:0]   the owner's own numbering
 //
 // Collectives use none of this: UCX marks their messages with a separate
@@ -21,7 +21,7 @@ constexpr uint32_t kLibrary = 1u << 31;
 constexpr uint32_t kOwnerShift = 29;
 constexpr uint32_t kOwnBits = (1u << kOwnerShift) - 1;  // 29 bits per owner
 
-enum class Owner : uint32_t { Pipeline = 0, Layers = 1 };
+enum class Owner : uint32_t { Pipeline = 0, Layers = 1, Model = 2 };
 
 constexpr uint32_t library(Owner o, uint32_t n) {
   return kLibrary | (static_cast<uint32_t>(o) << kOwnerShift) | (n & kOwnBits);
@@ -40,6 +40,13 @@ constexpr uint32_t kPipelineTrace = library(Owner::Pipeline, kOwnBits);
 // layer's call count (failed calls included), so a call one rank failed
 // never pairs with the next.
 constexpr uint32_t lm_head_gather(uint32_t call) { return library(Owner::Layers, call & kOwnBits); }
+
+// Model runtime: per forward call, the stage hand-over (hidden, residual)
+// and the results sent to the driver; numbered by the model's call count.
+enum class ModelMsg : uint32_t { Hidden = 0, Residual = 1, Logits = 2, Ids = 3 };
+constexpr uint32_t model(uint32_t call, ModelMsg k) {
+  return library(Owner::Model, ((call * 4u) + static_cast<uint32_t>(k)) & kOwnBits);
+}
 
 }  // namespace tags
 }  // namespace tppp

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/decoder_ops.hpp"
 #include "c_api.h"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -142,6 +143,28 @@ class CpuBackend final : public Backend {
       }
       out[r] = ArgmaxCand{best, 0, at < 0 ? std::numeric_limits<int64_t>::max() : at + off};
     }
+  }
+
+  void rms_norm(const void* x, void* residual, const void* w, void* out, int64_t m, int64_t h, float eps, int32_t dt,
+                void*) override {
+    cpu::rms_norm(x, residual, w, out, m, h, eps, dt);
+  }
+  void head_rms_norm(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const void* w, float eps, int32_t dt,
+                     void*) override {
+    cpu::head_rms_norm(x, m, n, d, ld, w, eps, dt);
+  }
+  void rope(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const int32_t* pos, const float* inv_freq,
+            int32_t dt, void*) override {
+    cpu::rope(x, m, n, d, ld, pos, inv_freq, dt);
+  }
+  void kv_write(const void* k, const void* v, int64_t ld, int64_t m, int64_t kvh, int64_t d, const int32_t* slot,
+                void* kc, void* vc, int32_t dt, void*) override {
+    cpu::kv_write(k, v, ld, m, kvh, d, slot, kc, vc, dt);
+  }
+  void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* kc,
+                 const void* vc, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
+                 const int32_t* pages, float scale, void* out, int32_t dt, void*) override {
+    cpu::attention(q, ldq, m, nh, kvh, d, kc, vc, page_size, kv_len, page_off, pages, scale, out, dt);
   }
 
   void argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, void*) override {

@@ -1,0 +1,182 @@
+// C shims of the model runtime (tppp_model_*): argument checks, then
+// tppp::Model (src/model/model.hpp).
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "c_api.h"
+#include "c_api/handles.hpp"
+#include "c_api/shim.hpp"
+#include "model/model.hpp"
+
+struct tppp_model_s {
+  std::unique_ptr<tppp::Model> m;
+};
+
+namespace {
+
+tppp::Model& model(tppp_model_t m, const char* op) {
+  REQUIRE(m && m->m, "%s: model handle is NULL", op);
+  return *m->m;
+}
+
+void default_model_params(tppp_model_params* p) {
+  std::memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  const tppp::ModelParams d;
+  p->dtype = d.dtype;
+  p->page_size = d.page_size;
+  p->max_seqs = d.max_seqs;
+  p->kv_tokens = d.kv_tokens;
+  p->max_batch = d.max_batch;
+}
+
+void default_generate_params(tppp_generate_params* p) {
+  std::memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->max_new = 16;
+}
+
+}  // namespace
+
+extern "C" {
+
+tppp_status tppp_model_params_init(tppp_model_params* p, size_t size) {
+  API_BEGIN
+  tppp_model_params d;
+  default_model_params(&d);
+  tppp_shim::init_versioned(p, size, d, "tppp_model_params_init");
+  API_END
+}
+
+tppp_status tppp_generate_params_init(tppp_generate_params* p, size_t size) {
+  API_BEGIN
+  tppp_generate_params d;
+  default_generate_params(&d);
+  tppp_shim::init_versioned(p, size, d, "tppp_generate_params_init");
+  API_END
+}
+
+tppp_status tppp_model_create(tppp_group_t g, tppp_checkpoint_t c, const tppp_model_params* params,
+                              tppp_model_t* out) {
+  API_BEGIN
+  REQUIRE(out, "tppp_model_create: out is NULL");
+  *out = nullptr;
+  tppp::Group& G = tppp_shim::live(g, "tppp_model_create");
+  REQUIRE(c && c->c, "tppp_model_create: checkpoint handle is NULL");
+  tppp_model_params p;
+  default_model_params(&p);
+  if (params) tppp_shim::read_versioned(params, &p, "tppp_model_params");
+  tppp::ModelParams mp;
+  mp.dtype = p.dtype;
+  mp.page_size = p.page_size;
+  mp.max_seqs = p.max_seqs;
+  mp.kv_tokens = p.kv_tokens;
+  mp.max_batch = p.max_batch;
+  std::unique_ptr<tppp_model_s> h(new tppp_model_s());
+  h->m.reset(new tppp::Model(G, *c->c, mp));
+  *out = h.release();
+  API_END
+}
+
+tppp_status tppp_model_get_info(tppp_model_t m, tppp_model_info* out) {
+  API_BEGIN
+  const tppp::Model& M = model(m, "tppp_model_get_info");
+  REQUIRE(out, "tppp_model_get_info: out is NULL");
+  const tppp::ModelSpec& s = M.spec();
+  tppp_model_info v;
+  std::memset(&v, 0, sizeof v);
+  v.dtype = M.dtype();
+  v.architecture = s.arch_name.c_str();
+  v.vocab_size = s.dims.vocab;
+  v.hidden_size = s.dims.hidden;
+  v.num_layers = s.dims.layers;
+  v.num_heads = s.dims.heads;
+  v.num_kv_heads = s.dims.kv_heads;
+  v.head_dim = s.dims.head_dim;
+  v.layer_begin = M.stage().layer_begin();
+  v.layer_end = M.stage().layer_end();
+  v.page_size = M.kv().page_size();
+  v.num_pages = M.kv().num_pages();
+  v.free_pages = M.kv().free_pages();
+  v.max_seqs = M.kv().max_seqs();
+  tppp_shim::write_versioned(v, out, "tppp_model_info");
+  API_END
+}
+
+tppp_status tppp_model_forward(tppp_model_t m, const tppp_batch* b, int32_t outputs, float* logits, int64_t* ids,
+                               int32_t* n_out) {
+  API_BEGIN
+  tppp::Model& M = model(m, "tppp_model_forward");
+  REQUIRE(b, "tppp_model_forward: batch is NULL");
+  tppp::BatchView v{b->n_tokens, b->token, b->pos, b->seq_id, b->logits};
+  const int32_t w = M.forward(v, outputs, logits, ids);
+  if (n_out) *n_out = w;
+  API_END
+}
+
+tppp_status tppp_model_remove_seq(tppp_model_t m, int32_t seq_id) {
+  API_BEGIN
+  model(m, "tppp_model_remove_seq").remove(seq_id);
+  API_END
+}
+
+tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, const int32_t* const* prompts,
+                                const int32_t* prompt_lens, const tppp_generate_params* params, int32_t* out_tokens,
+                                int32_t* out_counts, float* first_logits) {
+  API_BEGIN
+  tppp::Model& M = model(m, "tppp_model_generate");
+  REQUIRE(n_prompts > 0, "tppp_model_generate: n_prompts %d must be > 0", n_prompts);
+  REQUIRE(prompts && prompt_lens, "tppp_model_generate: prompts or prompt_lens is NULL");
+  tppp_generate_params p;
+  default_generate_params(&p);
+  if (params) tppp_shim::read_versioned(params, &p, "tppp_generate_params");
+  REQUIRE(p.max_new >= 0, "tppp_model_generate: max_new %d is negative", p.max_new);
+  REQUIRE(p.n_stop >= 0 && (p.n_stop == 0 || p.stop_ids), "tppp_model_generate: n_stop %d with stop_ids %p",
+          p.n_stop, static_cast<const void*>(p.stop_ids));
+  std::vector<std::vector<int32_t>> pr(static_cast<size_t>(n_prompts));
+  for (int32_t i = 0; i < n_prompts; i++) {
+    REQUIRE(prompts[i] && prompt_lens[i] > 0, "tppp_model_generate: prompt %d is NULL or has length %d", i,
+            prompt_lens[i]);
+    pr[static_cast<size_t>(i)].assign(prompts[i], prompts[i] + prompt_lens[i]);
+  }
+  std::vector<int32_t> stop(p.stop_ids, p.stop_ids + p.n_stop);
+  std::function<void(int32_t, int32_t)> cb;
+  if (p.on_token) {
+    const tppp_token_fn fn = p.on_token;
+    void* user = p.user;
+    cb = [fn, user](int32_t prompt, int32_t token) { fn(user, prompt, token); };
+  }
+  std::vector<std::vector<int32_t>> toks;
+  M.generate(pr, p.max_new, stop, cb, &toks, first_logits);
+  for (int32_t i = 0; i < n_prompts; i++) {
+    const std::vector<int32_t>& t = toks[static_cast<size_t>(i)];
+    if (out_tokens) std::memcpy(out_tokens + static_cast<size_t>(i) * static_cast<size_t>(p.max_new), t.data(), t.size() * 4);
+    if (out_counts) out_counts[i] = static_cast<int32_t>(t.size());
+  }
+  API_END
+}
+
+tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out) {
+  API_BEGIN
+  const tppp::Model& M = model(m, "tppp_model_get_stats");
+  REQUIRE(out, "tppp_model_get_stats: out is NULL");
+  tppp_model_stats v;
+  std::memset(&v, 0, sizeof v);
+  v.stage = M.pp_rank();
+  v.busy_ms = M.stats().busy_ms;
+  v.wall_ms = M.stats().wall_ms;
+  v.tokens = M.stats().tokens;
+  tppp_shim::write_versioned(v, out, "tppp_model_stats");
+  API_END
+}
+
+void tppp_model_destroy(tppp_model_t m) {
+  try {
+    delete m;
+  } catch (...) {
+  }
+}
+
+}  // extern "C"

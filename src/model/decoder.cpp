@@ -1,0 +1,258 @@
+// StageDecoder: weights of this stage and TP rank, and the per-layer forward
+// (see the header). Every op goes through the Backend; every collective
+// through the TP layers.
+#include "model/decoder.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "group/group.hpp"
+#include "model/bind.hpp"
+
+namespace tppp {
+
+DevBuf::~DevBuf() {
+  if (p_) be_->free(p_);
+}
+
+void* DevBuf::get(Backend& be, size_t bytes) {
+  if (bytes <= n_ && p_) return p_;
+  if (p_) be_->free(p_);
+  p_ = nullptr;
+  n_ = 0;
+  be_ = &be;
+  p_ = be.alloc(bytes ? bytes : 1);
+  n_ = bytes;
+  return p_;
+}
+
+namespace {
+std::string layer_prefix(int64_t i) { return "model.layers." + std::to_string(i) + "."; }
+}  // namespace
+
+StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec, int32_t dtype, int32_t num_pages,
+                           int32_t page_size)
+    : g_(g), spec_(spec), be_(g.backend()), dt_(dtype), page_size_(page_size) {
+  const ModelConfig& d = spec.dims;
+  tp_ = g.config().tp;
+  hq_ = d.heads / tp_;
+  kvr_ = d.kv_heads >= tp_ ? d.kv_heads / tp_ : 1;
+  hd_ = d.head_dim;
+  qkv_cols_ = (hq_ + 2 * kvr_) * hd_;
+  const int pp = g.config().pp, stage = g.pos().pp_rank;
+  first_ = stage == 0;
+  last_ = stage == pp - 1;
+  const auto ranges = pp_layer_ranges(d.layers, pp, {});
+  begin_ = ranges[static_cast<size_t>(stage)].first;
+  end_ = ranges[static_cast<size_t>(stage)].second;
+
+  LayerSpec ls;
+  ls.dtype = dtype;
+  if (first_) {
+    ls.kind = LayerKind::Embedding;
+    ls.in = d.hidden;
+    ls.vocab = d.vocab;
+    embed_ = make_layer(g, ls);
+    bind_checkpoint(*embed_, c, "model.embed_tokens");
+  }
+  if (last_) {
+    ls = LayerSpec();
+    ls.dtype = dtype;
+    ls.kind = LayerKind::LmHead;
+    ls.in = d.hidden;
+    ls.vocab = d.vocab;
+    ls.gather_to_rank0 = true;
+    lm_head_ = make_layer(g, ls);
+    bind_checkpoint(*lm_head_, c, "lm_head");
+    final_norm_ = upload(load_whole(c, g, "model.norm.weight", dtype));
+  }
+  const size_t cache_bytes = static_cast<size_t>(num_pages) * static_cast<size_t>(page_size) *
+                             static_cast<size_t>(kvr_ * hd_) * dtype_size(dtype);
+  layers_.resize(static_cast<size_t>(end_ - begin_));
+  for (int64_t i = begin_; i < end_; i++) {
+    Layer& L = layers_[static_cast<size_t>(i - begin_)];
+    const std::string p = layer_prefix(i);
+    LayerSpec q;
+    q.dtype = dtype;
+    q.kind = LayerKind::Qkv;
+    q.in = d.hidden;
+    q.heads = d.heads;
+    q.kv_heads = d.kv_heads;
+    q.head_dim = d.head_dim;
+    q.bias = spec.qkv_bias;
+    L.qkv = make_layer(g, q);
+    bind_checkpoint(*L.qkv, c, p + "self_attn");
+    LayerSpec o;
+    o.dtype = dtype;
+    o.kind = LayerKind::Row;
+    o.in = d.heads * d.head_dim;
+    o.out = d.hidden;
+    o.input_is_parallel = true;
+    o.bias = spec.o_bias;
+    L.o = make_layer(g, o);
+    bind_checkpoint(*L.o, c, p + "self_attn.o_proj");
+    LayerSpec m;
+    m.dtype = dtype;
+    m.kind = LayerKind::Mlp;
+    m.in = d.hidden;
+    m.out = d.intermediate;
+    L.mlp = make_layer(g, m);
+    bind_checkpoint(*L.mlp, c, p + "mlp");
+    L.in_norm = upload(load_whole(c, g, p + "input_layernorm.weight", dtype));
+    L.post_norm = upload(load_whole(c, g, p + "post_attention_layernorm.weight", dtype));
+    if (spec.qk_norm) {
+      L.q_norm = upload(load_whole(c, g, p + "self_attn.q_norm.weight", dtype));
+      L.k_norm = upload(load_whole(c, g, p + "self_attn.k_norm.weight", dtype));
+    }
+    L.k_cache = be_->alloc(cache_bytes);
+    owned_.push_back(L.k_cache);
+    L.v_cache = be_->alloc(cache_bytes);
+    owned_.push_back(L.v_cache);
+  }
+  const std::vector<float> f = rope_inv_freq(spec.rope, hd_);
+  inv_freq_ = be_->alloc(f.size() * 4);
+  owned_.push_back(inv_freq_);
+  be_->copy(inv_freq_, f.data(), f.size() * 4, nullptr);
+  be_->sync(nullptr);
+}
+
+StageDecoder::~StageDecoder() {
+  for (void* p : owned_) be_->free(p);
+}
+
+void* StageDecoder::upload(const HostTensor& t) {
+  void* p = be_->alloc(t.bytes.size());
+  owned_.push_back(p);
+  be_->copy(p, t.bytes.data(), t.bytes.size(), nullptr);
+  be_->sync(nullptr);
+  return p;
+}
+
+size_t StageDecoder::row_bytes() const { return static_cast<size_t>(spec_.dims.hidden) * dtype_size(dt_); }
+
+tppp_tensor StageDecoder::tensor(void* p, int32_t dtype, int64_t rows, int64_t cols) const {
+  tppp_tensor t{};
+  t.data = p;
+  t.mem_kind = be_->mem_kind();
+  t.device = g_.config().device;
+  t.dtype = dtype;
+  t.ndim = cols > 0 ? 2 : 1;
+  t.shape[0] = rows;
+  if (cols > 0) t.shape[1] = cols;
+  return t;
+}
+
+void StageDecoder::prepare(const BatchView& b, const KvPlan& kv) {
+  n_ = b.n;
+  const size_t n = static_cast<size_t>(b.n), es = dtype_size(dt_);
+  hidden_.get(*be_, n * row_bytes());
+  residual_.get(*be_, n * row_bytes());
+  normed_.get(*be_, n * row_bytes());
+  qkv_.get(*be_, n * static_cast<size_t>(qkv_cols_) * es);
+  attn_.get(*be_, n * static_cast<size_t>(hq_ * hd_) * es);
+  auto up = [&](DevBuf& buf, const int32_t* src, size_t count) {
+    void* p = buf.get(*be_, count * 4);
+    be_->copy(p, src, count * 4, nullptr);
+  };
+  up(pos_, b.pos, n);
+  up(slot_, kv.slot.data(), n);
+  up(kv_len_, kv.kv_len.data(), n);
+  up(page_off_, kv.page_off.data(), n);
+  up(pages_, kv.pages.data(), kv.pages.size());
+  if (first_) up(ids_, b.token, n);
+}
+
+void StageDecoder::embed(const BatchView& b) {
+  tppp_tensor x = tensor(ids_.data(), TPPP_DTYPE_I32, b.n, 0), y = tensor(hidden_.data(), dt_, b.n, spec_.dims.hidden);
+  embed_->forward(x, &y, nullptr);
+}
+
+void StageDecoder::attention_block(Layer& L, int64_t n) {
+  const float eps = static_cast<float>(spec_.rms_eps);
+  char* qkv = static_cast<char*>(qkv_.data());
+  const size_t es = dtype_size(dt_);
+  char* k = qkv + static_cast<size_t>(hq_ * hd_) * es;
+  char* v = k + static_cast<size_t>(kvr_ * hd_) * es;
+  tppp_tensor x = tensor(normed_.data(), dt_, n, spec_.dims.hidden), y = tensor(qkv, dt_, n, qkv_cols_);
+  L.qkv->forward(x, &y, nullptr);
+  if (spec_.qk_norm) {
+    be_->head_rms_norm(qkv, n, hq_, hd_, qkv_cols_, L.q_norm, eps, dt_, nullptr);
+    be_->head_rms_norm(k, n, kvr_, hd_, qkv_cols_, L.k_norm, eps, dt_, nullptr);
+  }
+  const int32_t* pos = static_cast<const int32_t*>(pos_.data());
+  const float* f = static_cast<const float*>(inv_freq_);
+  be_->rope(qkv, n, hq_, hd_, qkv_cols_, pos, f, dt_, nullptr);
+  be_->rope(k, n, kvr_, hd_, qkv_cols_, pos, f, dt_, nullptr);
+  be_->kv_write(k, v, qkv_cols_, n, kvr_, hd_, static_cast<const int32_t*>(slot_.data()), L.k_cache, L.v_cache, dt_,
+                nullptr);
+  be_->attention(qkv, qkv_cols_, n, hq_, kvr_, hd_, L.k_cache, L.v_cache, page_size_,
+                 static_cast<const int32_t*>(kv_len_.data()), static_cast<const int32_t*>(page_off_.data()),
+                 static_cast<const int32_t*>(pages_.data()), 1.0f / std::sqrt(static_cast<float>(hd_)), attn_.data(),
+                 dt_, nullptr);
+  tppp_tensor a = tensor(attn_.data(), dt_, n, hq_ * hd_), h = tensor(hidden_.data(), dt_, n, spec_.dims.hidden);
+  L.o->forward(a, &h, nullptr);
+}
+
+void StageDecoder::run_layers(int64_t n, bool residual_started) {
+  const float eps = static_cast<float>(spec_.rms_eps);
+  const int64_t H = spec_.dims.hidden;
+  for (size_t i = 0; i < layers_.size(); i++) {
+    Layer& L = layers_[i];
+    if (!residual_started) {  // the model's first layer: residual = embeddings
+      be_->copy(residual_.data(), hidden_.data(), static_cast<size_t>(n) * row_bytes(), nullptr);
+      be_->rms_norm(hidden_.data(), nullptr, L.in_norm, normed_.data(), n, H, eps, dt_, nullptr);
+      residual_started = true;
+    } else {
+      be_->rms_norm(hidden_.data(), residual_.data(), L.in_norm, normed_.data(), n, H, eps, dt_, nullptr);
+    }
+    attention_block(L, n);
+    be_->rms_norm(hidden_.data(), residual_.data(), L.post_norm, normed_.data(), n, H, eps, dt_, nullptr);
+    tppp_tensor x = tensor(normed_.data(), dt_, n, H), y = tensor(hidden_.data(), dt_, n, H);
+    L.mlp->forward(x, &y, nullptr);
+  }
+}
+
+void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids) {
+  const int64_t H = spec_.dims.hidden, V = spec_.dims.vocab, w = static_cast<int64_t>(kv.wanted.size());
+  if (w == 0) return;
+  const float eps = static_cast<float>(spec_.rms_eps);
+  // The wanted rows only: norm(residual += hidden) of each, gathered.
+  char* x = static_cast<char*>(wanted_x_.get(*be_, static_cast<size_t>(w) * 3 * row_bytes()));
+  char* xh = x + static_cast<size_t>(w) * row_bytes();
+  char* xr = xh + static_cast<size_t>(w) * row_bytes();
+  for (int64_t r = 0; r < w; r++) {
+    const size_t src = static_cast<size_t>(kv.wanted[static_cast<size_t>(r)]) * row_bytes();
+    be_->copy(xh + r * row_bytes(), static_cast<char*>(hidden_.data()) + src, row_bytes(), nullptr);
+    be_->copy(xr + r * row_bytes(), static_cast<char*>(residual_.data()) + src, row_bytes(), nullptr);
+  }
+  be_->rms_norm(xh, xr, final_norm_, x, w, H, eps, dt_, nullptr);
+  tppp_tensor xt = tensor(x, dt_, w, H);
+  if (want_logits) {
+    const bool root = g_.pos().tp_rank == 0;
+    void* y = root ? logits_.get(*be_, static_cast<size_t>(w * V) * dtype_size(dt_)) : nullptr;
+    tppp_tensor yt = tensor(y, dt_, w, V);
+    lm_head_->forward(xt, root ? &yt : nullptr, nullptr);
+    if (root && logits) {
+      if (dt_ == TPPP_DTYPE_F32) {
+        be_->copy(logits, y, static_cast<size_t>(w * V) * 4, nullptr);
+      } else {  // f32 on the host: convert in backend memory, then copy
+        void* f = argmax_.get(*be_, static_cast<size_t>(w * V) * 4);
+        be_->convert(y, dt_, f, TPPP_DTYPE_F32, static_cast<size_t>(w * V), nullptr);
+        be_->copy(logits, f, static_cast<size_t>(w * V) * 4, nullptr);
+      }
+      be_->sync(nullptr);
+    }
+  }
+  if (ids) {
+    void* d = argmax_.get(*be_, static_cast<size_t>(w) * 8);
+    tppp_tensor it = tensor(d, TPPP_DTYPE_I64, w, 0);
+    lm_head_->argmax(xt, it, nullptr);
+    be_->copy(ids, d, static_cast<size_t>(w) * 8, nullptr);
+    be_->sync(nullptr);
+  }
+}
+
+}  // namespace tppp
