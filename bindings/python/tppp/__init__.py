@@ -27,12 +27,12 @@ from . import _dlpack
 
 __all__ = ["TpppError", "Group", "Layer", "Checkpoint", "Scheduler", "DeviceTensor", "library", "version", "STATUS",
            "__version__"]
-__version__ = "0.2.0"  # = pyproject.toml's version = the C API version this binding was written against
+__version__ = "0.3.0"  # = pyproject.toml's version = the C API version this binding was written against
 
 STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
           7: "NCCL", 8: "UCX", 9: "SYSTEM", 10: "REMOTE", 11: "TIMEOUT", 12: "IN_PROGRESS", 13: "ABORTED",
           14: "VERSION_MISMATCH", 15: "NOT_SUPPORTED", 16: "INTERNAL"}
-VERSION_MAJOR, VERSION_MINOR = 0, 2  # the c_api.h this binding was written against
+VERSION_MAJOR, VERSION_MINOR = 0, 3  # the c_api.h this binding was written against
 MAX_DIMS = 8
 SCOPES = {"world": 0, "tp": 1, "pp": 2}
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 5, np.dtype(np.uint8): 6,

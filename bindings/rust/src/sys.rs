@@ -9,7 +9,7 @@ pub type tppp_group_t = *mut c_void;
 pub type tppp_layer_t = *mut c_void;
 pub const TPPP_MAX_DIMS: usize = 8;
 pub const TPPP_VERSION_MAJOR: u32 = 0;
-pub const TPPP_VERSION_MINOR: u32 = 2;
+pub const TPPP_VERSION_MINOR: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
