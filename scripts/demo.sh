@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README's first command: build, then run the pipeline example as 4 local
-# processes: a TP=2 x PP=2 stack of MLP blocks over UCX on the CPU, weights
-# from a safetensors checkpoint, checked against a one-process run.
+# README's first command: build, then run the generation example as 4 local
+# processes: a tiny Qwen2 checkpoint (committed, made by transformers) split
+# TP=2 x PP=2 over UCX on the CPU, greedy tokens for three prompts, checked
+# against transformers' own greedy tokens (tests/fixtures/data/models).
 # The build includes everything `cmake --install` copies, so installing
 # right after the demo works.
 #   scripts/demo.sh                 build into build/ (or $BUILD_DIR) and run
@@ -12,7 +13,7 @@ scripts/install-deps.sh
 build="${BUILD_DIR:-build}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 # The install set (library, tppp-run, tppp-inspect) and the example.
-cmake --build "$build" -j"$(nproc)" --target tppp tppp-run tppp-inspect pipeline_mlp
+cmake --build "$build" -j"$(nproc)" --target tppp tppp-run tppp-inspect generate
 [ "${1:-}" = --build-only ] && exit 0
 cd "$build"
-exec ./tppp-run -n 4 -- ./pipeline_mlp "$OLDPWD/tests/fixtures/data/qwen2"
+exec ./tppp-run -n 4 -- ./generate "$OLDPWD/tests/fixtures/data/models/qwen2" --tp 2 --pp 2 --max-new 24 --reference

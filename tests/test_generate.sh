@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# examples/generate.c under tppp-run for each fixture model on every TP x PP
+# grid in {1,2,4} x {1,2,3} that the model divides (heads over tp, layers
+# over pp): its greedy tokens must equal transformers' (--reference exits 1
+# on a mismatch), and --dump-logits must write [prompts, vocab] f32.
+# Args: tppp-run, generate, fixtures dir.
+set -uo pipefail
+run=$1 gen=$2 fx=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0 n=0
+for m in llama qwen2 qwen3; do
+  layers=$(python3 -c "import json;print(json.load(open('$fx/models/$m/config.json'))['num_hidden_layers'])")
+  for tp in 1 2 4; do
+    for pp in 1 2 3; do
+      [ "$pp" -le "$layers" ] || continue
+      n=$((n + 1))
+      out=$("$run" -n $((tp * pp)) --timeout 120 -- "$gen" "$fx/models/$m" --tp $tp --pp $pp --reference --max-new 24 \
+            --dump-logits "$tmp/l.bin" 2>&1)
+      if [ $? -ne 0 ] || ! grep -q "matches transformers' greedy tokens: yes" <<<"$out"; then
+        echo "FAIL $m tp=$tp pp=$pp"; echo "$out" | tail -5; fail=$((fail + 1)); continue
+      fi
+      vocab=$(python3 -c "import json;print(json.load(open('$fx/models/$m/config.json'))['vocab_size'])")
+      size=$(stat -c %s "$tmp/l.bin")
+      if [ "$size" -ne $((3 * vocab * 4)) ]; then echo "FAIL $m tp=$tp pp=$pp: logits file of $size bytes"; fail=$((fail + 1)); continue; fi
+      echo "ok $m tp=$tp pp=$pp"
+    done
+  done
+done
+echo "$((n - fail)) passed, $fail failed"
+[ "$fail" -eq 0 ]

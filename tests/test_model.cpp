@@ -1,0 +1,381 @@
+// The model runtime: the KV book and config parsing as plain data, then
+// whole models over real processes against transformers' own logits
+// (tests/fixtures/make_model_fixtures.py): every position of each prompt,
+// prefill mixed with decode in one batch, sequence removal and reuse, a full
+// cache, bad batches refused on every rank with nothing written, and a rank
+// killed during generate.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "c_api.h"
+#include "core/error.hpp"
+#include "harness.hpp"
+#include "model/kv_cache.hpp"
+#include "model/model_config.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Ref {
+  std::vector<std::vector<int32_t>> prompts, tokens;
+  std::vector<size_t> offsets;
+  std::vector<float> logits;  // per prompt [len, vocab]
+  int64_t vocab = 0;
+  bool bf16 = false;
+};
+
+Ref load_ref(const std::string& name) {
+  const std::string d = std::string(TPPP_FIXTURES) + "/models/" + name;
+  std::ifstream f(d + "/reference.json");
+  nlohmann::json j = nlohmann::json::parse(f);
+  Ref r;
+  r.prompts = j["prompts"].get<std::vector<std::vector<int32_t>>>();
+  r.tokens = j["tokens"].get<std::vector<std::vector<int32_t>>>();
+  r.offsets = j["logits_offsets"].get<std::vector<size_t>>();
+  r.vocab = j["vocab"].get<int64_t>();
+  r.bf16 = j["dtype"].get<std::string>() == "bfloat16";
+  std::ifstream b(d + "/logits.bin", std::ios::binary | std::ios::ate);
+  r.logits.resize(static_cast<size_t>(b.tellg()) / 4);
+  b.seekg(0);
+  b.read(reinterpret_cast<char*>(r.logits.data()), static_cast<std::streamsize>(r.logits.size() * 4));
+  return r;
+}
+
+std::string ckpt(const std::string& name) { return std::string(TPPP_FIXTURES) + "/models/" + name; }
+
+// max |got - ref| / max |ref| over one row of logits.
+double row_err(const float* got, const float* ref, int64_t v) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < v; i++) {
+    num = std::max(num, std::fabs(static_cast<double>(got[i]) - ref[i]));
+    den = std::max(den, std::fabs(static_cast<double>(ref[i])));
+  }
+  return num / den;
+}
+
+struct Open {
+  tppp_group_t g = nullptr;
+  tppp_model_t m = nullptr;
+  ~Open() {
+    tppp_model_destroy(m);
+    tppp_group_destroy(g);
+  }
+};
+
+int open_model(const tppp_unique_id& id, int rank, int tp, int pp, const std::string& name, Open* o,
+               int64_t kv_tokens = 4096, int32_t page_size = 16, int timeout_ms = 30000) {
+  tppp_group_params gp = th::params(tp, pp, timeout_ms);
+  RANK_OK(tppp_group_create(&id, tp * pp, rank, &gp, &o->g));
+  tppp_checkpoint_t c = nullptr;
+  RANK_OK(tppp_checkpoint_open(ckpt(name).c_str(), &c));
+  tppp_model_params mp;
+  tppp_model_params_init(&mp, sizeof mp);
+  mp.kv_tokens = kv_tokens;
+  mp.page_size = page_size;
+  const tppp_status s = tppp_model_create(o->g, c, &mp, &o->m);
+  tppp_checkpoint_close(c);
+  RANK_OK(s);
+  return 0;
+}
+
+// A batch under construction: every token wants logits.
+struct Batch {
+  std::vector<int32_t> tok, pos, seq;
+  std::vector<int8_t> want;
+  void add(int32_t t, int32_t p, int32_t s) {
+    tok.push_back(t);
+    pos.push_back(p);
+    seq.push_back(s);
+    want.push_back(1);
+  }
+  tppp_batch view() const {
+    return tppp_batch{static_cast<int32_t>(tok.size()), tok.data(), pos.data(), seq.data(), want.data()};
+  }
+};
+
+// Runs b; on the driver checks each token's logits against prompt
+// owner[i]'s reference at its position.
+int run_check(tppp_model_t m, int rank, const Batch& b, const std::vector<int>& owner, const Ref& ref, double tol) {
+  std::vector<float> lg(b.tok.size() * static_cast<size_t>(ref.vocab), NAN);
+  std::vector<int64_t> ids(b.tok.size(), -1);
+  int32_t n = -1;
+  tppp_batch v = b.view();
+  RANK_OK(tppp_model_forward(m, &v, TPPP_OUT_LOGITS | TPPP_OUT_IDS, rank == 0 ? lg.data() : nullptr,
+                             rank == 0 ? ids.data() : nullptr, &n));
+  RANK_CHECK(n == static_cast<int32_t>(b.tok.size()), "n_out %d", n);
+  if (rank != 0) return 0;
+  for (size_t i = 0; i < b.tok.size(); i++) {
+    const float* want = ref.logits.data() + ref.offsets[static_cast<size_t>(owner[i])] +
+                        static_cast<size_t>(b.pos[i]) * static_cast<size_t>(ref.vocab);
+    const double e = row_err(lg.data() + i * static_cast<size_t>(ref.vocab), want, ref.vocab);
+    RANK_CHECK(e < tol, "token %zu (prompt %d, position %d): relative error %.3g >= %.3g", i, owner[i], b.pos[i], e,
+               tol);
+    int64_t best = 0;
+    for (int64_t c = 1; c < ref.vocab; c++)
+      if (lg[i * static_cast<size_t>(ref.vocab) + static_cast<size_t>(c)] >
+          lg[i * static_cast<size_t>(ref.vocab) + static_cast<size_t>(best)])
+        best = c;
+    RANK_CHECK(ids[i] == best, "token %zu: id %lld, argmax of its logits %lld", i, static_cast<long long>(ids[i]),
+               static_cast<long long>(best));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_SUITE("model") {
+  TEST_CASE("KV book: positions continue each sequence, pages as needed, nothing changes on a refusal") {
+    tppp::KvBook k(4, 4, 3);  // 4 pages of 4 tokens, sequences 0..2
+    int32_t tok[6] = {1, 2, 3, 4, 5, 6}, pos[6] = {0, 1, 2, 3, 4, 0}, seq[6] = {0, 0, 0, 0, 0, 1};
+    tppp::BatchView b{6, tok, pos, seq, nullptr};
+    tppp::KvPlan p = k.plan(b, 10);
+    CHECK(p.pages_taken == 3);  // seq 0: 5 tokens -> 2 pages, seq 1: 1 page
+    CHECK(p.wanted == std::vector<int32_t>{5});
+    CHECK(p.kv_len[4] == 5);
+    k.commit(p);
+    CHECK(k.length(0) == 5);
+    CHECK(k.free_pages() == 1);
+    auto refused = [&](int32_t t, int32_t ps, int32_t s, int32_t vocab, tppp_status want, const char* says) {
+      tppp::BatchView bad{1, &t, &ps, &s, nullptr};
+      try {
+        k.plan(bad, vocab);
+        FAIL("accepted");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == want);
+        CHECK_MESSAGE(std::string(e.what()).find(says) != std::string::npos, e.what());
+      }
+    };
+    refused(1, 6, 0, 10, TPPP_ERR_INVALID_ARGUMENT, "a gap");
+    refused(1, 3, 0, 10, TPPP_ERR_INVALID_ARGUMENT, "a rewrite");
+    refused(1, 0, 3, 10, TPPP_ERR_INVALID_ARGUMENT, "sequence id 3");
+    refused(10, 1, 1, 10, TPPP_ERR_INVALID_ARGUMENT, "token id 10");
+    int32_t t8[8] = {0}, p8[8], s8[8];
+    for (int i = 0; i < 8; i++) p8[i] = i, s8[i] = 2;
+    tppp::BatchView big{8, t8, p8, s8, nullptr};
+    try {
+      k.plan(big, 10);
+      FAIL("a full cache accepted");
+    } catch (const tppp::Error& e) {
+      CHECK(e.status() == TPPP_ERR_OUT_OF_MEMORY);
+      CHECK_MESSAGE(std::string(e.what()).find("needs 2 more pages") != std::string::npos, e.what());
+    }
+    CHECK(k.length(0) == 5);
+    CHECK(k.free_pages() == 1);
+    k.remove(0);
+    CHECK(k.free_pages() == 3);
+    CHECK(k.length(0) == 0);
+    k.commit(k.plan(big, 10));  // now it fits
+    CHECK(k.length(2) == 8);
+  }
+
+  TEST_CASE("config: both RoPE styles, llama3 frequencies, and refusals naming the field") {
+    const std::string base =
+        R"("hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 96,
+           "num_hidden_layers": 2, "vocab_size": 100)";
+    const tppp::ModelSpec a = tppp::parse_model_spec(
+        "{\"architectures\": [\"LlamaForCausalLM\"], " + base +
+            R"(, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+               "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}})",
+        "a");
+    const tppp::ModelSpec b = tppp::parse_model_spec(
+        "{\"architectures\": [\"LlamaForCausalLM\"], " + base +
+            R"(, "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+               "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}})",
+        "b");
+    CHECK(a.rope.llama3);
+    CHECK(b.rope.llama3);
+    CHECK(tppp::rope_inv_freq(a.rope, 16) == tppp::rope_inv_freq(b.rope, 16));
+    // Llama 3 scaling in float64: low frequencies / factor, high kept, the band between smoothed.
+    const std::vector<float> f = tppp::rope_inv_freq(a.rope, 16);
+    for (int i = 0; i < 8; i++) {
+      const double x = 1.0 / std::pow(500000.0, 2.0 * i / 16), wl = 2 * M_PI / x;
+      double want = wl < 16 ? x : wl > 64 ? x / 8 : ((1 - (64 / wl - 1) / 3) / 8 + (64 / wl - 1) / 3) * x;
+      CHECK(std::fabs(f[static_cast<size_t>(i)] - want) <= 1e-5 * want);
+    }
+    auto refused = [&](const std::string& extra, const char* says) {
+      try {
+        tppp::parse_model_spec("{" + base + ", " + extra + "}", "config.json");
+        FAIL("accepted: " << extra);
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_NOT_SUPPORTED);
+        CHECK_MESSAGE(std::string(e.what()).find(says) != std::string::npos, e.what());
+      }
+    };
+    refused(R"("architectures": ["GemmaForCausalLM"])", "GemmaForCausalLM");
+    refused(R"("architectures": ["Qwen2ForCausalLM"], "rope_scaling": {"rope_type": "yarn", "factor": 4.0})", "yarn");
+    refused(R"("architectures": ["Qwen2ForCausalLM"], "use_sliding_window": true)", "use_sliding_window");
+    refused(R"("architectures": ["MistralForCausalLM"], "sliding_window": 32, "max_position_embeddings": 128)",
+            "sliding_window");
+    refused(R"("architectures": ["Qwen2ForCausalLM"], "num_experts": 8)", "num_experts");
+    refused(R"("architectures": ["LlamaForCausalLM"], "mlp_bias": true)", "mlp_bias");
+    refused(R"("architectures": ["LlamaForCausalLM"], "hidden_act": "gelu")", "hidden_act");
+    const tppp::ModelSpec q3 = tppp::parse_model_spec("{\"architectures\": [\"Qwen3ForCausalLM\"], " + base + "}", "c");
+    CHECK(q3.qk_norm);
+    CHECK(!q3.qkv_bias);
+    const tppp::ModelSpec q2 = tppp::parse_model_spec("{\"model_type\": \"qwen2\", " + base + "}", "d");
+    CHECK(q2.qkv_bias);
+    CHECK(!q2.o_bias);
+  }
+
+  TEST_CASE("logits of every prompt position match transformers, per model and grid") {
+    struct Case {
+      const char* model;
+      int tp, pp;
+    };
+    const Case cases[] = {{"llama", 1, 1}, {"llama", 4, 1}, {"llama", 2, 2}, {"llama", 1, 3}, {"qwen2", 1, 1},
+                          {"qwen2", 2, 1}, {"qwen2", 2, 2}, {"qwen2", 1, 3}, {"qwen3", 1, 1}, {"qwen3", 2, 2},
+                          {"qwen3", 4, 1}, {"qwen3", 2, 3}, {"qwen2_bf16", 1, 1}, {"qwen2_bf16", 2, 2}};
+    for (const Case& c : cases) {
+      CAPTURE(c.model);
+      CAPTURE(c.tp);
+      CAPTURE(c.pp);
+      const Ref ref = load_ref(c.model);
+      auto codes = th::run_ranks(c.tp * c.pp, 120, [&](int rank, const tppp_unique_id& id) {
+        Open o;
+        if (open_model(id, rank, c.tp, c.pp, c.model, &o)) return 1;
+        for (size_t p = 0; p < ref.prompts.size(); p++) {
+          Batch b;
+          std::vector<int> owner;
+          for (size_t k = 0; k < ref.prompts[p].size(); k++) {
+            b.add(ref.prompts[p][k], static_cast<int32_t>(k), static_cast<int32_t>(p));
+            owner.push_back(static_cast<int>(p));
+          }
+          if (run_check(o.m, rank, b, owner, ref, ref.bf16 ? 3e-2 : 1e-4)) return 1;
+        }
+        return 0;
+      });
+      CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
+  }
+
+  TEST_CASE("continuous batching: prefill mixed with decode, removal and reuse of an id, a full cache") {
+    const Ref ref = load_ref("qwen2");
+    auto codes = th::run_ranks(4, 120, [&](int rank, const tppp_unique_id& id) {
+      Open o;
+      // 10 pages of 4 tokens: prompts of 5, 11 and 2 tokens take 2 + 3 + 1.
+      if (open_model(id, rank, 2, 2, "qwen2", &o, 40, 4)) return 1;
+      const auto& P = ref.prompts;
+      Batch b1;  // prompt 1's first 6 tokens interleaved with prompt 0's first 3
+      std::vector<int> w1;
+      for (int k = 0; k < 6; k++) {
+        b1.add(P[1][static_cast<size_t>(k)], k, 1);
+        w1.push_back(1);
+        if (k < 3) {
+          b1.add(P[0][static_cast<size_t>(k)], k, 0);
+          w1.push_back(0);
+        }
+      }
+      if (run_check(o.m, rank, b1, w1, ref, 1e-4)) return 1;
+      Batch b2;  // one token of prompt 0 (decode-like), the rest of prompt 1, all of prompt 2
+      std::vector<int> w2;
+      b2.add(P[0][3], 3, 0);
+      w2.push_back(0);
+      for (int k = 6; k < 11; k++) b2.add(P[1][static_cast<size_t>(k)], k, 1), w2.push_back(1);
+      for (int k = 0; k < 2; k++) b2.add(P[2][static_cast<size_t>(k)], k, 2), w2.push_back(2);
+      b2.add(P[0][4], 4, 0);
+      w2.push_back(0);
+      if (run_check(o.m, rank, b2, w2, ref, 1e-4)) return 1;
+      // The cache: 2 + 3 + 1 pages of 10 used. Prompt 1 again as a new sequence would need 3 more of 4 free: fine;
+      // 20 tokens (5 pages) are refused, naming the demand, and change nothing.
+      tppp_model_info info;
+      info.struct_size = sizeof info;
+      RANK_OK(tppp_model_get_info(o.m, &info));
+      RANK_CHECK(info.free_pages == 4, "free pages %d", info.free_pages);
+      Batch big;
+      for (int k = 0; k < 20; k++) big.add(1, k, 3);
+      tppp_batch bv = big.view();
+      tppp_status s = tppp_model_forward(o.m, &bv, TPPP_OUT_IDS, nullptr, nullptr, nullptr);
+      RANK_CHECK(s == TPPP_ERR_OUT_OF_MEMORY && std::string(tppp_last_error()).find("needs 5 more pages") !=
+                                                    std::string::npos,
+                 "%s: %s", tppp_status_string(s), tppp_last_error());
+      RANK_OK(tppp_model_get_info(o.m, &info));
+      RANK_CHECK(info.free_pages == 4, "free pages %d after the refusal", info.free_pages);
+      // Remove sequence 0 and reuse its id for prompt 2.
+      RANK_OK(tppp_model_remove_seq(o.m, 0));
+      Batch b3;
+      std::vector<int> w3;
+      for (int k = 0; k < 2; k++) b3.add(P[2][static_cast<size_t>(k)], k, 0), w3.push_back(2);
+      if (run_check(o.m, rank, b3, w3, ref, 1e-4)) return 1;
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("bad batches: the same refusal on every rank, naming token and sequence; nothing written") {
+    const Ref ref = load_ref("llama");
+    auto codes = th::run_ranks(2, 60, [&](int rank, const tppp_unique_id& id) {
+      Open o;
+      if (open_model(id, rank, 1, 2, "llama", &o)) return 1;
+      Batch ok;
+      std::vector<int> w;
+      for (int k = 0; k < 3; k++) ok.add(ref.prompts[0][static_cast<size_t>(k)], k, 0), w.push_back(0);
+      if (run_check(o.m, rank, ok, w, ref, 1e-4)) return 1;
+      struct Bad {
+        int32_t tok, pos, seq;
+        const char* says;
+      };
+      const Bad bad[] = {{5, 7, 0, "a gap"}, {5, 1, 0, "a rewrite"}, {5, 0, 64, "sequence id 64"},
+                         {250, 3, 0, "token id 250"}, {-1, 3, 0, "token id -1"}, {5, 0, -2, "sequence id -2"}};
+      for (const Bad& x : bad) {
+        Batch b;
+        b.add(ref.prompts[0][3], 3, 0);  // a good token first: must not be written either
+        b.add(x.tok, x.pos, x.seq);
+        tppp_batch v = b.view();
+        tppp_status s = tppp_model_forward(o.m, &v, TPPP_OUT_IDS, nullptr, nullptr, nullptr);
+        RANK_CHECK(s == TPPP_ERR_INVALID_ARGUMENT && std::string(tppp_last_error()).find(x.says) != std::string::npos &&
+                       std::string(tppp_last_error()).find("batch token 1") != std::string::npos,
+                   "%s: %s: %s", x.says, tppp_status_string(s), tppp_last_error());
+      }
+      tppp_batch empty{0, nullptr, nullptr, nullptr, nullptr};
+      RANK_CHECK(tppp_model_forward(o.m, &empty, TPPP_OUT_IDS, nullptr, nullptr, nullptr) == TPPP_ERR_INVALID_ARGUMENT,
+                 "an empty batch: %s", tppp_last_error());
+      RANK_CHECK(tppp_model_forward(o.m, nullptr, TPPP_OUT_IDS, nullptr, nullptr, nullptr) == TPPP_ERR_INVALID_ARGUMENT,
+                 "a NULL batch");
+      RANK_CHECK(tppp_model_forward(nullptr, &empty, TPPP_OUT_IDS, nullptr, nullptr, nullptr) == TPPP_ERR_INVALID_ARGUMENT,
+                 "a NULL model");
+      // The sequence continues where the good batch left it: positions 3 and 4.
+      Batch rest;
+      std::vector<int> w2;
+      for (int k = 3; k < 5; k++) rest.add(ref.prompts[0][static_cast<size_t>(k)], k, 0), w2.push_back(0);
+      if (run_check(o.m, rank, rest, w2, ref, 1e-4)) return 1;
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("a rank killed during generate: every survivor returns within the timeout with REMOTE or TIMEOUT") {
+    const int timeout_ms = 3000;
+    auto codes = th::run_ranks(4, 60, [&](int rank, const tppp_unique_id& id) {
+      Open o;
+      if (open_model(id, rank, 2, 2, "qwen2", &o, 4096, 16, timeout_ms)) return 1;
+      if (rank == 3) {
+        std::thread([] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+          _exit(9);
+        }).detach();
+      }
+      std::vector<int32_t> prompt(8, 7);
+      const int32_t* pp = prompt.data();
+      const int32_t len = 8;
+      tppp_generate_params gp;
+      tppp_generate_params_init(&gp, sizeof gp);
+      gp.max_new = 1000000;  // far beyond the kill
+      const auto t0 = Clock::now();
+      tppp_status s = tppp_model_generate(o.m, 1, &pp, &len, &gp, nullptr, nullptr, nullptr);
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      RANK_CHECK(s == TPPP_ERR_REMOTE || s == TPPP_ERR_TIMEOUT, "%s: %s", tppp_status_string(s), tppp_last_error());
+      RANK_CHECK(ms < 300 + timeout_ms + 1000 + 500, "took %.0f ms", ms);
+      return 0;
+    });
+    CHECK_MESSAGE(codes[3] == 9, th::codes_str(codes));
+    CHECK_MESSAGE((codes[0] == 0 && codes[1] == 0 && codes[2] == 0), th::codes_str(codes));
+  }
+}
