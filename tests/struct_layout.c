@@ -50,6 +50,21 @@ int main(int argc, char** argv) {
     first = 1;
     F(tppp_scheduler_stats, stage); F(tppp_scheduler_stats, steps); F(tppp_scheduler_stats, wall_ms);
     F(tppp_scheduler_stats, bubble); F(tppp_scheduler_stats, theory_bubble);
+    printf_json("}},\n \"tppp_model_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_model_params));
+    first = 1;
+    F(tppp_model_params, dtype); F(tppp_model_params, page_size); F(tppp_model_params, max_seqs);
+    F(tppp_model_params, kv_tokens); F(tppp_model_params, max_batch);
+    printf_json("}},\n \"tppp_model_info\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_model_info));
+    first = 1;
+    F(tppp_model_info, dtype); F(tppp_model_info, architecture); F(tppp_model_info, vocab_size);
+    F(tppp_model_info, layer_begin); F(tppp_model_info, page_size); F(tppp_model_info, max_seqs);
+    printf_json("}},\n \"tppp_batch\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_batch));
+    first = 1;
+    F(tppp_batch, n_tokens); F(tppp_batch, token); F(tppp_batch, pos); F(tppp_batch, seq_id); F(tppp_batch, logits);
+    printf_json("}},\n \"tppp_generate_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_generate_params));
+    first = 1;
+    F(tppp_generate_params, max_new); F(tppp_generate_params, stop_ids); F(tppp_generate_params, n_stop);
+    F(tppp_generate_params, on_token); F(tppp_generate_params, user);
   }
   printf_json("}}}\n");
   return 0;

@@ -129,3 +129,12 @@ def test_scheduler_and_dlpack_two_stages():
                         os.path.join(HERE, "sched_rank.py")], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("OK") == 2, r.stdout
+
+
+def test_model_tp2_pp2_matches_transformers():
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    fixtures = os.path.join(REPO, "tests", "fixtures", "data")
+    r = subprocess.run([os.environ["TPPP_RUN"], "-n", "4", "--timeout", "120", "--", sys.executable,
+                        os.path.join(HERE, "model_rank.py"), fixtures], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("OK") == 4, r.stdout

@@ -25,8 +25,8 @@ import numpy as np
 
 from . import _dlpack
 
-__all__ = ["TpppError", "Group", "Layer", "Checkpoint", "Scheduler", "DeviceTensor", "library", "version", "STATUS",
-           "__version__"]
+__all__ = ["TpppError", "Group", "Layer", "Checkpoint", "Scheduler", "Model", "DeviceTensor", "library", "version",
+           "STATUS", "__version__"]
 __version__ = "0.3.0"  # = pyproject.toml's version = the C API version this binding was written against
 
 STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
@@ -100,6 +100,37 @@ class SchedulerStats(C.Structure):
 STRUCTS.update(tppp_tensor_info=TensorInfo, tppp_scheduler_params=SchedulerParams,
                tppp_scheduler_stats=SchedulerStats)
 POLICIES = {"fill_drain": 0, "decode_ring": 1}
+
+
+class ModelParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("dtype", C.c_int32), ("page_size", C.c_int32), ("max_seqs", C.c_int32),
+                ("kv_tokens", C.c_int64), ("max_batch", C.c_int32), ("reserved", C.c_int32)]
+
+
+class ModelInfo(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("dtype", C.c_int32), ("architecture", C.c_char_p),
+                ("vocab_size", C.c_int64), ("hidden_size", C.c_int64), ("num_layers", C.c_int64),
+                ("num_heads", C.c_int64), ("num_kv_heads", C.c_int64), ("head_dim", C.c_int64),
+                ("layer_begin", C.c_int64), ("layer_end", C.c_int64), ("page_size", C.c_int32),
+                ("num_pages", C.c_int32), ("free_pages", C.c_int32), ("max_seqs", C.c_int32)]
+
+
+class Batch(C.Structure):
+    _fields_ = [("n_tokens", C.c_int32), ("token", C.POINTER(C.c_int32)), ("pos", C.POINTER(C.c_int32)),
+                ("seq_id", C.POINTER(C.c_int32)), ("logits", C.POINTER(C.c_int8))]
+
+
+TOKEN_FN = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_int32)
+
+
+class GenerateParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("max_new", C.c_int32), ("stop_ids", C.POINTER(C.c_int32)),
+                ("n_stop", C.c_int32), ("reserved", C.c_int32), ("on_token", TOKEN_FN), ("user", C.c_void_p)]
+
+
+STRUCTS.update(tppp_model_params=ModelParams, tppp_model_info=ModelInfo, tppp_batch=Batch,
+               tppp_generate_params=GenerateParams)
+OUT_LOGITS, OUT_IDS = 1, 2
 STAGE_FN = C.CFUNCTYPE(C.c_int32, C.c_void_p, C.c_int32, C.c_int32, C.POINTER(Tensor), C.POINTER(Tensor))
 NUMPY_OF = {v: k for k, v in DTYPES.items()}
 
@@ -169,6 +200,15 @@ def _load():
         "tppp_scheduler_get_stats": (i32, [vp, C.POINTER(SchedulerStats)]),
         "tppp_scheduler_write_trace": (i32, [vp, C.c_char_p]),
         "tppp_scheduler_destroy": (None, [vp]),
+        "tppp_model_params_init": (i32, [C.POINTER(ModelParams), sz]),
+        "tppp_model_create": (i32, [vp, vp, C.POINTER(ModelParams), C.POINTER(vp)]),
+        "tppp_model_get_info": (i32, [vp, C.POINTER(ModelInfo)]),
+        "tppp_model_forward": (i32, [vp, C.POINTER(Batch), i32, vp, vp, C.POINTER(i32)]),
+        "tppp_model_remove_seq": (i32, [vp, i32]),
+        "tppp_generate_params_init": (i32, [C.POINTER(GenerateParams), sz]),
+        "tppp_model_generate": (i32, [vp, i32, C.POINTER(C.POINTER(i32)), C.POINTER(i32), C.POINTER(GenerateParams),
+                                      vp, vp, vp]),
+        "tppp_model_destroy": (None, [vp]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)
@@ -484,90 +524,7 @@ class Checkpoint:
         self.close()
 
 
-class Scheduler:
-    """The micro-batch pipeline scheduler over the group's PP scope (tppp_scheduler_t).
 
-    policy "fill_drain" (one step) or "decode_ring" (`steps` steps, the last stage's output handed
-    back to stage 0). A stage is either layers (add_layer) or a Python function
-    fn(microbatch, step, x, y) filling y from x (numpy views of host memory, DeviceTensor for device
-    memory); an exception in fn fails the run on every stage and is re-raised by run()."""
-
-    _h = None
-
-    def __init__(self, group, hidden, num_microbatches=1, policy="fill_drain", steps=1, dtype=np.float32):
-        p = SchedulerParams()
-        _check(library.tppp_scheduler_params_init(C.byref(p), C.sizeof(p)))
-        p.policy, p.num_microbatches, p.steps = _enum(POLICIES, policy, "policy"), num_microbatches, steps
-        p.dtype, p.hidden = _enum(DTYPES, np.dtype(dtype), "dtype"), hidden
-        self._group, self._p, self.dtype = group, p, np.dtype(dtype)
-        self._layers, self._fn, self._err = [], None, None
-        h = C.c_void_p()
-        _check(library.tppp_scheduler_create(group._h, C.byref(p), C.byref(h)))
-        self._h = h
-
-    def set_stage_fn(self, fn):
-        """fn(microbatch, step, x, y) -> None; raise to fail the run."""
-        def tramp(user, mb, step, xin, yout):
-            try:
-                fn(mb, step, _view(xin.contents), _view(yout.contents))
-                return 0
-            except BaseException as e:  # noqa: B036 - nothing may unwind into C
-                self._err = e
-                return 1
-        cb = STAGE_FN(tramp)
-        _check(library.tppp_scheduler_set_stage_fn(self._h, cb, None))
-        self._fn = cb
-
-    def add_layer(self, layer):
-        """Appends a layer to this stage's built-in stage (kept alive by the scheduler)."""
-        _check(library.tppp_scheduler_add_layer(self._h, layer._h))
-        self._layers.append(layer)
-
-    def run(self, x=None, rows=None):
-        """Runs one batch: stage 0 passes x [rows, hidden]; the last stage gets the output array
-        (pass rows= there when it is not stage 0); other stages pass nothing and get None."""
-        info = self._group.info()
-        first, last = info["pp_rank"] == 0, info["pp_rank"] == info["pp_size"] - 1
-        keep = np.ascontiguousarray(x, self.dtype) if first and x is not None else None  # alive through the run
-        xt = _tensor(keep) if keep is not None else None
-        y = None
-        if last:
-            n = rows if rows is not None else (keep.shape[0] if keep is not None else None)
-            if n is None:
-                raise TpppError(1, "Scheduler.run on the last stage: pass rows= (the batch's row count)")
-            y = np.empty((n, self._p.hidden), self.dtype)
-        yt = _tensor(y) if y is not None else None
-        self._err = None
-        st = library.tppp_scheduler_run(self._h, C.byref(xt) if xt is not None else None,
-                                        C.byref(yt) if yt is not None else None)
-        if self._err is not None:
-            err, self._err = self._err, None
-            raise err
-        _check(st)
-        return y
-
-    def stats(self):
-        """This stage's last run: stage, num_microbatches, steps, wall/busy/idle ms, bubble, theory_bubble."""
-        s = SchedulerStats()
-        s.struct_size = C.sizeof(s)
-        _check(library.tppp_scheduler_get_stats(self._h, C.byref(s)))
-        return {name: getattr(s, name) for name, _ in SchedulerStats._fields_[1:]}
-
-    def write_trace(self, path):
-        """Collective over the world: rank 0 writes a Chrome trace of the last run."""
-        _check(library.tppp_scheduler_write_trace(self._h, os.fsencode(path)))
-
-    def close(self):
-        """Destroys the scheduler (idempotent); its layers stay the caller's."""
-        if self._h:
-            library.tppp_scheduler_destroy(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
+# Defined in their own files; they use the names above.
+from .scheduler import Scheduler  # noqa: E402
+from .model import Model  # noqa: E402

@@ -1,0 +1,108 @@
+"""The model runtime (tppp_model_t) for Python: forward batches and greedy generation."""
+import ctypes as C
+
+import numpy as np
+
+from . import (DTYPES, OUT_IDS, OUT_LOGITS, TOKEN_FN, Batch, GenerateParams, ModelInfo, ModelParams, TpppError, _check,
+               _enum, library)
+
+class Model:
+    """A decoder (Llama, Qwen2, Qwen3) over the group's TP x PP grid with a paged KV cache (tppp_model_t).
+
+    Every rank makes the same calls with the same arguments; world rank 0 (the driver) gets the outputs."""
+
+    _h = None
+
+    def __init__(self, group, checkpoint, kv_tokens=4096, page_size=16, max_seqs=64, max_batch=2048, dtype=None):
+        p = ModelParams()
+        _check(library.tppp_model_params_init(C.byref(p), C.sizeof(p)))
+        p.kv_tokens, p.page_size, p.max_seqs, p.max_batch = kv_tokens, page_size, max_seqs, max_batch
+        if dtype is not None:
+            p.dtype = {"f32": 0, "f16": 1, "bf16": 2}[dtype] if isinstance(dtype, str) else _enum(DTYPES, np.dtype(dtype), "dtype")
+        self._group = group
+        h = C.c_void_p()
+        _check(library.tppp_model_create(group._h, checkpoint._h, C.byref(p), C.byref(h)))
+        self._h = h
+        self._driver = group.info()["rank"] == 0
+
+    def info(self):
+        """architecture, vocab_size, hidden_size, layers, heads, this stage's [layer_begin, layer_end), KV pages."""
+        i = ModelInfo()
+        i.struct_size = C.sizeof(i)
+        _check(library.tppp_model_get_info(self._h, C.byref(i)))
+        d = {name: getattr(i, name) for name, _ in ModelInfo._fields_[1:]}
+        d["architecture"] = d["architecture"].decode()
+        return d
+
+    def forward(self, tokens, positions, seq_ids, want=None, logits=True):
+        """Runs one batch (parallel lists/arrays; want: per-token flags, None = the last token).
+
+        On the driver returns (logits f32 [n_out, vocab] or None, ids int64 [n_out]); elsewhere (None, None)."""
+        t = np.ascontiguousarray(tokens, np.int32)
+        p = np.ascontiguousarray(positions, np.int32)
+        s = np.ascontiguousarray(seq_ids, np.int32)
+        w = None if want is None else np.ascontiguousarray(want, np.int8)
+        if not (t.shape == p.shape == s.shape) or (w is not None and w.shape != t.shape):
+            raise TpppError(1, "forward: tokens, positions, seq_ids (and want) must have the same length")
+        b = Batch(t.size, t.ctypes.data_as(C.POINTER(C.c_int32)), p.ctypes.data_as(C.POINTER(C.c_int32)),
+                  s.ctypes.data_as(C.POINTER(C.c_int32)), w.ctypes.data_as(C.POINTER(C.c_int8)) if w is not None else None)
+        n_out = int(w.astype(bool).sum()) if w is not None else (1 if t.size else 0)
+        vocab = self.info()["vocab_size"]
+        lg = np.empty((n_out, vocab), np.float32) if (logits and self._driver) else None
+        ids = np.empty(n_out, np.int64) if self._driver else None
+        got = C.c_int32()
+        _check(library.tppp_model_forward(self._h, C.byref(b), OUT_IDS | (OUT_LOGITS if logits else 0),
+                                          lg.ctypes.data if lg is not None else None,
+                                          ids.ctypes.data if ids is not None else None, C.byref(got)))
+        return (lg, ids) if self._driver else (None, None)
+
+    def remove(self, seq_id):
+        """Frees the sequence's KV pages; the id can start again at position 0."""
+        _check(library.tppp_model_remove_seq(self._h, seq_id))
+
+    def generate(self, prompts, max_new=16, stop_ids=(), on_token=None):
+        """Greedy tokens for each prompt (a list of id lists). On the driver: (tokens per prompt, first logits
+        [prompts, vocab]); elsewhere (None, None). on_token(prompt, token) is called on the driver as tokens come."""
+        arrs = [np.ascontiguousarray(x, np.int32) for x in prompts]
+        ptrs = (C.POINTER(C.c_int32) * len(arrs))(*[a.ctypes.data_as(C.POINTER(C.c_int32)) for a in arrs])
+        lens = (C.c_int32 * len(arrs))(*[a.size for a in arrs])
+        g = GenerateParams()
+        _check(library.tppp_generate_params_init(C.byref(g), C.sizeof(g)))
+        stop = np.ascontiguousarray(stop_ids, np.int32)
+        g.max_new, g.n_stop = max_new, stop.size
+        g.stop_ids = stop.ctypes.data_as(C.POINTER(C.c_int32)) if stop.size else None
+        err = []
+
+        def tramp(user, p, t):
+            try:
+                on_token(p, t)
+            except BaseException as e:  # noqa: B036 - nothing may unwind into C
+                err.append(e)
+        cb = TOKEN_FN(tramp) if on_token else TOKEN_FN()
+        g.on_token = cb
+        n = len(arrs)
+        out = np.zeros((n, max(max_new, 1)), np.int32)
+        counts = np.zeros(n, np.int32)
+        first = np.empty((n, self.info()["vocab_size"]), np.float32) if self._driver else None
+        _check(library.tppp_model_generate(self._h, n, ptrs, lens, C.byref(g), out.ctypes.data, counts.ctypes.data,
+                                           first.ctypes.data if first is not None else None))
+        if err:
+            raise err[0]
+        if not self._driver:
+            return None, None
+        return [out[i, :counts[i]].tolist() for i in range(n)], first
+
+    def close(self):
+        """Destroys the model (idempotent); the group stays."""
+        if self._h:
+            library.tppp_model_destroy(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
