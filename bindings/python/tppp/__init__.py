@@ -313,10 +313,32 @@ def set_log_callback(fn, max_level=1):
     _log_keepalive[:] = [cb]
 
 
-class Group:
-    """A TP x PP process group (tppp_group_t); use as a context manager or call close()."""
+class _Owned:
+    """A library handle the object owns: close() (idempotent), with-blocks, and a quiet __del__."""
 
     _h = None  # set once created: close() and __del__ work on a half-built object
+    _destroy = None  # the library's destroy function for this handle
+
+    def close(self):
+        """Destroys the handle (idempotent)."""
+        if self._h:
+            type(self)._destroy(self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Group(_Owned):
+    """A TP x PP process group (tppp_group_t); use as a context manager or call close()."""
+
+    _destroy = staticmethod(lambda h: library.tppp_group_destroy(h))
 
     def __init__(self, handle):
         self._h = C.c_void_p(handle)
@@ -379,26 +401,12 @@ class Group:
     def abort(self):
         _check(library.tppp_group_abort(self._h))
 
-    def close(self):
-        """Destroys the group (idempotent)."""
-        if self._h:
-            library.tppp_group_destroy(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
 
-class Layer:
+class Layer(_Owned):
     """A TP layer (kind: column, row, replicated, gate_up, qkv, embedding, lm_head, mlp) of a group."""
 
-    _h = None  # set once created
+    _destroy = staticmethod(lambda h: library.tppp_layer_destroy(h))
 
     def __init__(self, group, kind, in_features, out_features=0, dtype=np.float32, bias=False, gather_output=False,
                  input_is_parallel=True, num_heads=0, num_kv_heads=0, head_dim=0, vocab_size=0):
@@ -458,20 +466,12 @@ class Layer:
         _check(library.tppp_layer_forward(self._h, C.byref(xt), C.byref(yt), None))
         return y
 
-    def close(self):
-        """Destroys the layer (idempotent)."""
-        if self._h:
-            library.tppp_layer_destroy(self._h)
-            self._h = None
-
-    def __del__(self):
-        self.close()
 
 
-class Checkpoint:
+class Checkpoint(_Owned):
     """A Hugging Face safetensors checkpoint (a file, or a directory with an index), opened and validated."""
 
-    _h = None  # set once opened
+    _destroy = staticmethod(lambda h: library.tppp_checkpoint_close(h))
 
     def __init__(self, path):
         h = C.c_void_p()
@@ -508,20 +508,6 @@ class Checkpoint:
         _check(library.tppp_checkpoint_load(self._h, name.encode(), None, C.byref(t)))
         return out
 
-    def close(self):
-        """Closes the files (idempotent)."""
-        if self._h:
-            library.tppp_checkpoint_close(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
 
 

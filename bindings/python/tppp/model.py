@@ -3,15 +3,15 @@ import ctypes as C
 
 import numpy as np
 
-from . import (DTYPES, OUT_IDS, OUT_LOGITS, TOKEN_FN, Batch, GenerateParams, ModelInfo, ModelParams, TpppError, _check,
+from . import (_Owned, DTYPES, OUT_IDS, OUT_LOGITS, TOKEN_FN, Batch, GenerateParams, ModelInfo, ModelParams, TpppError, _check,
                _enum, library)
 
-class Model:
+class Model(_Owned):
     """A decoder (Llama, Qwen2, Qwen3) over the group's TP x PP grid with a paged KV cache (tppp_model_t).
 
     Every rank makes the same calls with the same arguments; world rank 0 (the driver) gets the outputs."""
 
-    _h = None
+    _destroy = staticmethod(lambda h: library.tppp_model_destroy(h))
 
     def __init__(self, group, checkpoint, kv_tokens=4096, page_size=16, max_seqs=64, max_batch=2048, dtype=None):
         p = ModelParams()
@@ -91,18 +91,3 @@ class Model:
         if not self._driver:
             return None, None
         return [out[i, :counts[i]].tolist() for i in range(n)], first
-
-    def close(self):
-        """Destroys the model (idempotent); the group stays."""
-        if self._h:
-            library.tppp_model_destroy(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()

@@ -4,10 +4,10 @@ import os
 
 import numpy as np
 
-from . import (DTYPES, POLICIES, STAGE_FN, SchedulerParams, SchedulerStats, TpppError, _check, _enum, _tensor, _view,
+from . import (_Owned, DTYPES, POLICIES, STAGE_FN, SchedulerParams, SchedulerStats, TpppError, _check, _enum, _tensor, _view,
                library)
 
-class Scheduler:
+class Scheduler(_Owned):
     """The micro-batch pipeline scheduler over the group's PP scope (tppp_scheduler_t).
 
     policy "fill_drain" (one step) or "decode_ring" (`steps` steps, the last stage's output handed
@@ -15,7 +15,7 @@ class Scheduler:
     fn(microbatch, step, x, y) filling y from x (numpy views of host memory, DeviceTensor for device
     memory); an exception in fn fails the run on every stage and is re-raised by run()."""
 
-    _h = None
+    _destroy = staticmethod(lambda h: library.tppp_scheduler_destroy(h))
 
     def __init__(self, group, hidden, num_microbatches=1, policy="fill_drain", steps=1, dtype=np.float32):
         p = SchedulerParams()
@@ -79,18 +79,3 @@ class Scheduler:
     def write_trace(self, path):
         """Collective over the world: rank 0 writes a Chrome trace of the last run."""
         _check(library.tppp_scheduler_write_trace(self._h, os.fsencode(path)))
-
-    def close(self):
-        """Destroys the scheduler (idempotent); its layers stay the caller's."""
-        if self._h:
-            library.tppp_scheduler_destroy(self._h)
-            self._h = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
