@@ -226,5 +226,11 @@ int main(int argc, char** argv) {
   }
   tppp_model_destroy(m);
   tppp_group_destroy(g);
+  free(out);
+  free(counts);
+  free(first);
+  free(all);
+  for (int i = 0; i < nprompt; i++) free(prompt[i]);
+  for (int i = 0; i < nexpect; i++) free(expect[i]);
   return bad;
 }
