@@ -341,10 +341,20 @@ TEST_SUITE("model") {
                  "a NULL batch");
       RANK_CHECK(tppp_model_forward(nullptr, &empty, TPPP_OUT_IDS, nullptr, nullptr, nullptr) == TPPP_ERR_INVALID_ARGUMENT,
                  "a NULL model");
-      // The sequence continues where the good batch left it: positions 3 and 4.
+      // The driver forgets its ids buffer: it alone fails, naming it, and nobody waits on it (the batch ran).
+      Batch one;
+      one.add(ref.prompts[0][3], 3, 0);
+      tppp_batch ov = one.view();
+      tppp_status s1 = tppp_model_forward(o.m, &ov, TPPP_OUT_IDS, nullptr, nullptr, nullptr);
+      RANK_CHECK(rank == 0 ? s1 == TPPP_ERR_INVALID_ARGUMENT && std::string(tppp_last_error()).find("passed NULL") !=
+                                                                    std::string::npos
+                           : s1 == TPPP_OK,
+                 "%s: %s", tppp_status_string(s1), tppp_last_error());
+      // The sequence continues where those batches left it: position 4.
       Batch rest;
       std::vector<int> w2;
-      for (int k = 3; k < 5; k++) rest.add(ref.prompts[0][static_cast<size_t>(k)], k, 0), w2.push_back(0);
+      rest.add(ref.prompts[0][4], 4, 0);
+      w2.push_back(0);
       if (run_check(o.m, rank, rest, w2, ref, 1e-4)) return 1;
       return 0;
     });
@@ -372,7 +382,7 @@ TEST_SUITE("model") {
       tppp_status s = tppp_model_generate(o.m, 1, &pp, &len, &gp, nullptr, nullptr, nullptr);
       const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       RANK_CHECK(s == TPPP_ERR_REMOTE || s == TPPP_ERR_TIMEOUT, "%s: %s", tppp_status_string(s), tppp_last_error());
-      RANK_CHECK(ms < 300 + timeout_ms + 1000 + 500, "took %.0f ms", ms);
+      RANK_CHECK(ms < 300 + timeout_ms + 1000, "took %.0f ms", ms);
       return 0;
     });
     CHECK_MESSAGE(codes[3] == 9, th::codes_str(codes));

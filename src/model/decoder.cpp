@@ -239,7 +239,7 @@ void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64
       if (dt_ == TPPP_DTYPE_F32) {
         be_->copy(logits, y, static_cast<size_t>(w * V) * 4, nullptr);
       } else {  // f32 on the host: convert in backend memory, then copy
-        void* f = argmax_.get(*be_, static_cast<size_t>(w * V) * 4);
+        void* f = f32_scratch_.get(*be_, static_cast<size_t>(w * V) * 4);
         be_->convert(y, dt_, f, TPPP_DTYPE_F32, static_cast<size_t>(w * V), nullptr);
         be_->copy(logits, f, static_cast<size_t>(w * V) * 4, nullptr);
       }
@@ -247,7 +247,7 @@ void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64
     }
   }
   if (ids) {
-    void* d = argmax_.get(*be_, static_cast<size_t>(w) * 8);
+    void* d = f32_scratch_.get(*be_, static_cast<size_t>(w) * 8);
     tppp_tensor it = tensor(d, TPPP_DTYPE_I64, w, 0);
     lm_head_->argmax(xt, it, nullptr);
     be_->copy(ids, d, static_cast<size_t>(w) * 8, nullptr);

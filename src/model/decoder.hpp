@@ -93,7 +93,7 @@ class StageDecoder {
   std::vector<void*> owned_;  // backend allocations freed at destruction
   // Per-batch buffers (backend memory).
   DevBuf hidden_, residual_, normed_, qkv_, attn_, ids_, pos_, slot_, kv_len_, page_off_, pages_, wanted_x_;
-  DevBuf logits_, argmax_;
+  DevBuf logits_, f32_scratch_;  // logits in the compute dtype; f32 logits or I64 ids on their way to the host
   int64_t n_ = 0;
 };
 

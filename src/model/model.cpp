@@ -89,9 +89,12 @@ int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* 
   const uint32_t call = calls_++;
   const int32_t w = static_cast<int32_t>(kv.wanted.size());
   const int64_t V = spec_.dims.vocab;
-  if (driver() && w > 0 && (((outputs & kOutLogits) && !logits) || ((outputs & kOutIds) && !ids)))
-    fail(TPPP_ERR_INVALID_ARGUMENT, "forward: the driver asked for %s but passed NULL",
-         (outputs & kOutLogits) && !logits ? "logits" : "ids");
+  // Only the driver knows its buffers: a missing one must not leave the other
+  // ranks waiting, so the batch runs everywhere and the driver fails after.
+  const char* missing = !driver() || w == 0                     ? nullptr
+                        : (outputs & kOutLogits) && !logits     ? "logits"
+                        : (outputs & kOutIds) && !ids           ? "ids"
+                                                                : nullptr;
   Transport& tr = g_.transport();
   const Comm& pp = g_.comm(TPPP_SCOPE_PP);
   const Comm& world = g_.comm(TPPP_SCOPE_WORLD);
@@ -168,6 +171,10 @@ int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* 
   st_.busy_ms += busy;
   st_.wall_ms += ms_since(t0);
   st_.tokens += b.n;
+  if (missing)
+    fail(TPPP_ERR_INVALID_ARGUMENT,
+         "forward: the driver asked for %s but passed NULL; the batch ran on every rank (its tokens are in the "
+         "cache), its %s are lost", missing, missing);
   return w;
 }
 
