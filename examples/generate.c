@@ -2,7 +2,8 @@
  *
  *   tppp-run -n 4 -- generate CKPT [--tp N] [--pp M] --prompt-ids "5,17,300"
  *            [--prompt-ids ...] [--max-new N] [--dump-logits FILE]
- *            [--dtype f32|f16|bf16] [--reference]
+ *            [--dtype f32|f16|bf16] [--reference] [--microbatches G]
+ *            [--chunk T] [--follow]
  *
  * Every rank loads its part of the checkpoint (its stage's layers, its TP
  * rank's heads) and calls tppp_model_generate; the driver (rank 0) prints,
@@ -12,7 +13,10 @@
  * --reference reads CKPT/reference.json (written by transformers, see
  * tests/fixtures/make_model_fixtures.py): its prompts when none are given,
  * and its greedy tokens, and says whether ours match. tp defaults to
- * world / pp. Exit status: 0, or 1 on an error or a mismatch. */
+ * world / pp. --microbatches: groups of sequences in flight (PP > 1;
+ * default one per stage); --chunk: prompt tokens per micro-batch; --follow:
+ * only the driver calls generate, the other ranks follow it
+ * (tppp_model_follow). Exit status: 0, or 1 on an error or a mismatch. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +116,7 @@ static void on_token(void* user, int32_t p, int32_t t) {
 int main(int argc, char** argv) {
   const char* ckpt = NULL;
   const char* dump = NULL;
-  int tp = 0, pp = 1, max_new = 16, reference = 0, rank = 0;
+  int tp = 0, pp = 1, max_new = 16, reference = 0, rank = 0, mbs = 0, chunk = 0, follow = 0;
   int32_t dtype = -1;
   for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
@@ -122,6 +126,9 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--max-new") && v) max_new = atoi(argv[++i]);
     else if (!strcmp(a, "--dump-logits") && v) dump = argv[++i];
     else if (!strcmp(a, "--reference")) reference = 1;
+    else if (!strcmp(a, "--follow")) follow = 1;
+    else if (!strcmp(a, "--microbatches") && v) mbs = atoi(argv[++i]);
+    else if (!strcmp(a, "--chunk") && v) chunk = atoi(argv[++i]);
     else if (!strcmp(a, "--dtype") && v) {
       i++;
       dtype = !strcmp(v, "f32") ? TPPP_DTYPE_F32 : !strcmp(v, "f16") ? TPPP_DTYPE_F16 : !strcmp(v, "bf16") ? TPPP_DTYPE_BF16 : -2;
@@ -135,7 +142,8 @@ int main(int argc, char** argv) {
     } else if (a[0] != '-' && !ckpt) ckpt = a;
     else {
       fprintf(stderr, "usage: generate CKPT [--tp N] [--pp M] --prompt-ids \"5,17,300\" [--prompt-ids ...] "
-                      "[--max-new N] [--dump-logits FILE] [--dtype f32|f16|bf16] [--reference]\n");
+                      "[--max-new N] [--dump-logits FILE] [--dtype f32|f16|bf16] [--reference] [--microbatches G] "
+                      "[--chunk T] [--follow]\n");
       return 2;
     }
   }
@@ -167,6 +175,7 @@ int main(int argc, char** argv) {
   tppp_model_params mp;
   tppp_model_params_init(&mp, sizeof mp);
   mp.dtype = dtype;
+  mp.follow = follow;
   tppp_model_t m = NULL;
   CHECK(tppp_model_create(g, c, &mp, &m));
   tppp_checkpoint_close(c);
@@ -181,8 +190,13 @@ int main(int argc, char** argv) {
   tppp_generate_params_init(&gen, sizeof gen);
   gen.max_new = max_new;
   gen.on_token = on_token;
+  gen.microbatches = mbs;
+  gen.prefill_chunk = chunk;
   const double t0 = now_s();
-  CHECK(tppp_model_generate(m, nprompt, (const int32_t* const*)prompt, plen, &gen, out, counts, first));
+  if (!follow || rank == 0)
+    CHECK(tppp_model_generate(m, nprompt, (const int32_t* const*)prompt, plen, &gen, out, counts, first));
+  if (follow && rank == 0) CHECK(tppp_model_stop(m));
+  if (follow && rank != 0) CHECK(tppp_model_follow(m, -1)); /* until the driver's stop */
   const double secs = now_s() - t0;
 
   /* Each rank's busy and wall time, gathered for the driver's report. */

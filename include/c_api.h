@@ -558,10 +558,14 @@ TPPP_API void tppp_scheduler_destroy(tppp_scheduler_t s);
  * and its TP rank's heads (kv heads replicated when kv_heads < tp), the
  * embedding slice on the first stage and the LM head slice on the last,
  * and keeps a paged KV cache of its layers and kv heads. World rank 0 is
- * the driver: it gets the outputs. Every rank calls tppp_model_forward,
- * _remove_seq and _generate in the same order with the same arguments (the
- * driver's output buffers aside); a bad batch is refused identically on
- * every rank before any traffic. The group must outlive the model; the
+ * the driver: it gets the outputs. Two ways to drive it. By default every
+ * rank calls tppp_model_forward, _remove_seq and _generate in the same order
+ * with the same arguments (the driver's output buffers aside); a bad batch
+ * is refused identically on every rank before any traffic. With
+ * params.follow, only the driver calls them (it checks each call, then sends
+ * it to the others) while every other rank calls tppp_model_follow, which
+ * runs the driver's calls until the driver calls tppp_model_stop (or
+ * destroys the model). The group must outlive the model; the
  * checkpoint may be closed after create. CPU backend (the CUDA backend's
  * decoder ops are the next step: NOT_SUPPORTED naming the op until then).
  * Unsupported configs (another architecture or RoPE type, sliding window,
@@ -578,7 +582,7 @@ typedef struct tppp_model_params {
   int32_t max_seqs;  /* sequence ids are [0, max_seqs); default 64 */
   int64_t kv_tokens; /* KV capacity per rank in tokens, all sequences; default 4096 */
   int32_t max_batch; /* tokens per forward; default 2048 */
-  int32_t reserved;
+  int32_t follow;    /* 1: only the driver calls; the others call tppp_model_follow. Default 0 */
 } tppp_model_params;
 
 typedef struct tppp_model_info {
@@ -636,13 +640,17 @@ typedef struct tppp_generate_params {
   int32_t max_new;         /* new tokens per prompt at most; default 16 */
   const int32_t* stop_ids; /* a generated stop id ends its prompt (and is kept) */
   int32_t n_stop;
-  int32_t reserved;
+  int32_t microbatches;    /* PP > 1: groups of sequences in flight; default 0: one per stage */
   tppp_token_fn on_token;  /* may be NULL */
   void* user;
+  int32_t prefill_chunk;   /* prompt tokens per micro-batch; default 0: min(max_batch, 512) */
+  int32_t reserved;
 } tppp_generate_params;
 TPPP_API tppp_status tppp_generate_params_init(tppp_generate_params* p, size_t size);
 /* Greedy decoding of n_prompts prompts (prompt i of prompt_lens[i] tokens,
- * run as sequence i, which must hold nothing; removed afterwards). On the
+ * run as sequence i, which must hold nothing; removed afterwards). The
+ * prompts go through the stages in chunks and, with PP > 1, `microbatches`
+ * groups of sequences take turns, so the stages overlap. On the
  * driver: out_tokens [n_prompts, max_new] (row i: prompt i's tokens),
  * out_counts [n_prompts], and when non-NULL first_logits [n_prompts, vocab]
  * (each prompt's last-position logits). Other ranks may pass NULL. */
@@ -650,7 +658,16 @@ TPPP_API tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, cons
                                          const int32_t* prompt_lens, const tppp_generate_params* p,
                                          int32_t* out_tokens, int32_t* out_counts, float* first_logits);
 TPPP_API tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out);
-/* Accepts NULL. */
+/* Follow mode, every rank but the driver: runs the driver's calls until it
+ * calls tppp_model_stop (TPPP_OK). idle_timeout_ms bounds the wait for each
+ * next call (-1: none; a dead driver still ends it with TPPP_ERR_REMOTE). A
+ * call refused or failed alike on every rank (a bad batch, a full cache) is
+ * logged and following goes on; a dead, stuck or mismatched peer ends it
+ * with that error. */
+TPPP_API tppp_status tppp_model_follow(tppp_model_t m, int64_t idle_timeout_ms);
+/* Follow mode, the driver: ends the followers' tppp_model_follow. */
+TPPP_API tppp_status tppp_model_stop(tppp_model_t m);
+/* Accepts NULL. In follow mode the driver's destroy stops the followers. */
 TPPP_API void tppp_model_destroy(tppp_model_t m);
 
 /* Versioned, append-only table of every function above, for hosts that
@@ -746,6 +763,8 @@ typedef struct tppp_api {
                                 const tppp_generate_params*, int32_t*, int32_t*, float*);
   tppp_status (*model_get_stats)(tppp_model_t, tppp_model_stats*);
   void (*model_destroy)(tppp_model_t);
+  tppp_status (*model_follow)(tppp_model_t, int64_t);
+  tppp_status (*model_stop)(tppp_model_t);
   /* later versions append here */
 } tppp_api;
 

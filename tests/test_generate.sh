@@ -2,7 +2,8 @@
 # examples/generate.c under tppp-run for each fixture model on every TP x PP
 # grid in {1,2,4} x {1,2,3} that the model divides (heads over tp, layers
 # over pp): its greedy tokens must equal transformers' (--reference exits 1
-# on a mismatch), and --dump-logits must write [prompts, vocab] f32.
+# on a mismatch), and --dump-logits must write [prompts, vocab] f32. Then
+# follow mode and other micro-batch groupings and prompt chunks.
 # Args: tppp-run, generate, fixtures dir.
 set -uo pipefail
 run=$1 gen=$2 fx=$3
@@ -26,6 +27,15 @@ for m in llama qwen2 qwen3; do
       echo "ok $m tp=$tp pp=$pp"
     done
   done
+done
+for extra in "qwen3 2 2 --follow --chunk 3" "llama 1 3 --microbatches 1 --chunk 1" "qwen2 1 2 --follow --microbatches 3"; do
+  read -r m tp pp opts <<<"$extra"
+  n=$((n + 1))
+  out=$("$run" -n $((tp * pp)) --timeout 120 -- "$gen" "$fx/models/$m" --tp $tp --pp $pp --reference --max-new 24 $opts 2>&1)
+  if [ $? -ne 0 ] || ! grep -q "matches transformers' greedy tokens: yes" <<<"$out"; then
+    echo "FAIL $m tp=$tp pp=$pp $opts"; echo "$out" | tail -5; fail=$((fail + 1)); continue
+  fi
+  echo "ok $m tp=$tp pp=$pp $opts"
 done
 echo "$((n - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -84,6 +84,8 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_model_generate,
       tppp_model_get_stats,
       tppp_model_destroy,
+      tppp_model_follow,
+      tppp_model_stop,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

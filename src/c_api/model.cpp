@@ -74,6 +74,8 @@ tppp_status tppp_model_create(tppp_group_t g, tppp_checkpoint_t c, const tppp_mo
   mp.max_seqs = p.max_seqs;
   mp.kv_tokens = p.kv_tokens;
   mp.max_batch = p.max_batch;
+  REQUIRE(p.follow == 0 || p.follow == 1, "tppp_model_create: follow %d must be 0 or 1", p.follow);
+  mp.follow = p.follow != 0;
   std::unique_ptr<tppp_model_s> h(new tppp_model_s());
   h->m.reset(new tppp::Model(G, *c->c, mp));
   *out = h.release();
@@ -141,7 +143,11 @@ tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, const int32_t
             prompt_lens[i]);
     pr[static_cast<size_t>(i)].assign(prompts[i], prompts[i] + prompt_lens[i]);
   }
-  std::vector<int32_t> stop(p.stop_ids, p.stop_ids + p.n_stop);
+  tppp::GenerateOptions o;
+  o.max_new = p.max_new;
+  o.stop.assign(p.stop_ids, p.stop_ids + p.n_stop);
+  o.microbatches = p.microbatches;
+  o.prefill_chunk = p.prefill_chunk;
   std::function<void(int32_t, int32_t)> cb;
   if (p.on_token) {
     const tppp_token_fn fn = p.on_token;
@@ -149,8 +155,8 @@ tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, const int32_t
     cb = [fn, user](int32_t prompt, int32_t token) { fn(user, prompt, token); };
   }
   std::vector<std::vector<int32_t>> toks;
-  M.generate(pr, p.max_new, stop, cb, &toks, first_logits);
-  for (int32_t i = 0; i < n_prompts; i++) {
+  M.generate(pr, o, cb, &toks, first_logits);
+  for (int32_t i = 0; i < n_prompts && i < static_cast<int32_t>(toks.size()); i++) {
     const std::vector<int32_t>& t = toks[static_cast<size_t>(i)];
     if (out_tokens) std::memcpy(out_tokens + static_cast<size_t>(i) * static_cast<size_t>(p.max_new), t.data(), t.size() * 4);
     if (out_counts) out_counts[i] = static_cast<int32_t>(t.size());
@@ -169,6 +175,20 @@ tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out) {
   v.wall_ms = M.stats().wall_ms;
   v.tokens = M.stats().tokens;
   tppp_shim::write_versioned(v, out, "tppp_model_stats");
+  API_END
+}
+
+tppp_status tppp_model_follow(tppp_model_t m, int64_t idle_timeout_ms) {
+  API_BEGIN
+  REQUIRE(idle_timeout_ms >= -1, "tppp_model_follow: idle_timeout_ms %lld (-1: no bound, else >= 0)",
+          static_cast<long long>(idle_timeout_ms));
+  model(m, "tppp_model_follow").follow(idle_timeout_ms);
+  API_END
+}
+
+tppp_status tppp_model_stop(tppp_model_t m) {
+  API_BEGIN
+  model(m, "tppp_model_stop").stop();
   API_END
 }
 

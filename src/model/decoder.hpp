@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "layers/tp_layer.hpp"
@@ -32,6 +33,11 @@ class DevBuf {
   ~DevBuf();
   void* get(Backend& be, size_t bytes);
   void* data() const { return p_; }
+  void swap(DevBuf& o) noexcept {
+    std::swap(be_, o.be_);
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+  }
 
  private:
   Backend* be_ = nullptr;
@@ -55,6 +61,12 @@ class StageDecoder {
   // compute dtype, backend memory (what stages hand over).
   void* hidden() const { return hidden_.data(); }
   void* residual() const { return residual_.data(); }
+  // Trades the activation buffers with h and r (no copy): a received
+  // micro-batch goes in, a finished one comes out to be sent.
+  void swap_acts(DevBuf& h, DevBuf& r) noexcept {
+    hidden_.swap(h);
+    residual_.swap(r);
+  }
   // Sizes the buffers for n tokens and uploads the batch's indices.
   void prepare(const BatchView& b, const KvPlan& kv);
   // First stage: hidden = the tokens' embeddings (residual not yet started).

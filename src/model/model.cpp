@@ -75,11 +75,29 @@ Model::Model(Group& g, const Checkpoint& c, const ModelParams& p)
 bool Model::driver() const { return g_.config().rank == 0; }
 int32_t Model::pp_rank() const { return g_.pos().pp_rank; }
 
-int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
-  return run(b, outputs, logits, ids, false);
+void Model::head_ids(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids) {
+  StageDecoder& s = *dec_;
+  const int64_t w = static_cast<int64_t>(kv.wanted.size()), V = spec_.dims.vocab;
+  if (w == 0) return;
+  if (!want_logits) {
+    s.head(kv, false, nullptr, ids);
+    return;
+  }
+  const bool root = g_.pos().tp_rank == 0;
+  s.head(kv, true, root ? logits : nullptr, nullptr);
+  if (root)
+    for (int64_t r = 0; r < w; r++) {
+      const float* row = logits + static_cast<size_t>(r) * static_cast<size_t>(V);
+      int64_t best = 0;
+      for (int64_t c = 1; c < V; c++)
+        if (argmax_better(row[c], c, row[best], best)) best = c;
+      ids[r] = best;
+    }
+  if (g_.config().tp > 1)
+    g_.transport().broadcast(g_.comm(TPPP_SCOPE_TP), ids, static_cast<size_t>(w), TPPP_DTYPE_I64, 0, kHostPlace);
 }
 
-int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* ids, bool ids_everywhere) {
+int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
   const auto t0 = Clock::now();
   if (outputs & ~(kOutLogits | kOutIds))
     fail(TPPP_ERR_INVALID_ARGUMENT, "forward: outputs %d is not a set of TPPP_OUT_* flags", outputs);
@@ -124,48 +142,25 @@ int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* 
     sr->wait();
   }
   // Results: computed on the last stage (logits on its TP rank 0), then
-  // sent to the driver or broadcast.
+  // sent to the driver.
   const int head_rank = (g_.config().pp - 1) * g_.config().tp;  // last stage, TP rank 0
   const bool head = g_.config().rank == head_rank;
-  const bool want_ids = (outputs & kOutIds) || ids_everywhere;
   if (w > 0) {
     host_ids_.resize(static_cast<size_t>(w));
     if (outputs & kOutLogits) host_logits_.resize(static_cast<size_t>(w) * static_cast<size_t>(V));
-    if (s.last()) {
-      const auto th = Clock::now();
-      // With logits, ids come from them (one LM head GEMM, not two).
-      const bool logits_path = (outputs & kOutLogits) != 0;
-      s.head(kv, logits_path, head ? host_logits_.data() : nullptr,
-             logits_path ? nullptr : (want_ids ? host_ids_.data() : nullptr));
-      if (logits_path && head && want_ids)
-        for (int32_t r = 0; r < w; r++) {
-          const float* row = host_logits_.data() + static_cast<size_t>(r) * static_cast<size_t>(V);
-          int64_t best = 0;
-          for (int64_t c = 1; c < V; c++)
-            if (argmax_better(row[c], c, row[best], best)) best = c;
-          host_ids_[static_cast<size_t>(r)] = best;
-        }
-      busy += ms_since(th);
-    }
-    if (head_rank != 0 && (outputs & kOutLogits)) {  // logits: head -> driver
-      const size_t bytes = host_logits_.size() * 4;
-      if (head) tr.isend(world, 0, tags::model(call, tags::ModelMsg::Logits), host_logits_.data(), bytes, host)->wait();
-      if (driver()) tr.irecv(world, head_rank, tags::model(call, tags::ModelMsg::Logits), host_logits_.data(), bytes,
-                             host)->wait();
-    }
-    if (ids_everywhere) {
-      tr.broadcast(world, host_ids_.data(), static_cast<size_t>(w), TPPP_DTYPE_I64, head_rank, host);
-    } else if (head_rank != 0 && (outputs & kOutIds)) {
-      const size_t bytes = static_cast<size_t>(w) * 8;
-      if (head) tr.isend(world, 0, tags::model(call, tags::ModelMsg::Ids), host_ids_.data(), bytes, host)->wait();
-      if (driver())
-        tr.irecv(world, head_rank, tags::model(call, tags::ModelMsg::Ids), host_ids_.data(), bytes, host)->wait();
+    if (s.last()) timed([&] { head_ids(kv, (outputs & kOutLogits) != 0, head ? host_logits_.data() : nullptr, host_ids_.data()); });
+    const tags::ModelMsg kinds[2] = {tags::ModelMsg::Logits, tags::ModelMsg::Ids};
+    for (int k = 0; k < 2 && head_rank != 0; k++) {  // head -> driver
+      if (!(outputs & (k == 0 ? kOutLogits : kOutIds))) continue;
+      void* buf = k == 0 ? static_cast<void*>(host_logits_.data()) : static_cast<void*>(host_ids_.data());
+      const size_t bytes = k == 0 ? host_logits_.size() * 4 : static_cast<size_t>(w) * 8;
+      if (head) tr.isend(world, 0, tags::model(call, kinds[k]), buf, bytes, host)->wait();
+      if (driver()) tr.irecv(world, head_rank, tags::model(call, kinds[k]), buf, bytes, host)->wait();
     }
     if (driver()) {
       if ((outputs & kOutLogits) && logits) std::memcpy(logits, host_logits_.data(), host_logits_.size() * 4);
-      if (want_ids && ids) std::memcpy(ids, host_ids_.data(), static_cast<size_t>(w) * 8);
+      if ((outputs & kOutIds) && ids) std::memcpy(ids, host_ids_.data(), static_cast<size_t>(w) * 8);
     }
-    if (ids_everywhere && ids && !driver()) std::memcpy(ids, host_ids_.data(), static_cast<size_t>(w) * 8);
   }
   book_.commit(kv);
   st_.busy_ms += busy;
@@ -176,97 +171,6 @@ int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* 
          "forward: the driver asked for %s but passed NULL; the batch ran on every rank (its tokens are in the "
          "cache), its %s are lost", missing, missing);
   return w;
-}
-
-void Model::remove(int32_t seq) { book_.remove(seq); }
-
-void Model::generate(const std::vector<std::vector<int32_t>>& prompts, int32_t max_new,
-                     const std::vector<int32_t>& stop, const std::function<void(int32_t, int32_t)>& on_token,
-                     std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
-  const int32_t np = static_cast<int32_t>(prompts.size());
-  if (np <= 0 || np > p_.max_seqs)
-    fail(TPPP_ERR_INVALID_ARGUMENT, "generate: %d prompts (1 to max_seqs %d)", np, p_.max_seqs);
-  if (max_new < 0) fail(TPPP_ERR_INVALID_ARGUMENT, "generate: max_new %d is negative", max_new);
-  for (int32_t i = 0; i < np; i++) {
-    if (prompts[static_cast<size_t>(i)].empty()) fail(TPPP_ERR_INVALID_ARGUMENT, "generate: prompt %d is empty", i);
-    if (book_.length(i) != 0)
-      fail(TPPP_ERR_INVALID_USAGE, "generate: sequence %d (prompt %d) already holds %d tokens; remove it first", i, i,
-           book_.length(i));
-  }
-  std::vector<std::vector<int32_t>> out(static_cast<size_t>(np));
-  std::vector<int32_t> last(static_cast<size_t>(np)), len(static_cast<size_t>(np));
-  std::vector<char> live(static_cast<size_t>(np), max_new > 0 ? 1 : 0);
-  std::vector<int32_t> tok, pos, seq;
-  std::vector<int8_t> want;
-  std::vector<int64_t> ids;
-  std::vector<float> lg;
-  try {
-    // Prefill, in chunks of at most max_batch tokens; a prompt's last token wants its ids.
-    std::vector<std::pair<int32_t, int32_t>> order;  // (prompt, position)
-    for (int32_t i = 0; i < np; i++)
-      for (int32_t k = 0; k < static_cast<int32_t>(prompts[static_cast<size_t>(i)].size()); k++) order.emplace_back(i, k);
-    for (size_t at = 0; at < order.size();) {
-      const size_t n = std::min(order.size() - at, static_cast<size_t>(p_.max_batch));
-      tok.clear(); pos.clear(); seq.clear(); want.clear();
-      std::vector<int32_t> owner;
-      for (size_t k = at; k < at + n; k++) {
-        const auto& pr = prompts[static_cast<size_t>(order[k].first)];
-        tok.push_back(pr[static_cast<size_t>(order[k].second)]);
-        pos.push_back(order[k].second);
-        seq.push_back(order[k].first);
-        const bool end = order[k].second + 1 == static_cast<int32_t>(pr.size());
-        want.push_back(end ? 1 : 0);
-        if (end) owner.push_back(order[k].first);
-      }
-      BatchView b{static_cast<int32_t>(n), tok.data(), pos.data(), seq.data(), want.data()};
-      ids.assign(owner.size(), 0);
-      // Logits on every rank's say-so (the same flags everywhere), whether
-      // or not this driver keeps them: the prefill's LM head runs once anyway.
-      lg.resize(owner.size() * static_cast<size_t>(spec_.dims.vocab));
-      run(b, kOutIds | kOutLogits, lg.data(), ids.data(), true);
-      for (size_t r = 0; r < owner.size(); r++) {
-        const int32_t i = owner[r];
-        if (first_logits && driver())
-          std::memcpy(first_logits + static_cast<size_t>(i) * static_cast<size_t>(spec_.dims.vocab),
-                      lg.data() + r * static_cast<size_t>(spec_.dims.vocab), static_cast<size_t>(spec_.dims.vocab) * 4);
-        last[static_cast<size_t>(i)] = static_cast<int32_t>(ids[r]);
-        len[static_cast<size_t>(i)] = static_cast<int32_t>(prompts[static_cast<size_t>(i)].size());
-      }
-      at += n;
-    }
-    // Decode: one token per live sequence per step; its sampled id is the next input.
-    auto accept = [&](int32_t i) {
-      const int32_t t = last[static_cast<size_t>(i)];
-      out[static_cast<size_t>(i)].push_back(t);
-      if (driver() && on_token) on_token(i, t);
-      if (static_cast<int32_t>(out[static_cast<size_t>(i)].size()) >= max_new ||
-          std::find(stop.begin(), stop.end(), t) != stop.end())
-        live[static_cast<size_t>(i)] = 0;
-    };
-    for (int32_t i = 0; i < np; i++)
-      if (live[static_cast<size_t>(i)]) accept(i);
-    for (;;) {
-      tok.clear(); pos.clear(); seq.clear(); want.clear();
-      for (int32_t i = 0; i < np; i++)
-        if (live[static_cast<size_t>(i)]) {
-          tok.push_back(last[static_cast<size_t>(i)]);
-          pos.push_back(len[static_cast<size_t>(i)]++);
-          seq.push_back(i);
-          want.push_back(1);
-        }
-      if (tok.empty()) break;
-      BatchView b{static_cast<int32_t>(tok.size()), tok.data(), pos.data(), seq.data(), want.data()};
-      ids.assign(tok.size(), 0);
-      run(b, kOutIds, nullptr, ids.data(), true);
-      for (size_t r = 0; r < tok.size(); r++) last[static_cast<size_t>(seq[r])] = static_cast<int32_t>(ids[r]);
-      for (size_t r = 0; r < tok.size(); r++) accept(seq[r]);
-    }
-  } catch (...) {
-    for (int32_t i = 0; i < np; i++) book_.remove(i);
-    throw;
-  }
-  for (int32_t i = 0; i < np; i++) book_.remove(i);
-  if (tokens) *tokens = std::move(out);
 }
 
 }  // namespace tppp

@@ -41,11 +41,19 @@ constexpr uint32_t kPipelineTrace = library(Owner::Pipeline, kOwnBits);
 // never pairs with the next.
 constexpr uint32_t lm_head_gather(uint32_t call) { return library(Owner::Layers, call & kOwnBits); }
 
-// Model runtime: per forward call, the stage hand-over (hidden, residual)
-// and the results sent to the driver; numbered by the model's call count.
-enum class ModelMsg : uint32_t { Hidden = 0, Residual = 1, Logits = 2, Ids = 3 };
+// Model runtime, numbered by the model's call count (a forward call, or one
+// micro-batch of a generation, or a command from the driver in follow mode,
+// each takes a number): the stage hand-over (hidden, residual, and in a
+// generation the item's header and batch), the results sent to the driver,
+// the sampled ids a generation's last stage hands back to stage 0 (the
+// ring), and the driver's commands. Numbers wrap after 2^25 calls.
+enum class ModelMsg : uint32_t {
+  Hidden = 0, Residual = 1, Logits = 2, Ids = 3,  // per call
+  Head = 4, Meta = 5, Ring = 6,                   // a generation's micro-batches
+  Cmd = 7, CmdData = 8,                           // follow mode
+};
 constexpr uint32_t model(uint32_t call, ModelMsg k) {
-  return library(Owner::Model, ((call * 4u) + static_cast<uint32_t>(k)) & kOwnBits);
+  return library(Owner::Model, ((call * 16u) + static_cast<uint32_t>(k)) & kOwnBits);
 }
 
 }  // namespace tags

@@ -1,6 +1,7 @@
 """One rank of the Python model check (run by test_binding.py under tppp-run
 -n 4, TP=2 x PP=2): Qwen3's greedy tokens equal transformers', the logits of
-a prompt's positions match transformers' to 1e-4, removal frees pages."""
+a prompt's positions match transformers' to 1e-4, removal frees pages; in
+follow mode only the driver calls, with the same tokens."""
 import json
 import os
 import sys
@@ -39,4 +40,14 @@ with tppp.Group.from_env(tp_size=2, pp_size=2) as g, tppp.Checkpoint(d) as c, tp
         raise AssertionError("a position gap was accepted")
     except tppp.TpppError as e:
         assert e.status == 1 and "a gap" in e.message, e
+    with tppp.Model(g, c, follow=True) as f:
+        if g.info()["rank"] == 0:
+            toks2, _ = f.generate(ref["prompts"], max_new=ref["new_tokens"], microbatches=1, prefill_chunk=3)
+            assert toks2 == ref["tokens"], (toks2, ref["tokens"])
+            lg2, _ = f.forward(p, list(range(len(p))), [5] * len(p), want=[1] * len(p))
+            assert np.abs(lg2 - lg).max() == 0
+            f.remove(5)
+            f.stop()
+        else:
+            f.follow(idle_timeout_ms=60000)
 print("OK")

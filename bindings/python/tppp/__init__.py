@@ -104,7 +104,7 @@ POLICIES = {"fill_drain": 0, "decode_ring": 1}
 
 class ModelParams(C.Structure):
     _fields_ = [("struct_size", C.c_uint32), ("dtype", C.c_int32), ("page_size", C.c_int32), ("max_seqs", C.c_int32),
-                ("kv_tokens", C.c_int64), ("max_batch", C.c_int32), ("reserved", C.c_int32)]
+                ("kv_tokens", C.c_int64), ("max_batch", C.c_int32), ("follow", C.c_int32)]
 
 
 class ModelInfo(C.Structure):
@@ -125,7 +125,8 @@ TOKEN_FN = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_int32)
 
 class GenerateParams(C.Structure):
     _fields_ = [("struct_size", C.c_uint32), ("max_new", C.c_int32), ("stop_ids", C.POINTER(C.c_int32)),
-                ("n_stop", C.c_int32), ("reserved", C.c_int32), ("on_token", TOKEN_FN), ("user", C.c_void_p)]
+                ("n_stop", C.c_int32), ("microbatches", C.c_int32), ("on_token", TOKEN_FN), ("user", C.c_void_p),
+                ("prefill_chunk", C.c_int32), ("reserved", C.c_int32)]
 
 
 STRUCTS.update(tppp_model_params=ModelParams, tppp_model_info=ModelInfo, tppp_batch=Batch,
@@ -209,6 +210,8 @@ def _load():
         "tppp_model_generate": (i32, [vp, i32, C.POINTER(C.POINTER(i32)), C.POINTER(i32), C.POINTER(GenerateParams),
                                       vp, vp, vp]),
         "tppp_model_destroy": (None, [vp]),
+        "tppp_model_follow": (i32, [vp, C.c_int64]),
+        "tppp_model_stop": (i32, [vp]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)

@@ -9,14 +9,17 @@ from . import (_Owned, DTYPES, OUT_IDS, OUT_LOGITS, TOKEN_FN, Batch, GeneratePar
 class Model(_Owned):
     """A decoder (Llama, Qwen2, Qwen3) over the group's TP x PP grid with a paged KV cache (tppp_model_t).
 
-    Every rank makes the same calls with the same arguments; world rank 0 (the driver) gets the outputs."""
+    Every rank makes the same calls with the same arguments, or (follow=True) only world rank 0 does while the
+    others call follow(); world rank 0 (the driver) gets the outputs."""
 
     _destroy = staticmethod(lambda h: library.tppp_model_destroy(h))
 
-    def __init__(self, group, checkpoint, kv_tokens=4096, page_size=16, max_seqs=64, max_batch=2048, dtype=None):
+    def __init__(self, group, checkpoint, kv_tokens=4096, page_size=16, max_seqs=64, max_batch=2048, dtype=None,
+                 follow=False):
         p = ModelParams()
         _check(library.tppp_model_params_init(C.byref(p), C.sizeof(p)))
         p.kv_tokens, p.page_size, p.max_seqs, p.max_batch = kv_tokens, page_size, max_seqs, max_batch
+        p.follow = 1 if follow else 0
         if dtype is not None:
             p.dtype = {"f32": 0, "f16": 1, "bf16": 2}[dtype] if isinstance(dtype, str) else _enum(DTYPES, np.dtype(dtype), "dtype")
         self._group = group
@@ -60,9 +63,19 @@ class Model(_Owned):
         """Frees the sequence's KV pages; the id can start again at position 0."""
         _check(library.tppp_model_remove_seq(self._h, seq_id))
 
-    def generate(self, prompts, max_new=16, stop_ids=(), on_token=None):
+    def follow(self, idle_timeout_ms=-1):
+        """Follow mode, every rank but the driver: runs the driver's calls until it calls stop()."""
+        _check(library.tppp_model_follow(self._h, idle_timeout_ms))
+
+    def stop(self):
+        """Follow mode, the driver: ends the followers' follow()."""
+        _check(library.tppp_model_stop(self._h))
+
+    def generate(self, prompts, max_new=16, stop_ids=(), on_token=None, microbatches=0, prefill_chunk=0):
         """Greedy tokens for each prompt (a list of id lists). On the driver: (tokens per prompt, first logits
-        [prompts, vocab]); elsewhere (None, None). on_token(prompt, token) is called on the driver as tokens come."""
+        [prompts, vocab]); elsewhere (None, None). on_token(prompt, token) is called on the driver as tokens come.
+        microbatches: groups of sequences in flight (PP > 1; 0: one per stage); prefill_chunk: prompt tokens per
+        micro-batch (0: the default)."""
         arrs = [np.ascontiguousarray(x, np.int32) for x in prompts]
         ptrs = (C.POINTER(C.c_int32) * len(arrs))(*[a.ctypes.data_as(C.POINTER(C.c_int32)) for a in arrs])
         lens = (C.c_int32 * len(arrs))(*[a.size for a in arrs])
@@ -70,6 +83,7 @@ class Model(_Owned):
         _check(library.tppp_generate_params_init(C.byref(g), C.sizeof(g)))
         stop = np.ascontiguousarray(stop_ids, np.int32)
         g.max_new, g.n_stop = max_new, stop.size
+        g.microbatches, g.prefill_chunk = microbatches, prefill_chunk
         g.stop_ids = stop.ctypes.data_as(C.POINTER(C.c_int32)) if stop.size else None
         err = []
 

@@ -1,0 +1,265 @@
+// The model's entry points and follow mode (vLLM's driver worker, SGLang's
+// request broadcast): with params.follow, only the driver calls forward,
+// remove and generate; it checks the call (so a refusal costs no traffic),
+// sends it to every other rank as a command, and runs it with them. Each
+// other rank sits in follow(), which runs the commands in order until the
+// driver's stop. Every-rank mode (the default) skips the commands.
+//
+// A command: its header {op, bytes} then its bytes, p2p from the driver to
+// each rank, tagged by the command count (transport/tags.hpp). The driver
+// sends one message pair per rank: fine for the worlds of one or a few
+// nodes this targets; a tree would serve hundreds of ranks.
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "group/group.hpp"
+#include "model/model.hpp"
+#include "transport/tags.hpp"
+
+namespace tppp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+enum : int32_t { kCmdForward = 1, kCmdRemove = 2, kCmdGenerate = 3, kCmdStop = 4 };
+
+struct CmdHead {
+  int32_t op;
+  int32_t reserved;
+  int64_t bytes;
+};
+
+// Appends and reads back int32 fields.
+struct Writer {
+  std::vector<char> b;
+  void i32(int32_t v) { put(&v, 4); }
+  void i32s(const int32_t* v, size_t n) { put(v, n * 4); }
+  void put(const void* p, size_t n) {
+    if (n == 0) return;
+    const size_t at = b.size();
+    b.resize(at + n);
+    std::memcpy(b.data() + at, p, n);
+  }
+};
+struct Reader {
+  const std::vector<char>& b;
+  size_t at = 0;
+  int32_t i32() {
+    int32_t v;
+    get(&v, 4);
+    return v;
+  }
+  std::vector<int32_t> i32s(int64_t n) {
+    if (n < 0 || static_cast<uint64_t>(n) > (b.size() - at) / 4)
+      fail(TPPP_ERR_FORMAT, "follow: a command from the driver is shorter than it says (%lld more values)",
+           static_cast<long long>(n));
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    get(v.data(), v.size() * 4);
+    return v;
+  }
+  void get(void* p, size_t n) {
+    if (n > b.size() - at) fail(TPPP_ERR_FORMAT, "follow: a command from the driver is truncated");
+    if (n) std::memcpy(p, b.data() + at, n);
+    at += n;
+  }
+};
+
+bool peer_broken(tppp_status s) {
+  return s == TPPP_ERR_REMOTE || s == TPPP_ERR_TIMEOUT || s == TPPP_ERR_ABORTED || s == TPPP_ERR_UCX ||
+         s == TPPP_ERR_NCCL || s == TPPP_ERR_CUDA || s == TPPP_ERR_SYSTEM || s == TPPP_ERR_FORMAT ||
+         s == TPPP_ERR_INTERNAL;
+}
+
+}  // namespace
+
+void Model::send_cmd(int32_t op, const std::vector<char>& data) {
+  Transport& tr = g_.transport();
+  const Comm& world = g_.comm(TPPP_SCOPE_WORLD);
+  const uint32_t no = cmds_++;
+  const CmdHead h{op, 0, static_cast<int64_t>(data.size())};
+  std::vector<std::unique_ptr<Request>> reqs;
+  for (int r = 1; r < world.size(); r++) {
+    reqs.push_back(tr.isend(world, r, tags::model(no, tags::ModelMsg::Cmd), &h, sizeof h, kHostPlace));
+    reqs.push_back(tr.isend(world, r, tags::model(no, tags::ModelMsg::CmdData), data.data(), data.size(), kHostPlace));
+  }
+  for (auto& q : reqs) q->wait();
+}
+
+static void refuse_follower(bool follower, const char* op) {
+  if (follower)
+    fail(TPPP_ERR_INVALID_USAGE, "%s: this model follows the driver (params.follow): only world rank 0 calls it, "
+         "the other ranks call tppp_model_follow", op);
+}
+
+int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
+  refuse_follower(p_.follow && !driver(), "forward");
+  if (leading()) {
+    if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "forward: the driver has stopped its followers");
+    if (outputs & ~(kOutLogits | kOutIds))
+      fail(TPPP_ERR_INVALID_ARGUMENT, "forward: outputs %d is not a set of TPPP_OUT_* flags", outputs);
+    if (b.n > p_.max_batch)
+      fail(TPPP_ERR_INVALID_ARGUMENT, "batch: %d tokens, more than the model's max_batch %d", b.n, p_.max_batch);
+    book_.plan(b, spec_.dims.vocab);  // a refusal here costs the followers nothing
+    Writer w;
+    w.i32(outputs);
+    w.i32(b.n);
+    w.i32(b.logits ? 1 : 0);
+    w.i32s(b.token, static_cast<size_t>(b.n));
+    w.i32s(b.pos, static_cast<size_t>(b.n));
+    w.i32s(b.seq, static_cast<size_t>(b.n));
+    if (b.logits) w.put(b.logits, static_cast<size_t>(b.n));
+    send_cmd(kCmdForward, w.b);
+  }
+  return run(b, outputs, logits, ids);
+}
+
+void Model::remove(int32_t seq) {
+  refuse_follower(p_.follow && !driver(), "remove_seq");
+  if (leading()) {
+    if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "remove_seq: the driver has stopped its followers");
+    if (seq < 0 || seq >= book_.max_seqs())
+      fail(TPPP_ERR_INVALID_ARGUMENT, "remove_seq: sequence %d is outside [0, max_seqs %d)", seq, book_.max_seqs());
+    Writer w;
+    w.i32(seq);
+    send_cmd(kCmdRemove, w.b);
+  }
+  book_.remove(seq);
+}
+
+void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
+                     const std::function<void(int32_t, int32_t)>& on_token,
+                     std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
+  refuse_follower(p_.follow && !driver(), "generate");
+  const int32_t np = static_cast<int32_t>(prompts.size());
+  if (np <= 0 || np > p_.max_seqs)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "generate: %d prompts (1 to max_seqs %d)", np, p_.max_seqs);
+  if (o.max_new < 0) fail(TPPP_ERR_INVALID_ARGUMENT, "generate: max_new %d is negative", o.max_new);
+  if (o.microbatches < 0 || o.prefill_chunk < 0)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "generate: microbatches %d and prefill_chunk %d must be >= 0 (0: default)",
+         o.microbatches, o.prefill_chunk);
+  for (int32_t i = 0; i < np; i++) {
+    const auto& pr = prompts[static_cast<size_t>(i)];
+    if (pr.empty()) fail(TPPP_ERR_INVALID_ARGUMENT, "generate: prompt %d is empty", i);
+    for (size_t k = 0; k < pr.size(); k++)
+      if (pr[k] < 0 || pr[k] >= spec_.dims.vocab)
+        fail(TPPP_ERR_INVALID_ARGUMENT, "generate: prompt %d token %zu is %d, outside the vocabulary [0, %lld)", i, k,
+             pr[k], static_cast<long long>(spec_.dims.vocab));
+    if (book_.length(i) != 0)
+      fail(TPPP_ERR_INVALID_USAGE, "generate: sequence %d (prompt %d) already holds %d tokens; remove it first", i, i,
+           book_.length(i));
+  }
+  if (leading()) {
+    if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "generate: the driver has stopped its followers");
+    Writer w;
+    w.i32(np);
+    w.i32(o.max_new);
+    w.i32(o.microbatches);
+    w.i32(o.prefill_chunk);
+    w.i32(static_cast<int32_t>(o.stop.size()));
+    w.i32s(o.stop.data(), o.stop.size());
+    for (const auto& pr : prompts) w.i32(static_cast<int32_t>(pr.size()));
+    for (const auto& pr : prompts) w.i32s(pr.data(), pr.size());
+    send_cmd(kCmdGenerate, w.b);
+  }
+  generate_here(prompts, o, on_token, tokens, first_logits);
+}
+
+void Model::stop() {
+  if (!leading())
+    fail(TPPP_ERR_INVALID_USAGE, "stop: only the driver of a model in follow mode (params.follow) stops followers");
+  if (stopped_) return;
+  stopped_ = true;
+  send_cmd(kCmdStop, {});
+}
+
+Model::~Model() {
+  if (leading() && !stopped_) {
+    try {
+      stop();
+    } catch (const std::exception& e) {
+      TPPP_LOG(TPPP_LOG_WARN, "model: stopping the followers at destruction failed: %s", e.what());
+    }
+  }
+}
+
+void Model::follow(int64_t idle_timeout_ms) {
+  if (!p_.follow) fail(TPPP_ERR_INVALID_USAGE, "follow: the model was not created with params.follow");
+  if (driver()) fail(TPPP_ERR_INVALID_USAGE, "follow: world rank 0 is the driver; it calls forward/generate/stop");
+  if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "follow: the driver has already stopped this model's followers");
+  Transport& tr = g_.transport();
+  const Comm& world = g_.comm(TPPP_SCOPE_WORLD);
+  for (;;) {
+    // Wait for the next command: spin briefly, then nap, so an idle
+    // follower does not hold a core. The transport's own deadline is the
+    // group timeout: past it, post again until idle_timeout_ms runs out.
+    CmdHead h{};
+    const auto t0 = Clock::now();
+    const uint32_t tag = tags::model(cmds_, tags::ModelMsg::Cmd);
+    auto rq = tr.irecv(world, 0, tag, &h, sizeof h, kHostPlace);
+    for (unsigned spin = 0;; spin++) {
+      try {
+        if (rq->test()) break;
+      } catch (const Error& e) {
+        if (e.status() != TPPP_ERR_TIMEOUT) throw;  // a dead driver: REMOTE
+        rq.reset();
+        rq = tr.irecv(world, 0, tag, &h, sizeof h, kHostPlace);
+      }
+      const double idle = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (idle_timeout_ms >= 0 && idle >= static_cast<double>(idle_timeout_ms))
+        fail(TPPP_ERR_TIMEOUT, "follow: rank %d had no call from the driver (rank 0) in %lld ms", g_.config().rank,
+             static_cast<long long>(idle_timeout_ms));
+      if (spin > 2000) std::this_thread::sleep_for(std::chrono::microseconds(spin > 20000 ? 1000 : 100));
+    }
+    if (h.bytes < 0 || h.bytes > (int64_t(1) << 34))
+      fail(TPPP_ERR_FORMAT, "follow: command %u from the driver says %lld bytes", cmds_,
+           static_cast<long long>(h.bytes));
+    std::vector<char> data(static_cast<size_t>(h.bytes));
+    tr.irecv(world, 0, tags::model(cmds_, tags::ModelMsg::CmdData), data.data(), data.size(), kHostPlace)->wait();
+    cmds_++;
+    Reader rd{data};
+    try {
+      switch (h.op) {
+        case kCmdForward: {
+          const int32_t outputs = rd.i32(), n = rd.i32(), has_want = rd.i32();
+          const std::vector<int32_t> tok = rd.i32s(n), pos = rd.i32s(n), seq = rd.i32s(n);
+          std::vector<int8_t> want(has_want ? static_cast<size_t>(n) : 0);
+          rd.get(want.data(), want.size());
+          run(BatchView{n, tok.data(), pos.data(), seq.data(), has_want ? want.data() : nullptr}, outputs, nullptr,
+              nullptr);
+          break;
+        }
+        case kCmdRemove:
+          book_.remove(rd.i32());
+          break;
+        case kCmdGenerate: {
+          const int32_t np = rd.i32();
+          if (np <= 0 || np > p_.max_seqs) fail(TPPP_ERR_FORMAT, "follow: a generate command with %d prompts", np);
+          GenerateOptions o;
+          o.max_new = rd.i32();
+          o.microbatches = rd.i32();
+          o.prefill_chunk = rd.i32();
+          o.stop = rd.i32s(rd.i32());
+          const std::vector<int32_t> lens = rd.i32s(np);
+          std::vector<std::vector<int32_t>> prompts;
+          for (int32_t l : lens) prompts.push_back(rd.i32s(l));
+          generate_here(prompts, o, nullptr, nullptr, nullptr);
+          break;
+        }
+        case kCmdStop:
+          stopped_ = true;
+          return;
+        default:
+          fail(TPPP_ERR_FORMAT, "follow: command %u from the driver has unknown op %d", cmds_ - 1, h.op);
+      }
+    } catch (const Error& e) {
+      // The driver failed the same way and carries on; a broken peer ends following.
+      if (peer_broken(e.status())) throw;
+      TPPP_LOG(TPPP_LOG_WARN, "follow: rank %d: command %u failed as on the driver: %s", g_.config().rank, cmds_ - 1,
+               e.what());
+    }
+  }
+}
+
+}  // namespace tppp
