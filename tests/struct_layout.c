@@ -50,10 +50,15 @@ int main(int argc, char** argv) {
     first = 1;
     F(tppp_scheduler_stats, stage); F(tppp_scheduler_stats, steps); F(tppp_scheduler_stats, wall_ms);
     F(tppp_scheduler_stats, bubble); F(tppp_scheduler_stats, theory_bubble);
+  }
+  if (flat)
+    printf("tppp_model_params size %zu\ntppp_model_info size %zu\ntppp_batch size %zu\ntppp_generate_params size %zu\n",
+           sizeof(tppp_model_params), sizeof(tppp_model_info), sizeof(tppp_batch), sizeof(tppp_generate_params));
+  {
     printf_json("}},\n \"tppp_model_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_model_params));
     first = 1;
     F(tppp_model_params, dtype); F(tppp_model_params, page_size); F(tppp_model_params, max_seqs);
-    F(tppp_model_params, kv_tokens); F(tppp_model_params, max_batch);
+    F(tppp_model_params, kv_tokens); F(tppp_model_params, max_batch); F(tppp_model_params, follow);
     printf_json("}},\n \"tppp_model_info\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_model_info));
     first = 1;
     F(tppp_model_info, dtype); F(tppp_model_info, architecture); F(tppp_model_info, vocab_size);
@@ -64,7 +69,8 @@ int main(int argc, char** argv) {
     printf_json("}},\n \"tppp_generate_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_generate_params));
     first = 1;
     F(tppp_generate_params, max_new); F(tppp_generate_params, stop_ids); F(tppp_generate_params, n_stop);
-    F(tppp_generate_params, on_token); F(tppp_generate_params, user);
+    F(tppp_generate_params, microbatches); F(tppp_generate_params, on_token); F(tppp_generate_params, user);
+    F(tppp_generate_params, prefill_chunk);
   }
   printf_json("}}}\n");
   return 0;

@@ -193,9 +193,13 @@ func (l *Layer) Close() {
 // sizes of the public structs as cgo sees them (for the layout test).
 func structSizes() map[string]uintptr {
 	return map[string]uintptr{
-		"tppp_group_params": unsafe.Sizeof(C.tppp_group_params{}),
-		"tppp_group_info":   unsafe.Sizeof(C.tppp_group_info{}),
-		"tppp_tensor":       unsafe.Sizeof(C.tppp_tensor{}),
-		"tppp_layer_params": unsafe.Sizeof(C.tppp_layer_params{}),
+		"tppp_group_params":    unsafe.Sizeof(C.tppp_group_params{}),
+		"tppp_group_info":      unsafe.Sizeof(C.tppp_group_info{}),
+		"tppp_tensor":          unsafe.Sizeof(C.tppp_tensor{}),
+		"tppp_layer_params":    unsafe.Sizeof(C.tppp_layer_params{}),
+		"tppp_model_params":    unsafe.Sizeof(C.tppp_model_params{}),
+		"tppp_model_info":      unsafe.Sizeof(C.tppp_model_info{}),
+		"tppp_batch":           unsafe.Sizeof(C.tppp_batch{}),
+		"tppp_generate_params": unsafe.Sizeof(C.tppp_generate_params{}),
 	}
 }

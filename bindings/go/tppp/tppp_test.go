@@ -12,8 +12,11 @@ import (
 
 // The test binary re-runs itself as each rank under tppp-run.
 func TestMain(m *testing.M) {
-	if os.Getenv("TPPP_GO_RANK") == "1" {
+	switch os.Getenv("TPPP_GO_RANK") {
+	case "1":
 		os.Exit(rankMain())
+	case "model":
+		os.Exit(modelRankMain())
 	}
 	os.Exit(m.Run())
 }

@@ -57,7 +57,7 @@ RUST = {"i32": 4, "u32": 4, "i64": 8, "u64": 8, "usize": 8, "tppp_status": 4}
 
 def rust_size(t):
     t = t.strip()
-    if t.startswith("*") or t in ("tppp_group_t", "tppp_layer_t"):
+    if t.startswith("*") or (t.startswith("tppp_") and t.endswith("_t") and t != "tppp_status"):
         return 8
     return RUST[t]
 

@@ -7,7 +7,10 @@
 //! let sum = g.all_reduce_f32(&[1.0, 2.0], tppp::Scope::World)?;
 //! # Ok::<(), tppp::Error>(())
 //! ```
+pub mod model;
 pub mod sys;
+
+pub use model::{Checkpoint, GenerateOptions, Generated, Model, ModelInfo, ModelOptions};
 
 use std::ffi::CStr;
 use std::fmt;

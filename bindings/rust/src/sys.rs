@@ -7,6 +7,11 @@ use std::os::raw::{c_char, c_void};
 pub type tppp_status = i32;
 pub type tppp_group_t = *mut c_void;
 pub type tppp_layer_t = *mut c_void;
+pub type tppp_checkpoint_t = *mut c_void;
+pub type tppp_model_t = *mut c_void;
+pub type tppp_token_fn = Option<unsafe extern "C" fn(user: *mut c_void, prompt: i32, token: i32)>;
+pub const TPPP_OUT_LOGITS: i32 = 1;
+pub const TPPP_OUT_IDS: i32 = 2;
 pub const TPPP_MAX_DIMS: usize = 8;
 pub const TPPP_VERSION_MAJOR: u32 = 0;
 pub const TPPP_VERSION_MINOR: u32 = 3;
@@ -71,6 +76,62 @@ pub struct tppp_layer_params {
     pub reserved: i32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct tppp_model_params {
+    pub struct_size: u32,
+    pub dtype: i32,
+    pub page_size: i32,
+    pub max_seqs: i32,
+    pub kv_tokens: i64,
+    pub max_batch: i32,
+    pub follow: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_model_info {
+    pub struct_size: u32,
+    pub dtype: i32,
+    pub architecture: *const c_char,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub num_kv_heads: i64,
+    pub head_dim: i64,
+    pub layer_begin: i64,
+    pub layer_end: i64,
+    pub page_size: i32,
+    pub num_pages: i32,
+    pub free_pages: i32,
+    pub max_seqs: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_batch {
+    pub n_tokens: i32,
+    pub token: *const i32,
+    pub pos: *const i32,
+    pub seq_id: *const i32,
+    pub logits: *const i8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_generate_params {
+    pub struct_size: u32,
+    pub max_new: i32,
+    pub stop_ids: *const i32,
+    pub n_stop: i32,
+    pub microbatches: i32,
+    pub on_token: tppp_token_fn,
+    pub user: *mut c_void,
+    pub prefill_chunk: i32,
+    pub reserved: i32,
+}
+
 extern "C" {
     pub fn tppp_version() -> u32;
     pub fn tppp_abi_check(major: u32, minor: u32) -> i32;
@@ -89,4 +150,20 @@ extern "C" {
     pub fn tppp_layer_bind(l: tppp_layer_t, part: i32, w: *const tppp_tensor, b: *const tppp_tensor) -> tppp_status;
     pub fn tppp_layer_forward(l: tppp_layer_t, x: *const tppp_tensor, y: *const tppp_tensor,
                               stream: *mut c_void) -> tppp_status;
+    pub fn tppp_checkpoint_open(path: *const c_char, out: *mut tppp_checkpoint_t) -> tppp_status;
+    pub fn tppp_checkpoint_close(c: tppp_checkpoint_t);
+    pub fn tppp_model_params_init(p: *mut tppp_model_params, size: usize) -> tppp_status;
+    pub fn tppp_model_create(g: tppp_group_t, c: tppp_checkpoint_t, p: *const tppp_model_params,
+                             out: *mut tppp_model_t) -> tppp_status;
+    pub fn tppp_model_get_info(m: tppp_model_t, out: *mut tppp_model_info) -> tppp_status;
+    pub fn tppp_model_forward(m: tppp_model_t, b: *const tppp_batch, outputs: i32, logits: *mut f32, ids: *mut i64,
+                              n_out: *mut i32) -> tppp_status;
+    pub fn tppp_model_remove_seq(m: tppp_model_t, seq_id: i32) -> tppp_status;
+    pub fn tppp_generate_params_init(p: *mut tppp_generate_params, size: usize) -> tppp_status;
+    pub fn tppp_model_generate(m: tppp_model_t, n_prompts: i32, prompts: *const *const i32, prompt_lens: *const i32,
+                               p: *const tppp_generate_params, out_tokens: *mut i32, out_counts: *mut i32,
+                               first_logits: *mut f32) -> tppp_status;
+    pub fn tppp_model_follow(m: tppp_model_t, idle_timeout_ms: i64) -> tppp_status;
+    pub fn tppp_model_stop(m: tppp_model_t) -> tppp_status;
+    pub fn tppp_model_destroy(m: tppp_model_t);
 }

@@ -1,0 +1,98 @@
+//! One rank of the Rust model check (tests/tp_linear.rs runs it under
+//! tppp-run -n 4, TP=2 x PP=2) on a fixture made by transformers
+//! (tests/fixtures/make_model_fixtures.py): greedy tokens equal
+//! transformers', a prompt's logits match to 1e-4, removal frees a page,
+//! and follow mode (only the driver calls) gives the same tokens.
+//! Arg: the model directory. No unsafe.
+use tppp::{Checkpoint, GenerateOptions, Group, Model, ModelOptions};
+
+// The integers of the JSON value after "key": (numbers in order, and each's bracket depth).
+fn ints_after(text: &str, key: &str) -> Vec<(i64, usize)> {
+    let at = text.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("reference.json has no {key}"));
+    let (mut out, mut depth, mut num, mut started) = (Vec::new(), 0usize, String::new(), false);
+    for ch in text[at + key.len() + 2..].chars() {
+        match ch {
+            '[' => { depth += 1; started = true; }
+            ']' | ',' => {
+                if !num.is_empty() { out.push((num.parse().unwrap(), depth)); num.clear(); }
+                if ch == ']' { depth -= 1; if depth == 0 { break; } }
+            }
+            '0'..='9' | '-' => { num.push(ch); if !started { started = true; } }
+            _ => if started && depth == 0 && !num.is_empty() { out.push((num.parse().unwrap(), 0)); break; },
+        }
+    }
+    if !num.is_empty() { out.push((num.parse().unwrap(), 0)); }
+    out
+}
+
+fn lists(text: &str, key: &str) -> Vec<Vec<i32>> {
+    let text_at = &text[text.find(&format!("\"{key}\"")).unwrap()..];
+    let body = &text_at[text_at.find('[').unwrap() + 1..];
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(open) = rest.find('[') {
+        let close = rest.find(']').unwrap();
+        if close < open { break; }
+        out.push(rest[open + 1..close].split(',').filter(|s| !s.trim().is_empty())
+                     .map(|s| s.trim().parse().unwrap()).collect());
+        rest = &rest[close + 1..];
+        if rest.trim_start().starts_with(']') { break; }
+    }
+    out
+}
+
+fn main() -> Result<(), tppp::Error> {
+    let dir = std::env::args().nth(1).expect("usage: model MODEL_DIR");
+    let text = std::fs::read_to_string(format!("{dir}/reference.json")).expect("reference.json");
+    let prompts = lists(&text, "prompts");
+    let want = lists(&text, "tokens");
+    let vocab = ints_after(&text, "vocab")[0].0 as usize;
+    let offsets: Vec<usize> = ints_after(&text, "logits_offsets").iter().map(|v| v.0 as usize).collect();
+    let bytes = std::fs::read(format!("{dir}/logits.bin")).expect("logits.bin");
+    let all: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let new_tokens = want[0].len() as i32;
+
+    let g = Group::from_env(2, 2, 60_000)?;
+    let rank = g.info()?.rank;
+    let c = Checkpoint::open(&dir)?;
+    let m = Model::new(&g, &c, &ModelOptions::default())?;
+    assert_eq!(m.info()?.vocab_size as usize, vocab);
+    let mut seen = Vec::new();
+    let mut cb = |p: i32, t: i32| seen.push((p, t));
+    let o = GenerateOptions { max_new: new_tokens, ..Default::default() };
+    let got = m.generate(&prompts, &o, Some(&mut cb))?;
+    let p = &prompts[1];
+    let pos: Vec<i32> = (0..p.len() as i32).collect();
+    let out = m.forward(p, &pos, &vec![5; p.len()], &vec![true; p.len()])?;
+    let free = m.info()?.free_pages;
+    m.remove(5)?;
+    assert_eq!(m.info()?.free_pages, free + 1);
+    if rank == 0 {
+        let got = got.expect("the driver gets tokens");
+        assert_eq!(got.tokens, want);
+        assert_eq!(seen.len(), want.iter().map(|t| t.len()).sum::<usize>());
+        let (logits, ids) = out.expect("the driver gets logits");
+        let reference = &all[offsets[1]..offsets[1] + p.len() * vocab];
+        let num = logits.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let den = reference.iter().map(|b| b.abs()).fold(0f32, f32::max);
+        assert!(num / den < 1e-4, "relative error {}", num / den);
+        for (r, id) in ids.iter().enumerate() {
+            let row = &logits[r * vocab..(r + 1) * vocab];
+            let best = (0..vocab).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+            assert_eq!(*id as usize, best);
+        }
+    } else {
+        assert!(got.is_none() && out.is_none() && seen.is_empty());
+    }
+    // Follow mode: only the driver calls.
+    let f = Model::new(&g, &c, &ModelOptions { follow: true, ..Default::default() })?;
+    if rank == 0 {
+        let o = GenerateOptions { max_new: new_tokens, microbatches: 1, prefill_chunk: 3, ..Default::default() };
+        assert_eq!(f.generate(&prompts, &o, None)?.expect("driver").tokens, want);
+        f.stop()?;
+    } else {
+        f.follow(60_000)?;
+    }
+    println!("OK");
+    Ok(())
+}
