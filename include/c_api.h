@@ -643,7 +643,8 @@ typedef struct tppp_generate_params {
   int32_t microbatches;    /* PP > 1: groups of sequences in flight; default 0: one per stage */
   tppp_token_fn on_token;  /* may be NULL */
   void* user;
-  int32_t prefill_chunk;   /* prompt tokens per micro-batch; default 0: min(max_batch, 512) */
+  int32_t prefill_chunk;   /* prompt tokens per micro-batch; default 0: at most min(max_batch, 512),
+                              with PP > 1 the prompts' tokens / (2 PP) but >= 64 */
   int32_t reserved;
 } tppp_generate_params;
 TPPP_API tppp_status tppp_generate_params_init(tppp_generate_params* p, size_t size);

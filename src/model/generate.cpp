@@ -378,8 +378,15 @@ class Generation {
     st_.assign(static_cast<size_t>(np), St::Prefill);
     last_.assign(static_cast<size_t>(np), 0);
     len_.assign(static_cast<size_t>(np), 0);
-    chunk_ = static_cast<size_t>(o_.prefill_chunk > 0 ? std::min(o_.prefill_chunk, max_batch)
-                                                      : std::min(max_batch, 512));
+    // Default chunk: at most min(max_batch, 512) tokens; with P > 1, small
+    // enough that the prompts make 2P chunks (the stages overlap) but not
+    // below 64 tokens (GEMMs of few rows waste the weights' reads).
+    size_t total = 0;
+    for (const auto& p : prompts_) total += p.size();
+    const size_t cap = static_cast<size_t>(std::min(max_batch, 512));
+    chunk_ = o_.prefill_chunk > 0 ? static_cast<size_t>(std::min(o_.prefill_chunk, max_batch))
+             : P_ == 1           ? cap
+                                 : std::min(cap, std::max<size_t>(64, (total + 2 * P_ - 1) / (2 * P_)));
     // Every stage-0 TP rank must make the same items in the same order, so
     // no decision here depends on timing (whether a result has arrived):
     // take the entries that await nothing, send every decode group that can

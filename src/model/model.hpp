@@ -31,7 +31,7 @@ struct GenerateOptions {
   int32_t max_new = 16;
   std::vector<int32_t> stop;   // a generated stop id ends its prompt (and is kept)
   int32_t microbatches = 0;    // decode micro-batches in flight; 0: one per stage
-  int32_t prefill_chunk = 0;   // prompt tokens per prefill micro-batch; 0: min(max_batch, 512)
+  int32_t prefill_chunk = 0;   // prompt tokens per prefill micro-batch; 0: see generate.cpp
 };
 
 enum : int32_t { kOutLogits = 1, kOutIds = 2 };

@@ -1,7 +1,8 @@
 // CPU decoder ops: plain loops in f32 over rows (the oracle the CUDA kernels
-// are checked against, and fast enough for the tiny models of the tests).
-// Attention walks each token's pages in order with an online softmax, so no
-// [tokens, positions] score matrix is ever allocated.
+// are checked against). Attention takes each token and kv head once: the
+// query heads that share the kv head score every cached position (the K row
+// read once for all of them), then softmax, then the weighted sum of V rows;
+// only a [group, kv_len] score row is kept, never [tokens, positions].
 #include "backend/cpu/decoder_ops.hpp"
 
 #include <cmath>
@@ -19,9 +20,17 @@ inline size_t at(int64_t i) { return static_cast<size_t>(i); }
 
 // x[0..h) in dt -> f32 (the contiguous run starting at element `off`).
 void load(const void* p, int32_t dt, int64_t off, int64_t h, float* out) {
+  if (dt == TPPP_DTYPE_F32) {
+    std::memcpy(out, static_cast<const float*>(p) + off, at(h) * 4);
+    return;
+  }
   for (int64_t i = 0; i < h; i++) out[i] = load_float(dt, p, at(off + i));
 }
 void store(void* p, int32_t dt, int64_t off, int64_t h, const float* in) {
+  if (dt == TPPP_DTYPE_F32) {
+    std::memcpy(static_cast<float*>(p) + off, in, at(h) * 4);
+    return;
+  }
   for (int64_t i = 0; i < h; i++) store_float(dt, p, at(off + i), in[i]);
 }
 
@@ -97,29 +106,64 @@ void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, i
                const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
                const int32_t* pages, float scale, void* out, int32_t dt) {
   const int64_t group = nh / kvh;
-  std::vector<float> qv(at(d)), kv(at(d)), acc(at(d));
-  for (int64_t t = 0; t < m; t++)
-    for (int64_t h = 0; h < nh; h++) {
-      load(q, dt, t * ldq + h * d, d, qv.data());
-      const int64_t kh = h / group;
-      float mx = -INFINITY, sum = 0;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = 0; p < kv_len[t]; p++) {
-        const int64_t slot = static_cast<int64_t>(pages[page_off[t] + p / page_size]) * page_size + p % page_size;
-        const int64_t base = (slot * kvh + kh) * d;
-        load(k_cache, dt, base, d, kv.data());
-        float sc = 0;
-        for (int64_t i = 0; i < d; i++) sc += qv[at(i)] * kv[at(i)];
-        sc *= scale;
-        const float nmx = sc > mx ? sc : mx, corr = std::exp(mx - nmx), e = std::exp(sc - nmx);
-        sum = sum * corr + e;
-        load(v_cache, dt, base, d, kv.data());
-        for (int64_t i = 0; i < d; i++) acc[at(i)] = acc[at(i)] * corr + e * kv[at(i)];
-        mx = nmx;
+  const bool f32 = dt == TPPP_DTYPE_F32;
+  std::vector<float> qg(at(group * d)), acc(at(group * d)), row(at(d)), sum(at(group)), sc;
+  // Row p of a sequence's K (or V) for kv head kh, as f32 (in place for f32 caches).
+  auto cached = [&](const void* cache, int64_t t, int64_t p, int64_t kh) -> const float* {
+    const int64_t slot = static_cast<int64_t>(pages[page_off[t] + p / page_size]) * page_size + p % page_size;
+    const int64_t base = (slot * kvh + kh) * d;
+    if (f32) return static_cast<const float*>(cache) + base;
+    load(cache, dt, base, d, row.data());
+    return row.data();
+  };
+  for (int64_t t = 0; t < m; t++) {
+    const int64_t len = kv_len[t];
+    sc.resize(at(group * len));
+    for (int64_t kh = 0; kh < kvh; kh++) {
+      for (int64_t g = 0; g < group; g++) load(q, dt, t * ldq + (kh * group + g) * d, d, qg.data() + g * d);
+      for (int64_t p = 0; p < len; p++) {
+        const float* k = cached(k_cache, t, p, kh);
+        for (int64_t g = 0; g < group; g++) {
+          const float* qv = qg.data() + g * d;
+          float s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // four partial sums: the loop vectorises
+          int64_t i = 0;
+          for (; i + 4 <= d; i += 4) {
+            s0 += qv[i] * k[i];
+            s1 += qv[i + 1] * k[i + 1];
+            s2 += qv[i + 2] * k[i + 2];
+            s3 += qv[i + 3] * k[i + 3];
+          }
+          for (; i < d; i++) s0 += qv[i] * k[i];
+          sc[at(g * len + p)] = ((s0 + s1) + (s2 + s3)) * scale;
+        }
       }
-      for (int64_t i = 0; i < d; i++) acc[at(i)] = sum > 0 ? acc[at(i)] / sum : 0.0f;
-      store(out, dt, t * nh * d + h * d, d, acc.data());
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      for (int64_t g = 0; g < group; g++) {
+        float* s = sc.data() + g * len;
+        float mx = -INFINITY;
+        for (int64_t p = 0; p < len; p++) mx = s[p] > mx ? s[p] : mx;
+        for (int64_t p = 0; p < len; p++) {
+          s[p] = std::exp(s[p] - mx);
+          sum[at(g)] += s[p];
+        }
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t p = 0; p < len; p++) {
+        const float* v = cached(v_cache, t, p, kh);
+        for (int64_t g = 0; g < group; g++) {
+          const float e = sc[at(g * len + p)];
+          float* a = acc.data() + g * d;
+          for (int64_t i = 0; i < d; i++) a[i] += e * v[i];
+        }
+      }
+      for (int64_t g = 0; g < group; g++) {
+        float* a = acc.data() + g * d;
+        const float inv = sum[at(g)] > 0 ? 1.0f / sum[at(g)] : 0.0f;
+        for (int64_t i = 0; i < d; i++) a[i] *= inv;
+        store(out, dt, t * nh * d + (kh * group + g) * d, d, a);
+      }
     }
+  }
 }
 
 }  // namespace cpu

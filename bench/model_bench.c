@@ -1,0 +1,196 @@
+/* bench/model: the model runtime's prefill and decode speed on one grid
+ * (bench/model.sh runs every grid and transformers beside it).
+ *
+ *   tppp-run -n W -- model_bench CKPT --tp N --pp M [--batch B] [--prompt L]
+ *                    [--steps S] [--reps R] [--chunk T] [--microbatches G]
+ *     every rank: B sequences of L random tokens (the same on every rank).
+ *     Prints on the driver, best of R:
+ *       gen  <prefill tok/s> <decode tok/s>     tppp_model_generate with
+ *            max_new 1 (prefill) and 1 + S (decode = the difference)
+ *       step <median ms>                        one decode forward of B tokens
+ *                                               (tppp_model_forward, the stages
+ *                                               in turn)
+ *   model_bench --gemv B K:N[:count],...        one process: the median time of
+ *                                               cblas_sgemm [B,K] x [N,K]^T for
+ *                                               each shape, summed (count times)
+ *
+ * The second form is the peer for "step": the GEMVs a decode step cannot do
+ * without, on the same threads, so step - gemv is the runtime's overhead. */
+#include <cblas.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "c_api.h"
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_d(const void* a, const void* b) {
+  const double x = *(const double*)a, y = *(const double*)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median(double* v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_d);
+  return v[n / 2];
+}
+
+static float frand(uint64_t* s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return (float)((*s >> 40) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* --gemv B "K:N[:count],...": sum over shapes of count x median(sgemm). */
+static int gemv_only(int b, const char* shapes) {
+  double total = 0;
+  char* list = strdup(shapes);
+  for (char* tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+    int k = 0, n = 0, count = 1;
+    if (sscanf(tok, "%d:%d:%d", &k, &n, &count) < 2 || k <= 0 || n <= 0 || count <= 0) {
+      fprintf(stderr, "--gemv: bad shape '%s' (K:N[:count])\n", tok);
+      free(list);
+      return 2;
+    }
+    float* x = malloc(sizeof(float) * (size_t)b * (size_t)k);
+    float* w = malloc(sizeof(float) * (size_t)n * (size_t)k);
+    float* y = malloc(sizeof(float) * (size_t)b * (size_t)n);
+    uint64_t s = 1;
+    for (size_t i = 0; i < (size_t)b * (size_t)k; i++) x[i] = frand(&s);
+    for (size_t i = 0; i < (size_t)n * (size_t)k; i++) w[i] = frand(&s);
+    double t[15];
+    for (int r = 0; r < 15; r++) {
+      const double t0 = now_s();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+      t[r] = now_s() - t0;
+    }
+    total += count * median(t, 15);
+    free(x), free(w), free(y);
+  }
+  free(list);
+  printf("gemv %.3f\n", total * 1e3);
+  return 0;
+}
+
+#define CHECK(call)                                                                                         \
+  do {                                                                                                      \
+    tppp_status s_ = (call);                                                                                \
+    if (s_ != TPPP_OK) {                                                                                    \
+      fprintf(stderr, "%s failed: %s: %s\n", #call, tppp_status_string(s_), tppp_last_error());            \
+      return 1;                                                                                             \
+    }                                                                                                       \
+  } while (0)
+
+int main(int argc, char** argv) {
+  if (argc == 4 && !strcmp(argv[1], "--gemv")) return gemv_only(atoi(argv[2]), argv[3]);
+  const char* ckpt = argc > 1 ? argv[1] : NULL;
+  int tp = 1, pp = 1, batch = 4, plen = 128, steps = 32, reps = 3, chunk = 0, mbs = 0;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const int v = atoi(argv[i + 1]);
+    if (!strcmp(argv[i], "--tp")) tp = v;
+    else if (!strcmp(argv[i], "--pp")) pp = v;
+    else if (!strcmp(argv[i], "--batch")) batch = v;
+    else if (!strcmp(argv[i], "--prompt")) plen = v;
+    else if (!strcmp(argv[i], "--steps")) steps = v;
+    else if (!strcmp(argv[i], "--reps")) reps = v;
+    else if (!strcmp(argv[i], "--chunk")) chunk = v;
+    else if (!strcmp(argv[i], "--microbatches")) mbs = v;
+    else ckpt = NULL;
+  }
+  if (!ckpt || tp < 1 || pp < 1 || batch < 1 || plen < 1 || steps < 1 || reps < 1) {
+    fprintf(stderr, "usage: model_bench CKPT --tp N --pp M [--batch B] [--prompt L] [--steps S] [--reps R] [--chunk T] "
+                    "[--microbatches G]\n"
+                    "       model_bench --gemv B K:N[:count],...\n");
+    return 2;
+  }
+  tppp_group_params gp;
+  tppp_group_params_init(&gp, sizeof gp);
+  gp.tp_size = tp;
+  gp.pp_size = pp;
+  gp.timeout_ms = 600000;
+  tppp_group_t g = NULL;
+  CHECK(tppp_group_create_from_env(&gp, &g));
+  tppp_group_info gi;
+  gi.struct_size = sizeof gi;
+  CHECK(tppp_group_get_info(g, &gi));
+  tppp_checkpoint_t c = NULL;
+  CHECK(tppp_checkpoint_open(ckpt, &c));
+  tppp_model_params mp;
+  tppp_model_params_init(&mp, sizeof mp);
+  mp.kv_tokens = (int64_t)batch * (plen + steps + 2) + 64 * batch;
+  mp.max_batch = batch * plen;
+  tppp_model_t m = NULL;
+  CHECK(tppp_model_create(g, c, &mp, &m));
+  tppp_checkpoint_close(c);
+  tppp_model_info info;
+  info.struct_size = sizeof info;
+  CHECK(tppp_model_get_info(m, &info));
+
+  /* B prompts of L random ids, the same on every rank. */
+  int32_t* ids = malloc(sizeof(int32_t) * (size_t)batch * (size_t)plen);
+  const int32_t** prompts = malloc(sizeof(*prompts) * (size_t)batch);
+  int32_t* lens = malloc(sizeof(int32_t) * (size_t)batch);
+  uint64_t s = 7;
+  for (int i = 0; i < batch * plen; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    ids[i] = (int32_t)((s >> 33) % (uint64_t)info.vocab_size);
+  }
+  for (int i = 0; i < batch; i++) prompts[i] = ids + (size_t)i * (size_t)plen, lens[i] = plen;
+  int32_t* out = malloc(sizeof(int32_t) * (size_t)batch * (size_t)(steps + 1));
+  int32_t* counts = malloc(sizeof(int32_t) * (size_t)batch);
+  tppp_generate_params gen;
+  tppp_generate_params_init(&gen, sizeof gen);
+  gen.prefill_chunk = chunk;
+  gen.microbatches = mbs;
+
+  double best_p = 1e30, best_g = 1e30;
+  for (int r = 0; r < reps; r++) {
+    CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+    gen.max_new = 1;
+    double t0 = now_s();
+    CHECK(tppp_model_generate(m, batch, prompts, lens, &gen, out, counts, NULL));
+    const double tp_ = now_s() - t0;
+    CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+    gen.max_new = 1 + steps;
+    t0 = now_s();
+    CHECK(tppp_model_generate(m, batch, prompts, lens, &gen, out, counts, NULL));
+    const double tg = now_s() - t0;
+    if (tp_ < best_p) best_p = tp_;
+    if (tg - tp_ < best_g) best_g = tg - tp_;
+  }
+  /* Decode steps through tppp_model_forward: prefill once, then S steps of B tokens. */
+  int32_t* tok = malloc(sizeof(int32_t) * (size_t)batch * (size_t)plen);
+  int32_t* pos = malloc(sizeof(int32_t) * (size_t)batch * (size_t)plen);
+  int32_t* seq = malloc(sizeof(int32_t) * (size_t)batch * (size_t)plen);
+  int8_t* want = malloc((size_t)batch * (size_t)plen);
+  int64_t* next = malloc(sizeof(int64_t) * (size_t)batch);
+  for (int i = 0; i < batch; i++)
+    for (int k = 0; k < plen; k++) {
+      const size_t at = (size_t)i * (size_t)plen + (size_t)k;
+      tok[at] = ids[at], pos[at] = k, seq[at] = i, want[at] = k == plen - 1;
+    }
+  tppp_batch b = {batch * plen, tok, pos, seq, want};
+  CHECK(tppp_model_forward(m, &b, TPPP_OUT_IDS, NULL, gi.rank == 0 ? next : NULL, NULL));
+  double* st = malloc(sizeof(double) * (size_t)steps);
+  for (int k = 0; k < steps; k++) {
+    for (int i = 0; i < batch; i++) tok[i] = (int32_t)((7 * k + 13 * i) % info.vocab_size), pos[i] = plen + k, seq[i] = i, want[i] = 1;
+    tppp_batch d = {batch, tok, pos, seq, want};
+    const double t0 = now_s();
+    CHECK(tppp_model_forward(m, &d, TPPP_OUT_IDS, NULL, gi.rank == 0 ? next : NULL, NULL));
+    st[k] = now_s() - t0;
+  }
+  if (gi.rank == 0) {
+    printf("gen %.1f %.1f\n", (double)batch * plen / best_p, (double)batch * steps / best_g);
+    printf("step %.3f\n", median(st, steps) * 1e3);
+  }
+  tppp_model_destroy(m);
+  tppp_group_destroy(g);
+  free(ids), free(prompts), free(lens), free(out), free(counts), free(tok), free(pos), free(seq), free(want);
+  free(next), free(st);
+  return 0;
+}
