@@ -30,8 +30,8 @@ HD=$((H / NH))
 host=$(hostname); date=$(date -u +%Y-%m-%d)
 out="bench/results/model-$date-$host.md"
 rows=""
-# g1: microbatches 1 (one decode group) instead of the default P groups.
-for grid in 1x1 2x1 1x2 2x2 1x2/g1 2x2/g1; do
+# /g2: two decode groups (microbatches 2, one per stage) instead of the default (min(P, sequences / 16) = 1 here).
+for grid in 1x1 2x1 1x2 2x2 1x2/g2 2x2/g2; do
   g=${grid#*/}; [ "$g" != "$grid" ] && mbs=${g#g} || mbs=0
   tp=${grid%%x*}; pp=${grid#*x}; pp=${pp%%/*}; w=$((tp * pp))
   th=$((cores / w)); [ "$th" -ge 1 ] || th=1
@@ -57,8 +57,8 @@ tv=$("$py" -c "import torch, transformers; print(f'torch {torch.__version__}, tr
   echo "Decode step = one tppp_model_forward of $BATCH tokens (one per sequence; the stages in turn), median;"
   echo "GEMV sum = cblas_sgemm [$BATCH, K] x [N, K]^T of every layer's shards on one TP rank + the LM head"
   echo "shard, same threads per process; overhead = step - GEMV sum (norms, RoPE, attention, TP all-reduces,"
-  echo "stage hand-over, process scheduling). /g1: generate with microbatches = 1 (one decode group; the"
-  echo "default is one group per stage). Prompt chunks: the default (PP > 1: 512 tokens / 2P = 128)."
+  echo "stage hand-over, process scheduling). Decode groups: the default, min(P, sequences / 16) = 1 here;"
+  echo "/g2: microbatches = 2 (one group per stage). Prompt chunks: the default (PP > 1: 512 tokens / 2P = 128)."
   echo
   echo "| TP x PP | ranks | threads/rank | prefill tok/s | vs transformers | decode tok/s | vs transformers | decode step ms | GEMV sum ms | overhead |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

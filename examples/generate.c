@@ -14,7 +14,7 @@
  * tests/fixtures/make_model_fixtures.py): its prompts when none are given,
  * and its greedy tokens, and says whether ours match. tp defaults to
  * world / pp. --microbatches: groups of sequences in flight (PP > 1;
- * default one per stage); --chunk: prompt tokens per micro-batch; --follow:
+ * default min(PP, prompts / 16), at least 1); --chunk: prompt tokens per micro-batch; --follow:
  * only the driver calls generate, the other ranks follow it
  * (tppp_model_follow). Exit status: 0, or 1 on an error or a mismatch. */
 #include <stdint.h>

@@ -640,7 +640,7 @@ typedef struct tppp_generate_params {
   int32_t max_new;         /* new tokens per prompt at most; default 16 */
   const int32_t* stop_ids; /* a generated stop id ends its prompt (and is kept) */
   int32_t n_stop;
-  int32_t microbatches;    /* PP > 1: groups of sequences in flight; default 0: one per stage */
+  int32_t microbatches;    /* PP > 1: groups of sequences in flight; default 0: min(PP, prompts / 16), >= 1 */
   tppp_token_fn on_token;  /* may be NULL */
   void* user;
   int32_t prefill_chunk;   /* prompt tokens per micro-batch; default 0: at most min(max_batch, 512),

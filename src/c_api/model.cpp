@@ -158,7 +158,7 @@ tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, const int32_t
   M.generate(pr, o, cb, &toks, first_logits);
   for (int32_t i = 0; i < n_prompts && i < static_cast<int32_t>(toks.size()); i++) {
     const std::vector<int32_t>& t = toks[static_cast<size_t>(i)];
-    if (out_tokens) std::memcpy(out_tokens + static_cast<size_t>(i) * static_cast<size_t>(p.max_new), t.data(), t.size() * 4);
+    if (out_tokens && !t.empty()) std::memcpy(out_tokens + static_cast<size_t>(i) * static_cast<size_t>(p.max_new), t.data(), t.size() * 4);
     if (out_counts) out_counts[i] = static_cast<int32_t>(t.size());
   }
   API_END

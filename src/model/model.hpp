@@ -30,7 +30,7 @@ struct ModelParams {
 struct GenerateOptions {
   int32_t max_new = 16;
   std::vector<int32_t> stop;   // a generated stop id ends its prompt (and is kept)
-  int32_t microbatches = 0;    // decode micro-batches in flight; 0: one per stage
+  int32_t microbatches = 0;    // decode groups in flight; 0: min(P, sequences / 16), at least 1
   int32_t prefill_chunk = 0;   // prompt tokens per prefill micro-batch; 0: see generate.cpp
 };
 

@@ -148,7 +148,7 @@ func (m *Model) Remove(seq int) error { return check(C.tppp_model_remove_seq(m.h
 type GenerateOptions struct {
 	MaxNew       int
 	StopIDs      []int32
-	Microbatches int // PP > 1: groups of sequences in flight; 0: one per stage
+	Microbatches int // PP > 1: groups of sequences in flight; 0: min(PP, prompts/16), at least 1
 	PrefillChunk int // prompt tokens per micro-batch; 0: the library's default
 	OnToken      func(prompt, token int)
 }

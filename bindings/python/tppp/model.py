@@ -74,7 +74,7 @@ class Model(_Owned):
     def generate(self, prompts, max_new=16, stop_ids=(), on_token=None, microbatches=0, prefill_chunk=0):
         """Greedy tokens for each prompt (a list of id lists). On the driver: (tokens per prompt, first logits
         [prompts, vocab]); elsewhere (None, None). on_token(prompt, token) is called on the driver as tokens come.
-        microbatches: groups of sequences in flight (PP > 1; 0: one per stage); prefill_chunk: prompt tokens per
+        microbatches: groups of sequences in flight (PP > 1; 0: min(PP, prompts // 16), at least 1); prefill_chunk: prompt tokens per
         micro-batch (0: the default)."""
         arrs = [np.ascontiguousarray(x, np.int32) for x in prompts]
         ptrs = (C.POINTER(C.c_int32) * len(arrs))(*[a.ctypes.data_as(C.POINTER(C.c_int32)) for a in arrs])

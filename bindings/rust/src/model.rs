@@ -58,7 +58,7 @@ impl Default for ModelOptions {
 pub struct GenerateOptions {
     pub max_new: i32,
     pub stop_ids: Vec<i32>,
-    /// PP > 1: groups of sequences in flight; 0: one per stage.
+    /// PP > 1: groups of sequences in flight; 0: min(PP, prompts / 16), at least 1.
     pub microbatches: i32,
     /// Prompt tokens per micro-batch; 0: the library's default.
     pub prefill_chunk: i32,

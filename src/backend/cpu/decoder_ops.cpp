@@ -1,10 +1,15 @@
 // CPU decoder ops: plain loops in f32 over rows (the oracle the CUDA kernels
-// are checked against). Attention takes each token and kv head once: the
-// query heads that share the kv head score every cached position (the K row
-// read once for all of them), then softmax, then the weighted sum of V rows;
-// only a [group, kv_len] score row is kept, never [tokens, positions].
+// are checked against). Attention works on runs of a batch's consecutive
+// tokens of one sequence: per kv head it gathers the sequence's K and V
+// [len, head_dim] from the pages and the run's query heads that share that
+// kv head, then two GEMMs (OpenBLAS, as the linear layers) around a causal
+// softmax in f32: scores [run * group, len] = Q K^T, out = P V. A run is cut
+// so its scores stay under 4M floats.
 #include "backend/cpu/decoder_ops.hpp"
 
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -106,63 +111,56 @@ void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, i
                const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
                const int32_t* pages, float scale, void* out, int32_t dt) {
   const int64_t group = nh / kvh;
-  const bool f32 = dt == TPPP_DTYPE_F32;
-  std::vector<float> qg(at(group * d)), acc(at(group * d)), row(at(d)), sum(at(group)), sc;
-  // Row p of a sequence's K (or V) for kv head kh, as f32 (in place for f32 caches).
-  auto cached = [&](const void* cache, int64_t t, int64_t p, int64_t kh) -> const float* {
-    const int64_t slot = static_cast<int64_t>(pages[page_off[t] + p / page_size]) * page_size + p % page_size;
-    const int64_t base = (slot * kvh + kh) * d;
-    if (f32) return static_cast<const float*>(cache) + base;
-    load(cache, dt, base, d, row.data());
-    return row.data();
-  };
-  for (int64_t t = 0; t < m; t++) {
-    const int64_t len = kv_len[t];
-    sc.resize(at(group * len));
-    for (int64_t kh = 0; kh < kvh; kh++) {
-      for (int64_t g = 0; g < group; g++) load(q, dt, t * ldq + (kh * group + g) * d, d, qg.data() + g * d);
-      for (int64_t p = 0; p < len; p++) {
-        const float* k = cached(k_cache, t, p, kh);
-        for (int64_t g = 0; g < group; g++) {
-          const float* qv = qg.data() + g * d;
-          float s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // four partial sums: the loop vectorises
-          int64_t i = 0;
-          for (; i + 4 <= d; i += 4) {
-            s0 += qv[i] * k[i];
-            s1 += qv[i + 1] * k[i + 1];
-            s2 += qv[i + 2] * k[i + 2];
-            s3 += qv[i + 3] * k[i + 3];
-          }
-          for (; i < d; i++) s0 += qv[i] * k[i];
-          sc[at(g * len + p)] = ((s0 + s1) + (s2 + s3)) * scale;
-        }
-      }
-      std::fill(sum.begin(), sum.end(), 0.0f);
-      for (int64_t g = 0; g < group; g++) {
-        float* s = sc.data() + g * len;
-        float mx = -INFINITY;
-        for (int64_t p = 0; p < len; p++) mx = s[p] > mx ? s[p] : mx;
-        for (int64_t p = 0; p < len; p++) {
-          s[p] = std::exp(s[p] - mx);
-          sum[at(g)] += s[p];
-        }
-      }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = 0; p < len; p++) {
-        const float* v = cached(v_cache, t, p, kh);
-        for (int64_t g = 0; g < group; g++) {
-          const float e = sc[at(g * len + p)];
-          float* a = acc.data() + g * d;
-          for (int64_t i = 0; i < d; i++) a[i] += e * v[i];
-        }
-      }
-      for (int64_t g = 0; g < group; g++) {
-        float* a = acc.data() + g * d;
-        const float inv = sum[at(g)] > 0 ? 1.0f / sum[at(g)] : 0.0f;
-        for (int64_t i = 0; i < d; i++) a[i] *= inv;
-        store(out, dt, t * nh * d + (kh * group + g) * d, d, a);
-      }
+  std::vector<float> k, v, qs, sc, o;
+  for (int64_t t0 = 0; t0 < m;) {
+    // A run: consecutive rows of one sequence (one page table), at most
+    // ~4M scores at a time.
+    int64_t r = 1, len = kv_len[t0];
+    while (t0 + r < m && page_off[t0 + r] == page_off[t0] &&
+           (r + 1) * group * std::max<int64_t>(len, kv_len[t0 + r]) <= (int64_t(1) << 22)) {
+      len = std::max<int64_t>(len, kv_len[t0 + r]);
+      r++;
     }
+    const int64_t rows = r * group;
+    k.resize(at(len * d));
+    v.resize(at(len * d));
+    qs.resize(at(rows * d));
+    sc.resize(at(rows * len));
+    o.resize(at(rows * d));
+    for (int64_t kh = 0; kh < kvh; kh++) {
+      // The sequence's K and V rows [len, d] for this kv head, and the
+      // run's queries of its group [r * group, d], all f32.
+      for (int64_t p = 0; p < len; p++) {
+        const int64_t slot = static_cast<int64_t>(pages[page_off[t0] + p / page_size]) * page_size + p % page_size;
+        load(k_cache, dt, (slot * kvh + kh) * d, d, k.data() + p * d);
+        load(v_cache, dt, (slot * kvh + kh) * d, d, v.data() + p * d);
+      }
+      for (int64_t i = 0; i < r; i++)
+        for (int64_t g = 0; g < group; g++)
+          load(q, dt, (t0 + i) * ldq + (kh * group + g) * d, d, qs.data() + (i * group + g) * d);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(len),
+                  static_cast<blasint>(d), scale, qs.data(), static_cast<blasint>(d), k.data(),
+                  static_cast<blasint>(d), 0.0f, sc.data(), static_cast<blasint>(len));
+      // Softmax of each row over the positions its token sees (causal: kv_len).
+      for (int64_t i = 0; i < r; i++)
+        for (int64_t g = 0; g < group; g++) {
+          float* srow = sc.data() + (i * group + g) * len;
+          const int64_t see = kv_len[t0 + i];
+          float mx = -INFINITY, sum = 0;
+          for (int64_t p = 0; p < see; p++) mx = srow[p] > mx ? srow[p] : mx;
+          for (int64_t p = 0; p < see; p++) sum += (srow[p] = std::exp(srow[p] - mx));
+          const float inv = sum > 0 ? 1.0f / sum : 0.0f;
+          for (int64_t p = 0; p < see; p++) srow[p] *= inv;
+          for (int64_t p = see; p < len; p++) srow[p] = 0.0f;
+        }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows), static_cast<blasint>(d),
+                  static_cast<blasint>(len), 1.0f, sc.data(), static_cast<blasint>(len), v.data(),
+                  static_cast<blasint>(d), 0.0f, o.data(), static_cast<blasint>(d));
+      for (int64_t i = 0; i < r; i++)
+        for (int64_t g = 0; g < group; g++)
+          store(out, dt, (t0 + i) * nh * d + (kh * group + g) * d, d, o.data() + (i * group + g) * d);
+    }
+    t0 += r;
   }
 }
 
