@@ -95,13 +95,9 @@ static void refuse_follower(bool follower, const char* op) {
 
 int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
   refuse_follower(p_.follow && !driver(), "forward");
+  if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "forward: the driver has stopped its followers");
+  const KvPlan kv = check(b, outputs);  // a refusal costs the followers nothing
   if (leading()) {
-    if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "forward: the driver has stopped its followers");
-    if (outputs & ~(kOutLogits | kOutIds))
-      fail(TPPP_ERR_INVALID_ARGUMENT, "forward: outputs %d is not a set of TPPP_OUT_* flags", outputs);
-    if (b.n > p_.max_batch)
-      fail(TPPP_ERR_INVALID_ARGUMENT, "batch: %d tokens, more than the model's max_batch %d", b.n, p_.max_batch);
-    book_.plan(b, spec_.dims.vocab);  // a refusal here costs the followers nothing
     Writer w;
     w.i32(outputs);
     w.i32(b.n);
@@ -112,7 +108,7 @@ int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64
     if (b.logits) w.put(b.logits, static_cast<size_t>(b.n));
     send_cmd(kCmdForward, w.b);
   }
-  return run(b, outputs, logits, ids);
+  return run(b, kv, outputs, logits, ids);
 }
 
 void Model::remove(int32_t seq) {
@@ -226,8 +222,8 @@ void Model::follow(int64_t idle_timeout_ms) {
           const std::vector<int32_t> tok = rd.i32s(n), pos = rd.i32s(n), seq = rd.i32s(n);
           std::vector<int8_t> want(has_want ? static_cast<size_t>(n) : 0);
           rd.get(want.data(), want.size());
-          run(BatchView{n, tok.data(), pos.data(), seq.data(), has_want ? want.data() : nullptr}, outputs, nullptr,
-              nullptr);
+          const BatchView b{n, tok.data(), pos.data(), seq.data(), has_want ? want.data() : nullptr};
+          run(b, check(b, outputs), outputs, nullptr, nullptr);
           break;
         }
         case kCmdRemove:

@@ -97,13 +97,16 @@ void Model::head_ids(const KvPlan& kv, bool want_logits, float* logits, int64_t*
     g_.transport().broadcast(g_.comm(TPPP_SCOPE_TP), ids, static_cast<size_t>(w), TPPP_DTYPE_I64, 0, kHostPlace);
 }
 
-int32_t Model::run(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
-  const auto t0 = Clock::now();
+KvPlan Model::check(const BatchView& b, int32_t outputs) const {
   if (outputs & ~(kOutLogits | kOutIds))
     fail(TPPP_ERR_INVALID_ARGUMENT, "forward: outputs %d is not a set of TPPP_OUT_* flags", outputs);
   if (b.n > p_.max_batch)
     fail(TPPP_ERR_INVALID_ARGUMENT, "batch: %d tokens, more than the model's max_batch %d", b.n, p_.max_batch);
-  const KvPlan kv = book_.plan(b, spec_.dims.vocab);  // the same verdict on every rank, before any traffic
+  return book_.plan(b, spec_.dims.vocab);
+}
+
+int32_t Model::run(const BatchView& b, const KvPlan& kv, int32_t outputs, float* logits, int64_t* ids) {
+  const auto t0 = Clock::now();
   const uint32_t call = calls_++;
   const int32_t w = static_cast<int32_t>(kv.wanted.size());
   const int64_t V = spec_.dims.vocab;

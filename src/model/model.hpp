@@ -82,8 +82,11 @@ class Model {
 
  private:
   friend class Generation;
-  // One forward, stage after stage.
-  int32_t run(const BatchView& b, int32_t outputs, float* logits, int64_t* ids);
+  // A forward's checks and KV plan: the same verdict on every rank, before
+  // any traffic.
+  KvPlan check(const BatchView& b, int32_t outputs) const;
+  // One forward of a checked batch, stage after stage.
+  int32_t run(const BatchView& b, const KvPlan& kv, int32_t outputs, float* logits, int64_t* ids);
   // Last stage: the wanted rows' ids on every TP rank of the stage, and with
   // want_logits their f32 logits [w, vocab] on TP rank 0 (ids from them).
   void head_ids(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids);

@@ -6,23 +6,12 @@
 //! Arg: the model directory. No unsafe.
 use tppp::{Checkpoint, GenerateOptions, Group, Model, ModelOptions};
 
-// The integers of the JSON value after "key": (numbers in order, and each's bracket depth).
-fn ints_after(text: &str, key: &str) -> Vec<(i64, usize)> {
+// The integers of a flat JSON value: "key": 5 or "key": [1, 2, 3].
+fn ints(text: &str, key: &str) -> Vec<i64> {
     let at = text.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("reference.json has no {key}"));
-    let (mut out, mut depth, mut num, mut started) = (Vec::new(), 0usize, String::new(), false);
-    for ch in text[at + key.len() + 2..].chars() {
-        match ch {
-            '[' => { depth += 1; started = true; }
-            ']' | ',' => {
-                if !num.is_empty() { out.push((num.parse().unwrap(), depth)); num.clear(); }
-                if ch == ']' { depth -= 1; if depth == 0 { break; } }
-            }
-            '0'..='9' | '-' => { num.push(ch); if !started { started = true; } }
-            _ => if started && depth == 0 && !num.is_empty() { out.push((num.parse().unwrap(), 0)); break; },
-        }
-    }
-    if !num.is_empty() { out.push((num.parse().unwrap(), 0)); }
-    out
+    let value = text[at + key.len() + 2..].trim_start().trim_start_matches(':').trim_start();
+    let end = if value.starts_with('[') { value.find(']').unwrap() } else { value.find([',', '}']).unwrap() };
+    value[..end].trim_start_matches('[').split(',').map(|v| v.trim().parse().unwrap()).collect()
 }
 
 fn lists(text: &str, key: &str) -> Vec<Vec<i32>> {
@@ -46,8 +35,8 @@ fn main() -> Result<(), tppp::Error> {
     let text = std::fs::read_to_string(format!("{dir}/reference.json")).expect("reference.json");
     let prompts = lists(&text, "prompts");
     let want = lists(&text, "tokens");
-    let vocab = ints_after(&text, "vocab")[0].0 as usize;
-    let offsets: Vec<usize> = ints_after(&text, "logits_offsets").iter().map(|v| v.0 as usize).collect();
+    let vocab = ints(&text, "vocab")[0] as usize;
+    let offsets: Vec<usize> = ints(&text, "logits_offsets").iter().map(|&v| v as usize).collect();
     let bytes = std::fs::read(format!("{dir}/logits.bin")).expect("logits.bin");
     let all: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     let new_tokens = want[0].len() as i32;
