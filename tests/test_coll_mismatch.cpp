@@ -100,6 +100,12 @@ TEST_SUITE("faults") {
          },
          TPPP_ERR_INVALID_USAGE, TPPP_ERR_INVALID_USAGE, "this rank called all_reduce of 4 F32 (sum)",
          "rank 0 called all_reduce of 4 F32 (sum)"},
+        {"all_gather against all_reduce (shared memory on one side, UCX messages on the other)",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_gather(g, TPPP_SCOPE_WORLD, x, y, 4, TPPP_DTYPE_F32, nullptr);
+         },
+         TPPP_ERR_INVALID_USAGE, TPPP_ERR_INVALID_USAGE, "rank 1 called all_gather of 4 F32",
+         "rank 0 called all_reduce of 4 F32 (sum)"},
         {"different op",
          [](tppp_group_t g, float* x, float* y) {
            return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, 4, TPPP_DTYPE_F32, TPPP_OP_MAX, nullptr);

@@ -217,6 +217,57 @@ TEST_SUITE("faults") {
     CHECK(codes[1] == 128 + SIGKILL);
   }
 
+  TEST_CASE("a peer dead during a shared-memory all_reduce is detected long before the timeout") {
+    for (size_t count : {size_t(4), size_t(1) << 20}) {  // one flag exchange; chunks
+      CAPTURE(count);
+      auto codes = th::run_ranks(2, 60, [count](int rank, const tppp_unique_id& id) {
+        tppp_group_params p = th::params(2, 1, 20000);
+        tppp_group_t g = nullptr;
+        RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+        std::vector<float> x(count, 1.0f);
+        RANK_OK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), x.data(), count, TPPP_DTYPE_F32, TPPP_OP_SUM,
+                                nullptr));
+        if (rank == 1) raise(SIGKILL);
+        auto t0 = Clock::now();
+        tppp_status s = tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), x.data(), count, TPPP_DTYPE_F32,
+                                        TPPP_OP_SUM, nullptr);
+        RANK_CHECK(s == TPPP_ERR_REMOTE, "%s %s", tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(has(tppp_last_error(), "rank 1") && has(tppp_last_error(), "dead"), "msg %s", tppp_last_error());
+        RANK_CHECK(ms_since(t0) < 3000, "took %.0f ms with a 20 s timeout", ms_since(t0));
+        tppp_group_destroy(g);
+        return 0;
+      });
+      REQUIRE(codes.size() == 2);
+      CHECK(codes[0] == 0);
+      CHECK(codes[1] == 128 + SIGKILL);
+    }
+  }
+
+  TEST_CASE("abort from another thread ends an all_reduce waiting in shared memory") {
+    auto codes = th::run_ranks(2, 30, [](int rank, const tppp_unique_id& id) {
+      tppp_group_params p = th::params(2, 1, 20000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+      if (rank == 1) {
+        std::thread t([g] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          tppp_group_abort(g);
+        });
+        float x[4] = {1, 2, 3, 4};
+        auto t0 = Clock::now();
+        tppp_status s = tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, x, 4, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr);
+        t.join();
+        RANK_CHECK(s == TPPP_ERR_ABORTED, "all_reduce: %s %s", tppp_status_string(s), tppp_last_error());
+        RANK_CHECK(ms_since(t0) < 5000, "abort took %.0f ms", ms_since(t0));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(600));  // never calls
+      }
+      tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
   TEST_CASE("bad arguments on a live group") {
     auto codes = th::run_ranks(1, 30, [](int rank, const tppp_unique_id& id) {
       tppp_group_params p = th::params(1, 1, 2000);

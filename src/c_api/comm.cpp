@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "c_api.h"
 #include "c_api/handles.hpp"
@@ -14,12 +15,37 @@
 #include "cuda/device.hpp"
 
 struct tppp_request_s {
-  std::shared_ptr<tppp::Transport> keep;  // the transport outlives the request
-  std::shared_ptr<std::atomic<int>> abort;
-  std::unique_ptr<tppp::Request> r;
+  tppp_shim::RequestHome* home = nullptr;  // where it goes back when freed
+  tppp::RequestPtr r;
   tppp_status result = TPPP_ERR_IN_PROGRESS;
   std::string message;  // of a failed result, repeated on later calls
 };
+
+namespace tppp_shim {
+
+// A group's request handles: freed ones are kept for the next p2p call, so
+// tppp_isend/irecv/send/recv allocate nothing after the first calls (with
+// the UCX transport's pooled requests). It keeps the transport alive while
+// a request lives, after tppp_group_destroy too (c_api.h), and goes with the
+// last one. No atomics: calls on a group and its requests are serialised by
+// the host (c_api.h, thread safety).
+struct RequestHome {
+  std::shared_ptr<tppp::Transport> transport;
+  std::vector<tppp_request_s*> free;  // handles to reuse
+  size_t live = 0;                    // handed out, not yet freed
+  bool group_gone = false;
+  ~RequestHome() {
+    for (tppp_request_s* r : free) delete r;
+  }
+};
+
+void group_gone(RequestHome* home) noexcept {
+  if (!home) return;
+  home->group_gone = true;
+  if (home->live == 0) delete home;
+}
+
+}  // namespace tppp_shim
 
 namespace {
 
@@ -37,11 +63,24 @@ size_t checked_bytes(size_t count, size_t es, const char* op) {
   return count * es;
 }
 
-tppp_status make_request(tppp::Group& g, std::unique_ptr<tppp::Request> r, tppp_request_t* out) {
-  tppp_request_s* h = new tppp_request_s();
-  h->keep = g.transport_ptr();
-  h->abort = g.abort_flag();
+tppp_status make_request(tppp_group_t g, tppp::RequestPtr r, tppp_request_t* out) {
+  tppp_shim::RequestHome*& home = g->requests;
+  if (!home) {
+    home = new tppp_shim::RequestHome();
+    home->transport = g->g->transport_ptr();
+  }
+  tppp_request_s* h;
+  if (home->free.empty()) {
+    h = new tppp_request_s();
+    h->home = home;
+  } else {
+    h = home->free.back();
+    home->free.pop_back();
+  }
   h->r = std::move(r);
+  h->result = TPPP_ERR_IN_PROGRESS;
+  h->message.clear();
+  home->live++;
   *out = h;
   return TPPP_OK;
 }
@@ -106,7 +145,7 @@ tppp_status tppp_isend(tppp_group_t g, int32_t scope, int32_t peer, int32_t tag,
   check_peer(c, peer, "tppp_isend");
   REQUIRE(tag >= 0, "tppp_isend: tag %d is negative", tag);
   check_buf(buf, bytes, "tppp_isend", "buf");
-  return make_request(G, G.transport().isend(c, peer, static_cast<uint32_t>(tag), buf, bytes, place_of(G, buf, nullptr, stream, "tppp_isend")), out);
+  return make_request(g, G.transport().isend(c, peer, static_cast<uint32_t>(tag), buf, bytes, place_of(G, buf, nullptr, stream, "tppp_isend")), out);
   API_END
 }
 
@@ -119,7 +158,7 @@ tppp_status tppp_irecv(tppp_group_t g, int32_t scope, int32_t peer, int32_t tag,
   check_peer(c, peer, "tppp_irecv");
   REQUIRE(tag >= 0, "tppp_irecv: tag %d is negative", tag);
   check_buf(buf, bytes, "tppp_irecv", "buf");
-  return make_request(G, G.transport().irecv(c, peer, static_cast<uint32_t>(tag), buf, bytes, place_of(G, buf, nullptr, stream, "tppp_irecv")), out);
+  return make_request(g, G.transport().irecv(c, peer, static_cast<uint32_t>(tag), buf, bytes, place_of(G, buf, nullptr, stream, "tppp_irecv")), out);
   API_END
 }
 
@@ -141,7 +180,15 @@ tppp_status tppp_request_wait(tppp_request_t r) {
 void tppp_request_free(tppp_request_t r) {
   if (!r) return;
   try {
-    delete r;
+    r->r.reset();  // cancels a pending operation
+    tppp_shim::RequestHome* home = r->home;
+    home->live--;
+    if (home->group_gone && home->live == 0) {
+      delete r;
+      delete home;  // the last request of a destroyed group: the transport goes too
+    } else {
+      home->free.push_back(r);
+    }
   } catch (...) {
     TPPP_LOG(TPPP_LOG_ERROR, "tppp_request_free: an exception escaped teardown");
   }

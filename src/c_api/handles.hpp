@@ -8,8 +8,15 @@
 #include "layers/tp_layer.hpp"
 #include "loader/checkpoint.hpp"
 
+namespace tppp_shim {
+struct RequestHome;                               // c_api/comm.cpp: a group's request handles
+void group_gone(RequestHome* home) noexcept;      // the group is destroyed: free it once no request lives
+}  // namespace tppp_shim
+
 struct tppp_group_s {
   std::unique_ptr<tppp::Group> g;
+  tppp_shim::RequestHome* requests = nullptr;  // made by the first p2p call
+  ~tppp_group_s() { tppp_shim::group_gone(requests); }
 };
 
 struct tppp_checkpoint_s {

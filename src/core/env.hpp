@@ -18,6 +18,7 @@ enum class Env : int {
   AllowTf32,         // TPPP_ALLOW_TF32
   CublasLtAutotune,  // TPPP_CUBLASLT_AUTOTUNE
   UcxErrMode,        // TPPP_UCX_ERR_MODE
+  CollShm,           // TPPP_COLL_SHM
   BootstrapAddr,     // TPPP_BOOTSTRAP_ADDR
   BootstrapPort,     // TPPP_BOOTSTRAP_PORT
   RunId,             // TPPP_RUN_ID

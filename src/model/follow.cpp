@@ -79,7 +79,7 @@ void Model::send_cmd(int32_t op, const std::vector<char>& data) {
   const Comm& world = g_.comm(TPPP_SCOPE_WORLD);
   const uint32_t no = cmds_++;
   const CmdHead h{op, 0, static_cast<int64_t>(data.size())};
-  std::vector<std::unique_ptr<Request>> reqs;
+  std::vector<RequestPtr> reqs;
   for (int r = 1; r < world.size(); r++) {
     reqs.push_back(tr.isend(world, r, tags::model(no, tags::ModelMsg::Cmd), &h, sizeof h, kHostPlace));
     reqs.push_back(tr.isend(world, r, tags::model(no, tags::ModelMsg::CmdData), data.data(), data.size(), kHostPlace));

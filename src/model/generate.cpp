@@ -103,7 +103,7 @@ class Generation {
     ItemHead head{};
     std::vector<int32_t> meta;
     DevBuf h, r;
-    std::vector<std::unique_ptr<Request>> reqs;
+    std::vector<RequestPtr> reqs;
     void finish() {
       for (auto& q : reqs) q->wait();
       reqs.clear();
@@ -113,7 +113,7 @@ class Generation {
   struct Sent {
     std::vector<int64_t> ids;
     std::vector<float> logits;
-    std::vector<std::unique_ptr<Request>> reqs;
+    std::vector<RequestPtr> reqs;
   };
 
   template <class F>
@@ -159,7 +159,7 @@ class Generation {
     timed([&] { m_.head_ids(kv, want_logits, head ? lg->data() : nullptr, ids->data()); });
     if (P_ == 1) return;
     while (!sent_.empty() && std::all_of(sent_.front().reqs.begin(), sent_.front().reqs.end(),
-                                         [](const std::unique_ptr<Request>& q) { return q->test(); }))
+                                         [](const RequestPtr& q) { return q->test(); }))
       sent_.pop_front();
     sent_.emplace_back();
     Sent& s = sent_.back();
@@ -238,7 +238,7 @@ class Generation {
     std::vector<int32_t> owner;  // sequence of each wanted row
     std::vector<int64_t> ids;    // [w]
     std::vector<float> logits;   // [w, vocab], the driver, prefill
-    std::unique_ptr<Request> ring, lg;
+    RequestPtr ring, lg;
     bool awaits() const { return ring || lg; }  // results from the last stage
     void wait() {
       if (ring) ring->wait();

@@ -117,11 +117,11 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   auto slice = [&](std::vector<char>& b) { return std::make_pair(b.data() + b.size() / static_cast<size_t>(tp) * static_cast<size_t>(tr), b.size() / static_cast<size_t>(tp)); };
 
   struct Posted {
-    std::unique_ptr<Request> head, data;
+    RequestPtr head, data;
     Header h{};
   };
   std::vector<Posted> posted(plan_.actions[static_cast<size_t>(s)].size());
-  std::vector<std::vector<std::unique_ptr<Request>>> sending(static_cast<size_t>(M));
+  std::vector<std::vector<RequestPtr>> sending(static_cast<size_t>(M));
   std::vector<Header> send_heads(static_cast<size_t>(M) * 2);
   const auto& acts = plan_.actions[static_cast<size_t>(s)];
   auto post_recv = [&](size_t i) {

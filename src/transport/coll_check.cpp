@@ -56,6 +56,12 @@ std::string describe(const CollHeader& h) {
 
 void check_header(const CollHeader& mine, const CollHeader& theirs, int my_rank, int peer, const char* comm) {
   if (header_matches(mine, theirs)) return;
+  // A failed peer's notice names its call too (kind 0: it made none): a
+  // different call there is the reason, and both sides say so.
+  if (theirs.status != TPPP_OK && theirs.kind != 0 && theirs.seq == mine.seq && !same_call(mine, theirs))
+    fail(TPPP_ERR_INVALID_USAGE,
+         "rank %d: collective call #%u on '%s' differs across ranks: this rank called %s, rank %d called %s", my_rank,
+         mine.seq, comm, describe(mine).c_str(), peer, describe(theirs).c_str());
   if (theirs.status != TPPP_OK)
     fail(TPPP_ERR_REMOTE, "rank %d: %s on '%s' (call #%u): rank %d failed this call with %s", my_rank,
          describe(mine).c_str(), comm, mine.seq, peer, tppp_status_string(theirs.status));

@@ -40,8 +40,9 @@ CollHeader make_header(uint32_t seq, const CollCall& c, tppp_status status = TPP
 // "all_reduce of 4 F32 (sum)", "broadcast of 2 I64 from root 1", "barrier".
 std::string describe(const CollHeader& h);
 // Throws unless `theirs` (from rank `peer`) is this call as `mine` describes
-// it: REMOTE when the peer failed the call, INVALID_USAGE naming both sides
-// when it is another call (other sequence number or fingerprint).
+// it: INVALID_USAGE naming both sides when it is another call (other
+// sequence number or fingerprint, also in the notice of a peer that failed
+// it), else REMOTE when the peer failed the call.
 void check_header(const CollHeader& mine, const CollHeader& theirs, int my_rank, int peer, const char* comm);
 // The fast path: true when `theirs` is exactly this call (every field).
 inline bool header_matches(const CollHeader& mine, const CollHeader& theirs) {

@@ -10,33 +10,35 @@
 namespace tppp {
 namespace {
 
+// d[i] = a[i] op b[i]; d may be a (no restrict: the compiler checks the
+// overlap at run time and still vectorises).
 template <typename T>
-void reduce_native(T* __restrict d, const T* __restrict s, size_t n, int32_t op) {
+void reduce_native(T* d, const T* a, const T* b, size_t n, int32_t op) {
   switch (op) {
     case TPPP_OP_SUM:
-      for (size_t i = 0; i < n; i++) d[i] = d[i] + s[i];
+      for (size_t i = 0; i < n; i++) d[i] = a[i] + b[i];
       break;
     case TPPP_OP_MAX:
-      for (size_t i = 0; i < n; i++) d[i] = d[i] < s[i] ? s[i] : d[i];
+      for (size_t i = 0; i < n; i++) d[i] = a[i] < b[i] ? b[i] : a[i];
       break;
     default:
-      for (size_t i = 0; i < n; i++) d[i] = s[i] < d[i] ? s[i] : d[i];
+      for (size_t i = 0; i < n; i++) d[i] = b[i] < a[i] ? b[i] : a[i];
       break;
   }
 }
 
 template <float (*Load)(uint16_t), uint16_t (*Store)(float)>
-void reduce_half(uint16_t* d, const uint16_t* s, size_t n, int32_t op) {
+void reduce_half(uint16_t* d, const uint16_t* a, const uint16_t* b, size_t n, int32_t op) {
   // Blocks through f32 so the compiler can vectorise the arithmetic.
-  float a[256], b[256];
+  float x[256], y[256];
   for (size_t i0 = 0; i0 < n; i0 += 256) {
     size_t m = std::min<size_t>(256, n - i0);
     for (size_t i = 0; i < m; i++) {
-      a[i] = Load(d[i0 + i]);
-      b[i] = Load(s[i0 + i]);
+      x[i] = Load(a[i0 + i]);
+      y[i] = Load(b[i0 + i]);
     }
-    reduce_native(a, b, m, op);
-    for (size_t i = 0; i < m; i++) d[i0 + i] = Store(a[i]);
+    reduce_native(x, x, y, m, op);
+    for (size_t i = 0; i < m; i++) d[i0 + i] = Store(x[i]);
   }
 }
 
@@ -53,28 +55,35 @@ constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
 
 }  // namespace
 
-void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op) {
+void reduce_to(void* dst, const void* a, const void* b, size_t count, int32_t dtype, int32_t op) {
   switch (dtype) {
     case TPPP_DTYPE_F32:
-      reduce_native(static_cast<float*>(dst), static_cast<const float*>(src), count, op);
+      reduce_native(static_cast<float*>(dst), static_cast<const float*>(a), static_cast<const float*>(b), count, op);
       break;
     case TPPP_DTYPE_I32:
-      reduce_native(static_cast<int32_t*>(dst), static_cast<const int32_t*>(src), count, op);
+      reduce_native(static_cast<int32_t*>(dst), static_cast<const int32_t*>(a), static_cast<const int32_t*>(b), count,
+                    op);
       break;
     case TPPP_DTYPE_I64:
-      reduce_native(static_cast<int64_t*>(dst), static_cast<const int64_t*>(src), count, op);
+      reduce_native(static_cast<int64_t*>(dst), static_cast<const int64_t*>(a), static_cast<const int64_t*>(b), count,
+                    op);
       break;
     case TPPP_DTYPE_BF16:
-      reduce_half<bf16_to_f32, f32_to_bf16>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), count,
-                                            op);
+      reduce_half<bf16_to_f32, f32_to_bf16>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(a),
+                                            static_cast<const uint16_t*>(b), count, op);
       break;
     case TPPP_DTYPE_F16:
-      reduce_half<f16_to_f32, f32_to_f16>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), count, op);
+      reduce_half<f16_to_f32, f32_to_f16>(static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(a),
+                                          static_cast<const uint16_t*>(b), count, op);
       break;
     default:
       fail(TPPP_ERR_NOT_SUPPORTED, "all_reduce: dtype %s cannot be reduced (use F32, F16, BF16, I32 or I64)",
            dtype_name(dtype));
   }
+}
+
+void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op) {
+  reduce_to(dst, dst, src, count, dtype, op);
 }
 
 char* HostCollectives::scratch(size_t n) {

@@ -67,5 +67,7 @@ constexpr uint64_t broadcast_step(int root, int phase) {
 
 // dst[i] = dst[i] op src[i] (f16/bf16 through f32). Exposed for tests.
 void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op);
+// dst[i] = a[i] op b[i]; dst may be a or b.
+void reduce_to(void* dst, const void* a, const void* b, size_t count, int32_t dtype, int32_t op);
 
 }  // namespace tppp

@@ -53,13 +53,23 @@ constexpr Place kHostPlace{};
 
 // An async p2p operation. test() makes progress and returns true once done;
 // both throw on failure (size mismatch, dead peer, abort, timeout). The
-// destructor cancels a pending operation.
+// timeout counts from the first test or wait that finds it still pending.
+// Releasing it (RequestPtr's end) cancels a pending operation; a transport
+// may hand out requests from a pool and take them back in release(), so
+// the p2p hot path allocates nothing (UCX does).
 class Request {
  public:
-  virtual ~Request() = default;
   virtual bool test() = 0;
   virtual void wait() = 0;
+  virtual void release() noexcept { delete this; }
+
+ protected:
+  virtual ~Request() = default;
 };
+struct RequestRelease {
+  void operator()(Request* r) const noexcept { r->release(); }
+};
+using RequestPtr = std::unique_ptr<Request, RequestRelease>;
 
 struct TransportConfig {
   int world = 1;
@@ -79,9 +89,9 @@ class Transport {
   virtual bool moves_device_memory() const = 0;
 
   // peer: index in c.ranks. tag: see transport/tags.hpp. n bytes; the receive must match.
-  virtual std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+  virtual RequestPtr isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
                                          Place at) = 0;
-  virtual std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) = 0;
+  virtual RequestPtr irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) = 0;
 
   virtual void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
                           Place at) = 0;

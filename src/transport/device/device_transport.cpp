@@ -52,7 +52,7 @@ class StagedSend final : public Request {
  public:
   StagedSend(DeviceTransport& t, size_t n) : buf_(t, n) {}
   Pinned buf_;                     // declared first: outlives the UCX request that reads it
-  std::unique_ptr<Request> inner;
+  RequestPtr inner;
   bool test() override { return inner->test(); }
   void wait() override { inner->wait(); }
 };
@@ -62,7 +62,7 @@ class StagedRecv final : public Request {
   StagedRecv(DeviceTransport& t, void* dst, size_t n, void* stream, int timeout_ms)
       : buf_(t, n), dst_(dst), n_(n), stream_(stream), timeout_ms_(timeout_ms) {}
   Pinned buf_;                     // declared first: outlives the UCX request that writes it
-  std::unique_ptr<Request> inner;
+  RequestPtr inner;
   bool test() override {
     if (!inner->test()) return false;
     land();
@@ -148,8 +148,7 @@ DeviceTransport::Route DeviceTransport::route(Place at, const char* op) const {
   return Route::Host;
 }
 
-std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                                Place at) {
+RequestPtr DeviceTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n, Place at) {
   switch (route(at, "isend")) {
     case Route::Host: return host_->isend(c, peer, tag, buf, n, at);
     case Route::Nccl: return nccl_->isend(c, peer, tag, buf, n, at);
@@ -158,11 +157,10 @@ std::unique_ptr<Request> DeviceTransport::isend(const Comm& c, int peer, uint32_
   std::unique_ptr<StagedSend> r(new StagedSend(*this, n));
   d2h(r->buf_.get(), buf, n, at.stream, timeout_ms_);
   r->inner = host_->isend(c, peer, tag, r->buf_.get(), n, kHostPlace);
-  return r;
+  return RequestPtr(r.release());
 }
 
-std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n,
-                                                Place at) {
+RequestPtr DeviceTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) {
   switch (route(at, "irecv")) {
     case Route::Host: return host_->irecv(c, peer, tag, buf, n, at);
     case Route::Nccl: return nccl_->irecv(c, peer, tag, buf, n, at);
@@ -170,7 +168,7 @@ std::unique_ptr<Request> DeviceTransport::irecv(const Comm& c, int peer, uint32_
   }
   std::unique_ptr<StagedRecv> r(new StagedRecv(*this, buf, n, at.stream, timeout_ms_));
   r->inner = host_->irecv(c, peer, tag, r->buf_.get(), n, kHostPlace);
-  return r;
+  return RequestPtr(r.release());
 }
 
 void DeviceTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,

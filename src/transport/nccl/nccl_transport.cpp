@@ -84,13 +84,13 @@ class NcclRequest final : public Request {
 
 // A request completing with the op just queued on stream. It holds its own
 // event (the watchdog's goes back to its pool); none inside a graph capture.
-std::unique_ptr<Request> request_after(NcclTransport* t, void* watched, void* stream, const char* what) {
+RequestPtr request_after(NcclTransport* t, void* watched, void* stream, const char* what) {
   cudaEvent_t own = nullptr;
   if (watched) {
     check_cuda(cudaEventCreateWithFlags(&own, cudaEventDisableTiming), "nccl: cudaEventCreate");
     check_cuda(cudaEventRecord(own, as_stream(stream)), "nccl: cudaEventRecord");
   }
-  return std::unique_ptr<Request>(new NcclRequest(t, own, what));
+  return RequestPtr(new NcclRequest(t, own, what));
 }
 
 }  // namespace
@@ -349,7 +349,7 @@ void* device_stream(Place at, const char* op) {
 
 }  // namespace
 
-std::unique_ptr<Request> NcclTransport::isend(const Comm& c, int peer, uint32_t, const void* buf, size_t n,
+RequestPtr NcclTransport::isend(const Comm& c, int peer, uint32_t, const void* buf, size_t n,
                                               Place at) {
   void* stream = device_stream(at, "isend");
   ncclComm_t cm = comm_for(c, "isend");
@@ -358,7 +358,7 @@ std::unique_ptr<Request> NcclTransport::isend(const Comm& c, int peer, uint32_t,
   return request_after(this, ev, stream, "nccl send");
 }
 
-std::unique_ptr<Request> NcclTransport::irecv(const Comm& c, int peer, uint32_t, void* buf, size_t n, Place at) {
+RequestPtr NcclTransport::irecv(const Comm& c, int peer, uint32_t, void* buf, size_t n, Place at) {
   void* stream = device_stream(at, "irecv");
   ncclComm_t cm = comm_for(c, "irecv");
   enqueued(cm, ncclRecv(buf, n, ncclUint8, peer, cm, as_stream(stream)), "recv", c);

@@ -26,9 +26,9 @@ class NcclTransport final : public Transport {
   const char* name() const override { return "nccl"; }
   int32_t kind() const override { return TPPP_TRANSPORT_NCCL; }
   bool moves_device_memory() const override { return true; }
-  std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+  RequestPtr isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
                                  Place at) override;
-  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
+  RequestPtr irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
   void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
                   Place at) override;
   void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;

@@ -14,22 +14,33 @@ namespace tppp {
 
 using std::chrono::steady_clock;
 
+namespace {
+// What a peer's notice about this call says of it: its own call when it
+// names one (a mismatch then reads as one), else this call with its status.
+CollHeader as_told(const CollHeader& mine, const CollHeader& notice) {
+  if (notice.kind != 0) return notice;
+  CollHeader h = mine;
+  h.status = notice.status;
+  return h;
+}
+}  // namespace
+
 // ---- collectives: HostCollectives drives these HostP2P hooks.
 
 void UcxTransport::coll_begin(const Comm& c, const char* op, const CollCall& call) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op);
   coll_comm_ = &c;
   coll_name_ = op;
-  coll_hdr_ = make_header(++coll_seq_[static_cast<size_t>(c.id)], call);
-  coll_deadline_ = steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
+  const uint64_t seq = ++coll_seq_[static_cast<size_t>(c.id)];
+  coll_hdr_ = make_header(static_cast<uint32_t>(seq), call);
+  if (shm_usable(c)) shm_->announce(c, seq, coll_hdr_);
+  coll_deadline_ = {};  // set by the first wait that finds an op pending
   // A peer that failed this call before this rank reached it.
   for (size_t i = 0; i < early_notices_.size(); i++) {
     const Notice n = early_notices_[i];
     if (n.comm != c.id || n.seq != coll_hdr_.seq) continue;
     early_notices_.erase(early_notices_.begin() + static_cast<std::ptrdiff_t>(i));
-    CollHeader h = coll_hdr_;
-    h.status = n.status;
-    check_header(coll_hdr_, h, cfg_.rank, n.src, c.name);
+    check_header(coll_hdr_, as_told(coll_hdr_, n.hdr), cfg_.rank, n.src, c.name);
     fail(TPPP_ERR_INVALID_USAGE, "rank %d: %s on '%s' (call #%u): rank %d made no such call (it skipped it, e.g. a "
          "layer forward with 0 rows)", cfg_.rank, describe(coll_hdr_).c_str(), c.name, coll_hdr_.seq, n.src);
   }
@@ -55,32 +66,68 @@ HostP2P::Id UcxTransport::coll_recv(const Comm& c, int peer, uint64_t step, void
   return coll_ops_.size() - 1;
 }
 
-void UcxTransport::coll_wait(Id id) { wait_op(coll_ops_[id], coll_deadline_); }
+void UcxTransport::coll_wait(Id id) { wait_op(coll_ops_[id], &coll_deadline_); }
 
 void UcxTransport::coll_wait_all() {
   for (Op* op : coll_ops_)
-    if (!op->delivered) wait_op(op, coll_deadline_);
+    if (!op->delivered) wait_op(op, &coll_deadline_);
 }
 
 // ---- the collectives: a failure (here, or a peer's) is told to the call's other ranks.
 
 template <typename F>
 void UcxTransport::collective(const Comm& c, F&& run) {
-  const uint32_t before = coll_seq_[static_cast<size_t>(c.id)];
+  const uint64_t before = coll_seq_[static_cast<size_t>(c.id)];
   try {
     run();
   } catch (const Error& e) {
     // Only for a call that began (a notice names its number); a peer that
     // failed it already told the others.
-    const uint32_t seq = coll_seq_[static_cast<size_t>(c.id)];
-    if (seq != before) send_notices(c, seq, e.status());
+    const uint64_t seq = coll_seq_[static_cast<size_t>(c.id)];
+    if (seq != before) send_notices(c, static_cast<uint32_t>(seq), e.status(), &coll_hdr_);
     throw;
   }
 }
 
 void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
                               Place) {
-  collective(c, [&] { coll_.all_reduce(c, send, recv, count, dtype, op); });
+  if (!shm_usable(c)) {
+    collective(c, [&] { coll_.all_reduce(c, send, recv, count, dtype, op); });
+    return;
+  }
+  collective(c, [&] {
+    coll_begin(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count});
+    try {
+      shm_->all_reduce(c, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, send, recv, count, dtype, op, *this);
+    } catch (...) {
+      coll_end();
+      throw;
+    }
+    coll_end();
+  });
+}
+
+bool UcxTransport::shm_usable(const Comm& c) {
+  int8_t& s = shm_comm_[static_cast<size_t>(c.id)];
+  if (s < 0) s = shm_ && shm_->usable(c) ? 1 : 0;
+  return s == 1;
+}
+
+// While a shared-memory wait spins: what a UCX wait checks on its slow path.
+void UcxTransport::shm_slow_path(const Comm& c, int peer) {
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(coll_name_);
+  ucp_worker_progress(worker_);
+  const int g = c.ranks[static_cast<size_t>(peer)];
+  if (peer_dead(g))
+    fail(TPPP_ERR_REMOTE, "rank %d: %s on '%s' (call #%u): rank %d is dead (process %d gone or its connection failed)",
+         cfg_.rank, coll_name_, c.name, coll_hdr_.seq, g, peers_[static_cast<size_t>(g)]->pid);
+  const auto now = steady_clock::now();
+  if (coll_deadline_ == steady_clock::time_point{})
+    coll_deadline_ = now + std::chrono::milliseconds(cfg_.timeout_ms);
+  else if (now > coll_deadline_)
+    fail(TPPP_ERR_TIMEOUT, "rank %d: %s on '%s' (call #%u) from rank %d timed out after %d ms (peer not posting, "
+         "stuck or dead)", cfg_.rank, coll_name_, c.name, coll_hdr_.seq, g, cfg_.timeout_ms);
+  poll_notices();
 }
 
 void UcxTransport::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place) {
@@ -105,8 +152,8 @@ constexpr uint64_t kNoticeStep = 0xffffffffull;
 constexpr uint64_t kNoticeMask = (1ull << 63) | (0x7full << 56) | 0xffffffffull;  // any source, any seq
 }  // namespace
 
-void UcxTransport::send_notices(const Comm& c, uint32_t seq, tppp_status status) noexcept {
-  CollHeader n;
+void UcxTransport::send_notices(const Comm& c, uint32_t seq, tppp_status status, const CollHeader* call) noexcept {
+  CollHeader n = call ? *call : CollHeader();  // kind 0: this rank made no such call
   n.seq = seq;
   n.status = status;
   const uint64_t low = (static_cast<uint64_t>(seq & 0xff) << 32) | kNoticeStep;
@@ -126,12 +173,20 @@ void UcxTransport::collective_failed(const Comm& c, tppp_status status) noexcept
   // passed (every rank of a group skipping the same call sends some that
   // nobody waits for): take them here, off the fast path, so they cannot
   // pile up.
-  const uint32_t seq = ++coll_seq_[static_cast<size_t>(c.id)];  // this rank's count moves on, as its peers' do
+  const uint64_t seq64 = ++coll_seq_[static_cast<size_t>(c.id)];  // this rank's count moves on, as its peers' do
+  const uint32_t seq = static_cast<uint32_t>(seq64);
+  // Told through shared memory too: a peer there sees this rank past the call.
+  if (shm_usable(c)) {
+    CollHeader none;  // kind 0: no call, which check_announced passes over
+    none.seq = seq;
+    none.status = status;
+    shm_->announce(c, seq64, none);
+  }
   try {
     CollHeader n;
     int src = 0;
     while (take_notice(c, &n, &src))
-      if (static_cast<int32_t>(n.seq - seq) > 0) early_notices_.push_back(Notice{c.id, n.seq, src, n.status});
+      if (static_cast<int32_t>(n.seq - seq) > 0) early_notices_.push_back(Notice{c.id, n.seq, src, n});
   } catch (...) {
   }
   early_notices_.erase(std::remove_if(early_notices_.begin(), early_notices_.end(),
@@ -155,19 +210,20 @@ bool UcxTransport::take_notice(const Comm& c, CollHeader* n, int* src) {
 
 void UcxTransport::poll_notices() {
   const Comm& c = *coll_comm_;
+  // A peer that announced this call number as another call (its path may
+  // be shared memory while this rank's is UCX messages, or the reverse).
+  if (shm_usable(c)) shm_->check_announced(c, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, cfg_.rank);
   if (coll_hdr_.kind == static_cast<uint8_t>(CollKind::Broadcast)) poll_other_roots();
   CollHeader n;
   int src = 0;
   while (take_notice(c, &n, &src)) {
     const int32_t ahead = static_cast<int32_t>(n.seq - coll_hdr_.seq);
     if (ahead > 0) {  // about a call this rank has not reached yet
-      early_notices_.push_back(Notice{c.id, n.seq, src, n.status});
+      early_notices_.push_back(Notice{c.id, n.seq, src, n});
       continue;
     }
     if (ahead < 0) continue;  // about a call this rank already finished
-    CollHeader h = coll_hdr_;
-    h.status = n.status;
-    check_header(coll_hdr_, h, cfg_.rank, src, c.name);  // REMOTE for a failed call
+    check_header(coll_hdr_, as_told(coll_hdr_, n), cfg_.rank, src, c.name);  // REMOTE for a failed call
     fail(TPPP_ERR_INVALID_USAGE, "rank %d: %s on '%s' (call #%u): rank %d made no such call (it skipped it, e.g. a "
          "layer forward with 0 rows)", cfg_.rank, describe(coll_hdr_).c_str(), c.name, coll_hdr_.seq, src);
   }
@@ -187,6 +243,8 @@ void UcxTransport::poll_other_roots() {
         ucp_tag_probe_nb(worker_, make_tag(true, c, 0, seq_low | broadcast_step(r, 0)), mask, 1, &info);
     if (!m) continue;
     std::vector<char> bytes(info.length >= sizeof(CollHeader) ? info.length : sizeof(CollHeader));
+    if (coll_deadline_ == steady_clock::time_point{})
+      coll_deadline_ = steady_clock::now() + std::chrono::milliseconds(cfg_.timeout_ms);
     if (!recv_probed(m, bytes.data(), bytes.size(), coll_deadline_)) continue;
     CollHeader theirs;
     std::memcpy(&theirs, bytes.data(), sizeof theirs);

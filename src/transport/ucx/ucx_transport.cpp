@@ -25,20 +25,6 @@ namespace {
 
 using std::chrono::steady_clock;
 
-class UcxRequest final : public Request {
- public:
-  UcxRequest(UcxTransport* t, UcxTransport::Op* op)
-      : t_(t), op_(op), deadline_(steady_clock::now() + std::chrono::milliseconds(t->timeout_ms())) {}
-  ~UcxRequest() override { t_->release_op(op_); }
-  bool test() override { return t_->test_op(op_, deadline_); }
-  void wait() override { t_->wait_op(op_, deadline_); }
-
- private:
-  UcxTransport* t_;
-  UcxTransport::Op* op_;
-  steady_clock::time_point deadline_;
-};
-
 bool is_peer_failure(ucs_status_t s) {
   return s == UCS_ERR_ENDPOINT_TIMEOUT || s == UCS_ERR_CONNECTION_RESET || s == UCS_ERR_UNREACHABLE ||
          s == UCS_ERR_REJECTED || s == UCS_ERR_NOT_CONNECTED;
@@ -131,6 +117,10 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     world.me = cfg.rank;
     for (int r = 0; r < cfg.world; r++) world.ranks.push_back(r);
     coll_.barrier(world);
+    std::vector<uint8_t> local(static_cast<size_t>(cfg.world));
+    for (int r = 0; r < cfg.world; r++) local[static_cast<size_t>(r)] = peers_[static_cast<size_t>(r)]->local;
+    shm_.reset(new ShmCollectives(bs, cfg.rank, local, env_str(Env::CollShm) != "0"));
+    for (int8_t& s : shm_comm_) s = -1;  // the barrier above ran without it
   } catch (...) {
     shutdown();
     throw;
@@ -181,6 +171,7 @@ void UcxTransport::drain_unexpected(steady_clock::time_point deadline) noexcept 
 }
 
 void UcxTransport::shutdown() noexcept {
+  shm_.reset();
   if (!worker_) {
     if (ctx_) ucp_cleanup(ctx_);
     ctx_ = nullptr;
@@ -323,6 +314,8 @@ UcxTransport::Op* UcxTransport::new_op() {
   op->inline_data = op->delivered = false;
   op->user = nullptr;
   op->what = "";
+  op->req.op = op;
+  op->req.deadline = {};
   return op;
 }
 
@@ -480,7 +473,7 @@ void UcxTransport::check_op(Op* op) {
        ucs_status_string(op->status));
 }
 
-bool UcxTransport::test_op(Op* op, steady_clock::time_point deadline) {
+bool UcxTransport::test_op(Op* op, steady_clock::time_point* deadline) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op->what);
   if (!op->done) ucp_worker_progress(worker_);
   if (op->done) {
@@ -490,13 +483,16 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point deadline) {
   if (peer_dead(op->peer))
     fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d: that peer is dead (process %d gone or its connection failed)",
          cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, peers_[static_cast<size_t>(op->peer)]->pid);
-  if (steady_clock::now() > deadline)
+  const auto now = steady_clock::now();
+  if (*deadline == steady_clock::time_point{})
+    *deadline = now + std::chrono::milliseconds(cfg_.timeout_ms);
+  else if (now > *deadline)
     fail(TPPP_ERR_TIMEOUT, "rank %d: %s %s rank %d timed out after %d ms (peer not posting, stuck or dead)",
          cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, cfg_.timeout_ms);
   return false;
 }
 
-void UcxTransport::wait_op(Op* op, steady_clock::time_point deadline) {
+void UcxTransport::wait_op(Op* op, steady_clock::time_point* deadline) {
   unsigned spins = 0, idle = 0;
   while (!op->done) {
     if (ucp_worker_progress(worker_)) {
@@ -525,18 +521,20 @@ void UcxTransport::release_op(Op* op) {
   // A pending send completes (or fails) on a later progress and frees itself.
 }
 
-std::unique_ptr<Request> UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
-                                             Place) {
+RequestPtr UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n, Place) {
   Op* op = post_send(c.ranks[static_cast<size_t>(peer)], make_tag(false, c, cfg_.rank, tag), buf, n, "send");
-  return std::unique_ptr<Request>(new UcxRequest(this, op));
+  return RequestPtr(&op->req);
 }
 
-std::unique_ptr<Request> UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place) {
+RequestPtr UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place) {
   int src = c.ranks[static_cast<size_t>(peer)];
   Op* op = post_recv(src, make_tag(false, c, src, tag), buf, n, "recv");
-  return std::unique_ptr<Request>(new UcxRequest(this, op));
+  return RequestPtr(&op->req);
 }
 
+bool UcxTransport::OpRequest::test() { return op->t->test_op(op, &deadline); }
+void UcxTransport::OpRequest::wait() { op->t->wait_op(op, &deadline); }
+void UcxTransport::OpRequest::release() noexcept { op->t->release_op(op); }
 
 }  // namespace tppp
 

@@ -19,11 +19,12 @@
 
 #include "transport/coll_check.hpp"
 #include "transport/host_collectives.hpp"
+#include "transport/shm_collectives.hpp"
 #include "transport/transport.hpp"
 
 namespace tppp {
 
-class UcxTransport final : public Transport, private HostP2P {
+class UcxTransport final : public Transport, private HostP2P, private ShmCollectives::Waiter {
  public:
   UcxTransport(Bootstrap& bs, const TransportConfig& cfg);
   ~UcxTransport() override;
@@ -32,9 +33,9 @@ class UcxTransport final : public Transport, private HostP2P {
   int32_t kind() const override { return TPPP_TRANSPORT_UCX; }
   // Was UCX built with CUDA memory support (then device buffers go direct)?
   bool moves_device_memory() const override;
-  std::unique_ptr<Request> isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
+  RequestPtr isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
                                  Place at) override;
-  std::unique_ptr<Request> irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
+  RequestPtr irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
   void all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
                   Place at) override;
   void all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, Place at) override;
@@ -43,6 +44,20 @@ class UcxTransport final : public Transport, private HostP2P {
   void collective_failed(const Comm& c, tppp_status status) noexcept override;
   void abort() noexcept override;
   tppp_status async_error(std::string* msg) const override;
+
+  struct Op;
+  // The Request a p2p call returns. It lives in its pooled Op, so a p2p call
+  // allocates nothing; release() hands the Op back (cancelling it if pending).
+  class OpRequest final : public Request {
+   public:
+    bool test() override;
+    void wait() override;
+    void release() noexcept override;
+    Op* op = nullptr;
+    // Set by the first test or wait that finds the op pending: no clock read
+    // for an op that completes at once.
+    std::chrono::steady_clock::time_point deadline{};
+  };
 
   // One in-flight UCX operation. Pooled; owned by the transport.
   struct Op {
@@ -66,12 +81,15 @@ class UcxTransport final : public Transport, private HostP2P {
     bool delivered = false;   // done and checked (an inline receive: copied out to `user`)
     void* user = nullptr;     // inline receive: where the data goes
     alignas(8) char inline_buf[sizeof(CollHeader) + kInlineData];
+    OpRequest req;            // p2p: what isend/irecv hand out
   };
 
-  // Progress until op completes; throws on error, abort, dead peer or deadline.
-  void wait_op(Op* op, std::chrono::steady_clock::time_point deadline);
+  // Progress until op completes; throws on error, abort, dead peer or
+  // deadline. *deadline is set (now + timeout) by the first round that finds
+  // the op pending, when still unset (a zero time_point).
+  void wait_op(Op* op, std::chrono::steady_clock::time_point* deadline);
   // One progress round; throws for abort. Returns true if op is done (and OK).
-  bool test_op(Op* op, std::chrono::steady_clock::time_point deadline);
+  bool test_op(Op* op, std::chrono::steady_clock::time_point* deadline);
   void release_op(Op* op);  // cancels if pending
   int timeout_ms() const { return cfg_.timeout_ms; }
 
@@ -83,6 +101,9 @@ class UcxTransport final : public Transport, private HostP2P {
   void coll_wait_all() override;
   void coll_begin(const Comm& c, const char* op, const CollCall& call) override;
   void coll_end() override;
+  // ShmCollectives::Waiter
+  void shm_slow_path(const Comm& c, int peer) override;
+  bool shm_usable(const Comm& c);  // all_reduce on c goes through shared memory
 
   void shutdown() noexcept;  // idempotent; the destructor and a failed constructor
   void drain_unexpected(std::chrono::steady_clock::time_point deadline) noexcept;
@@ -98,7 +119,8 @@ class UcxTransport final : public Transport, private HostP2P {
   void poll_notices();
   bool take_notice(const Comm& c, CollHeader* n, int* src);
   void poll_other_roots();
-  void send_notices(const Comm& c, uint32_t seq, tppp_status status) noexcept;
+  // call: the fingerprint of the call this rank failed (null: it made none).
+  void send_notices(const Comm& c, uint32_t seq, tppp_status status, const CollHeader* call = nullptr) noexcept;
   // Runs a host collective; on failure tells the call's other ranks.
   template <typename F>
   void collective(const Comm& c, F&& run);
@@ -135,17 +157,19 @@ class UcxTransport final : public Transport, private HostP2P {
   HostCollectives coll_;
   const Comm* coll_comm_ = nullptr;
   const char* coll_name_ = "";
-  uint32_t coll_seq_[kCommIds] = {0};  // calls so far per communicator id (the tag carries the low 8 bits)
+  uint64_t coll_seq_[kCommIds] = {0};  // calls so far per communicator id (headers carry 32 bits, tags 8)
+  std::unique_ptr<ShmCollectives> shm_;  // all_reduce between the processes of this host
+  int8_t shm_comm_[kCommIds] = {-1, -1, -1};  // shm_->usable per communicator id, once known
   CollHeader coll_hdr_{};              // the call in progress
   struct Notice {
     CommId comm;
     uint32_t seq;
     int src;
-    int32_t status;
+    CollHeader hdr;  // the sender's: its status, and its call (kind 0: none)
   };
   std::vector<Notice> early_notices_;  // about calls this rank has not reached yet
   std::vector<Op*> coll_ops_;
-  std::chrono::steady_clock::time_point coll_deadline_;
+  std::chrono::steady_clock::time_point coll_deadline_;  // zero until a wait of this call finds an op pending
 };
 
 }  // namespace tppp
