@@ -223,8 +223,9 @@ std::unique_ptr<Bootstrap> Bootstrap::join(const BootstrapAddr& addr, Fd listene
     if (!c.valid()) {
       std::string missing;
       for (int r = 1; r < n; r++)
-        if (!b->peers_[static_cast<size_t>(r)].valid()) missing += (missing.empty() ? "" : ",") + std::to_string(r);
-      fail_all(TPPP_ERR_TIMEOUT, strf("bootstrap: %d/%d ranks joined within %d ms; missing ranks: %s", joined, n,
+        if (!b->peers_[static_cast<size_t>(r)].valid())
+          missing += (missing.empty() ? "rank " : ", rank ") + std::to_string(r);
+      fail_all(TPPP_ERR_TIMEOUT, strf("bootstrap: %d/%d ranks joined within %d ms; missing: %s", joined, n,
                                       cfg.timeout_ms, missing.c_str()));
     }
     Hello h{};

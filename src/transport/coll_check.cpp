@@ -32,18 +32,6 @@ bool same_call(const CollHeader& a, const CollHeader& b) {
 
 }  // namespace
 
-CollHeader make_header(uint32_t seq, const CollCall& c, tppp_status status) {
-  CollHeader h;
-  h.seq = seq;
-  h.status = status;
-  h.kind = static_cast<uint8_t>(c.kind);
-  h.dtype = static_cast<uint8_t>(c.dtype);
-  h.op = c.kind == CollKind::AllReduce ? static_cast<uint8_t>(c.op) : 0;
-  h.root = c.kind == CollKind::Broadcast ? c.root : 0;
-  h.count = c.count;
-  return h;
-}
-
 std::string describe(const CollHeader& h) {
   const CollKind k = static_cast<CollKind>(h.kind);
   if (k == CollKind::Barrier) return "barrier";

@@ -10,6 +10,7 @@
 // round trip per call). Pure: tested without a transport.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "c_api.h"
@@ -36,7 +37,18 @@ struct CollHeader {
 };
 static_assert(sizeof(CollHeader) == 24, "CollHeader travels as 24 bytes");
 
-CollHeader make_header(uint32_t seq, const CollCall& c, tppp_status status = TPPP_OK);
+// Inline, with header_matches: they run on every call's fast path.
+inline CollHeader make_header(uint32_t seq, const CollCall& c, tppp_status status = TPPP_OK) {
+  CollHeader h;
+  h.seq = seq;
+  h.status = status;
+  h.kind = static_cast<uint8_t>(c.kind);
+  h.dtype = static_cast<uint8_t>(c.dtype);
+  h.op = c.kind == CollKind::AllReduce ? static_cast<uint8_t>(c.op) : 0;
+  h.root = c.kind == CollKind::Broadcast ? c.root : 0;
+  h.count = c.count;
+  return h;
+}
 // "all_reduce of 4 F32 (sum)", "broadcast of 2 I64 from root 1", "barrier".
 std::string describe(const CollHeader& h);
 // Throws unless `theirs` (from rank `peer`) is this call as `mine` describes
@@ -44,10 +56,14 @@ std::string describe(const CollHeader& h);
 // sequence number or fingerprint, also in the notice of a peer that failed
 // it), else REMOTE when the peer failed the call.
 void check_header(const CollHeader& mine, const CollHeader& theirs, int my_rank, int peer, const char* comm);
-// The fast path: true when `theirs` is exactly this call (every field).
+// The fast path: true when `theirs` is exactly this call (every field, as
+// three words: headers are made by make_header, pad 0, so equal calls are
+// equal bytes; `mine` always has status OK).
 inline bool header_matches(const CollHeader& mine, const CollHeader& theirs) {
-  return theirs.seq == mine.seq && theirs.status == TPPP_OK && theirs.kind == mine.kind &&
-         theirs.dtype == mine.dtype && theirs.op == mine.op && theirs.root == mine.root && theirs.count == mine.count;
+  uint64_t a[3], b[3];
+  std::memcpy(a, &mine, sizeof a);
+  std::memcpy(b, &theirs, sizeof b);
+  return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2])) == 0;
 }
 
 }  // namespace tppp

@@ -199,19 +199,33 @@ void ShmCollectives::announce(const Comm& c, uint64_t call, const CollHeader& h)
   store_rel(&me.cur.v, call << kChunkBits);
 }
 
-void ShmCollectives::check_announced(const Comm& c, uint64_t call, const CollHeader& mine, int my_rank) const {
+namespace {
+// Reads a header guarded by `flag` (written before the flag is raised to
+// `want`): false when the flag is elsewhere, or moved while reading.
+bool read_guarded(const uint64_t* flag, uint64_t want, const CollHeader* src, CollHeader* out) {
+  if (load_acq(flag) != want) return false;
+  uint64_t w[3];
+  const uint64_t* p = reinterpret_cast<const uint64_t*>(src);
+  for (int i = 0; i < 3; i++) w[i] = __atomic_load_n(p + i, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (__atomic_load_n(flag, __ATOMIC_RELAXED) != want) return false;
+  std::memcpy(out, w, sizeof *out);
+  return true;
+}
+}  // namespace
+
+void ShmCollectives::check_announced(const Comm& c, uint64_t call, const CollHeader& mine, int my_rank) {
   for (int q = 0; q < c.size(); q++) {
     if (q == c.me) continue;
     const int g = c.ranks[static_cast<size_t>(q)];
     const Announce& a = seg(g)->ctl[static_cast<size_t>(c.id)].ann;
-    const uint64_t before = load_acq(&a.call);
-    if (before != call) continue;  // not (or no longer) at this call
-    uint64_t w[3];
-    for (int i = 0; i < 3; i++) w[i] = __atomic_load_n(&a.w[i], __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&a.call, __ATOMIC_RELAXED) != before) continue;  // rewritten meanwhile
+    const SlotHead* h = head_of(slot_at(g, c.id, static_cast<int>(call & 1)));
     CollHeader theirs;
-    std::memcpy(&theirs, w, sizeof theirs);
+    // A call through UCX messages is announced; an all_reduce through
+    // shared memory has its header in its first chunk's slot.
+    if (!read_guarded(&a.call, call, reinterpret_cast<const CollHeader*>(a.w), &theirs) &&
+        !read_guarded(&h->ready, tick(call, 0), &h->hdr, &theirs))
+      continue;                      // not (or no longer) at this call
     if (theirs.kind == 0) continue;  // it failed or skipped the call: its notice says so
     if (!header_matches(mine, theirs)) check_header(mine, theirs, my_rank, g, c.name);
   }
@@ -263,6 +277,7 @@ uint64_t ShmCollectives::wait_ready(const Comm& c, int q, int slot, uint64_t tk,
 
 void ShmCollectives::all_reduce(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv,
                                 size_t count, int32_t dtype, int32_t op, Waiter& w) {
+  store_rel(&seg(rank_)->ctl[static_cast<size_t>(c.id)].cur.v, call << kChunkBits);  // see wait_slot_free
   if (dtype != TPPP_DTYPE_F32 && dtype != TPPP_DTYPE_F16 && dtype != TPPP_DTYPE_BF16 && dtype != TPPP_DTYPE_I32 &&
       dtype != TPPP_DTYPE_I64)
     fail(TPPP_ERR_NOT_SUPPORTED, "all_reduce: dtype %s cannot be reduced (use F32, F16, BF16, I32 or I64)",

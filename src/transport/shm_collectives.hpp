@@ -70,12 +70,13 @@ class ShmCollectives {
   // Every rank of c is on this host and mapped.
   bool usable(const Comm& c) const;
 
-  // Every collective call on c, whichever path runs it, announces itself
-  // (64-bit call number `call`, and its header) in this rank's segment;
-  // check_announced (a slow path) throws INVALID_USAGE, naming both calls,
-  // when a peer announced the same call number with another fingerprint.
+  // Every collective call on c that runs over UCX messages announces itself
+  // (64-bit call number `call`, and its header) in this rank's segment (an
+  // all_reduce here has its header in its slot); check_announced (a slow
+  // path) throws INVALID_USAGE, naming both calls, when a peer's call of
+  // that number has another fingerprint.
   void announce(const Comm& c, uint64_t call, const CollHeader& h);
-  void check_announced(const Comm& c, uint64_t call, const CollHeader& mine, int my_rank) const;
+  void check_announced(const Comm& c, uint64_t call, const CollHeader& mine, int my_rank);
 
   // The call `call` on c (numbered as announce's), described by h (its
   // fingerprint, compared with each peer's on the first chunk). send may

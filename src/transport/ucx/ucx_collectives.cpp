@@ -27,13 +27,17 @@ CollHeader as_told(const CollHeader& mine, const CollHeader& notice) {
 
 // ---- collectives: HostCollectives drives these HostP2P hooks.
 
-void UcxTransport::coll_begin(const Comm& c, const char* op, const CollCall& call) {
+void UcxTransport::coll_begin(const Comm& c, const char* op, const CollCall& call) { begin_call(c, op, call, true); }
+
+// announce: in shared memory, for the peers' slow path (a shared-memory
+// all_reduce need not: its header is in its slot, which they read too).
+void UcxTransport::begin_call(const Comm& c, const char* op, const CollCall& call, bool announce) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(op);
   coll_comm_ = &c;
   coll_name_ = op;
   const uint64_t seq = ++coll_seq_[static_cast<size_t>(c.id)];
   coll_hdr_ = make_header(static_cast<uint32_t>(seq), call);
-  if (shm_usable(c)) shm_->announce(c, seq, coll_hdr_);
+  if (announce && shm_usable(c)) shm_->announce(c, seq, coll_hdr_);
   coll_deadline_ = {};  // set by the first wait that finds an op pending
   // A peer that failed this call before this rank reached it.
   for (size_t i = 0; i < early_notices_.size(); i++) {
@@ -96,7 +100,7 @@ void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_
     return;
   }
   collective(c, [&] {
-    coll_begin(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count});
+    begin_call(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count}, false);
     try {
       shm_->all_reduce(c, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, send, recv, count, dtype, op, *this);
     } catch (...) {

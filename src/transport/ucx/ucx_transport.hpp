@@ -101,6 +101,7 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   void coll_wait_all() override;
   void coll_begin(const Comm& c, const char* op, const CollCall& call) override;
   void coll_end() override;
+  void begin_call(const Comm& c, const char* op, const CollCall& call, bool announce);
   // ShmCollectives::Waiter
   void shm_slow_path(const Comm& c, int peer) override;
   bool shm_usable(const Comm& c);  // all_reduce on c goes through shared memory
