@@ -72,10 +72,10 @@ class Rank:
         return self.err.read().decode(errors="replace")
 
 
-def one_run(i, rng, exe, fixtures, timeout_ms, env_extra, verbose):
-    phase = rng.choice(PHASES)
+def one_run(i, rng, exe, fixtures, timeout_ms, env_extra, verbose, phases, faults):
+    phase = rng.choice(phases)
     world = rng.choice(worlds_for(phase))
-    fault = rng.choice(FAULTS)
+    fault = rng.choice(faults)
     victim = rng.randrange(world)
     port = free_port()
     ranks = [Rank(r, world, port, [phase, str(timeout_ms), fixtures], exe, env_extra) for r in range(world)]
@@ -121,6 +121,8 @@ def one_run(i, rng, exe, fixtures, timeout_ms, env_extra, verbose):
             if verdict == "ok" or verdict == "wrong":
                 verdict = "crash"
             notes.append("rank %d exit %s %s" % (r.rank, r.p.returncode, err.strip().splitlines()[-3:]))
+            if verbose:
+                print(err, file=sys.stderr)
             continue
         res = r.result
         if res is None:
@@ -154,7 +156,9 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--timeout-ms", type=int, default=1500)
     ap.add_argument("--table", default=None)
-    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="print the failed runs' output and sanitizer reports")
+    ap.add_argument("--phase", action="append", choices=PHASES, help="only these phases (repeatable)")
+    ap.add_argument("--fault", action="append", choices=FAULTS, help="only these faults (repeatable)")
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     exe = os.path.join(a.build, "tests", "chaos_rank")
@@ -168,7 +172,8 @@ def main():
     table = {}
     counts = {"hang": 0, "crash": 0, "wrong": 0}
     for i in range(a.runs):
-        phase, fault, verdict, slowest = one_run(i, rng, exe, fixtures, a.timeout_ms, env_extra, a.verbose)
+        phase, fault, verdict, slowest = one_run(i, rng, exe, fixtures, a.timeout_ms, env_extra, a.verbose,
+                                                 a.phase or PHASES, a.fault or FAULTS)
         if verdict in counts:
             counts[verdict] += 1
         cell = table.setdefault((fault, phase), [0, 0.0, 0])

@@ -232,7 +232,14 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
     note_failure(e.status(), s, -1, e.what());
     transport_broken = true;
   }
-  // Everyone learns the first failure, upstream stages included.
+  // Everyone learns the first failure, upstream stages included. A broken
+  // transport (a dead or stuck peer) gets no status exchange: it would wait
+  // for that peer a second timeout. This stage counts the call and tells
+  // the others instead, whose exchange then fails at once, naming it.
+  if (transport_broken) {
+    T.collective_failed(pp, static_cast<tppp_status>(bad_status));
+    fail(bad_status, "%s", bad_msg.c_str());
+  }
   int64_t code = bad_status == TPPP_OK ? 0 : (static_cast<int64_t>(bad_status & 0xffff) << 16) | (bad_stage & 0xffff);
   int64_t worst = code;
   try {
@@ -240,7 +247,6 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   } catch (const Error& e) {
     if (bad_status == TPPP_OK) throw;  // this stage was fine, a peer is gone: report that
   }
-  if (transport_broken) fail(bad_status, "%s", bad_msg.c_str());
   if (bad_status != TPPP_OK && bad_stage == s)
     fail(TPPP_ERR_REMOTE, "scheduler: the stage function failed with code %d at stage %d, micro-batch %d%s%s",
          bad_status, s, bad_mb, bad_msg.empty() ? "" : ": ", bad_msg.c_str());

@@ -239,7 +239,14 @@ static void spin(const Comm& c, int peer, bool oversubscribed, ShmCollectives::W
     if (done()) return;
     cpu_relax();
     if ((oversubscribed && (i & 15) == 0) || (i >= (1u << 14) && (i & 255) == 0)) sched_yield();
-    if ((i & 255) == 0) w.shm_slow_path(c, peer);
+    if ((i & 255) == 0) {
+      try {
+        w.shm_slow_path(c, peer);
+      } catch (...) {
+        if (done()) return;  // it came meanwhile (a peer that finished this call, then died)
+        throw;
+      }
+    }
   }
 }
 

@@ -516,9 +516,33 @@ void UcxTransport::release_op(Op* op) {
     free_op(op);
     return;
   }
-  op->released = true;
   if (op->is_recv && op->ucx_req) ucp_request_cancel(worker_, op->ucx_req);
-  // A pending send completes (or fails) on a later progress and frees itself.
+  settle(op);
+  if (op->done) {
+    free_op(op);
+    return;
+  }
+  op->released = true;
+  // Still pending: it completes (or fails) on a later progress and frees itself.
+}
+
+// A pending op that reads or writes the caller's memory (every p2p op; a
+// collective's large messages, sent and received as an IOV of the caller's
+// buffer), left by a failed call or a freed request: a matched rendezvous
+// cannot be cancelled, and would touch the buffer after the call returned
+// (freed, or in use by the next call). It gets a short grace to finish
+// while a live peer takes or sends its part; only a dead, stuck or aborted
+// peer's stay pending (c_api.h: keep such a call's buffers until the group
+// is destroyed).
+void UcxTransport::settle(Op* op) noexcept {
+  const bool user_memory = !op->coll || !op->inline_data;
+  if (op->done || !user_memory || op->peer < 0 || op->peer == cfg_.rank) return;
+  if (cfg_.abort_flag && cfg_.abort_flag->load()) return;
+  const Peer& pr = *peers_[static_cast<size_t>(op->peer)];
+  if (pr.failed.load() || (pr.local && process_gone(pr.pid))) return;
+  const auto dl = steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 500));
+  while (!op->done && steady_clock::now() < dl)
+    if (!ucp_worker_progress(worker_)) sched_yield();
 }
 
 RequestPtr UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n, Place) {

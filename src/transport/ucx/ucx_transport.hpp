@@ -90,7 +90,8 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   void wait_op(Op* op, std::chrono::steady_clock::time_point* deadline);
   // One progress round; throws for abort. Returns true if op is done (and OK).
   bool test_op(Op* op, std::chrono::steady_clock::time_point* deadline);
-  void release_op(Op* op);  // cancels if pending
+  void release_op(Op* op);  // cancels if pending, after a short grace (settle)
+  void settle(Op* op) noexcept;
   int timeout_ms() const { return cfg_.timeout_ms; }
 
  private:
