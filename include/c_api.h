@@ -229,7 +229,7 @@ TPPP_API tppp_status tppp_irecv(tppp_group_t g, int32_t scope, int32_t peer,
 TPPP_API tppp_status tppp_request_test(tppp_request_t r, int32_t* done);
 /* Blocks until done, failed, aborted or timed out (group timeout_ms). */
 TPPP_API tppp_status tppp_request_wait(tppp_request_t r);
-/* Cancels if pending (a transfer a live peer has begun gets up to 0.5 s to
+/* Cancels if pending (a transfer a live peer has begun gets up to 0.2 s to
  * finish first, so the buffer is not touched after this returns); accepts
  * NULL. */
 TPPP_API void tppp_request_free(tppp_request_t r);
@@ -260,7 +260,7 @@ TPPP_API tppp_status tppp_recv(tppp_group_t g, int32_t scope, int32_t peer,
  * peer, ABORTED) destroy the group: the failed call's messages may still be
  * in flight (they can never pass for another call's data, but a later call
  * may fail on them). A failed call lets its transfers with live peers finish
- * (for up to 0.5 s) before it returns; those with a stuck peer may still
+ * (for up to 0.2 s) before it returns; those with a stuck peer may still
  * read or write its buffers until tppp_group_destroy returns, so free them
  * after it.
  * Not detectable (as in NCCL): a rank that skips a call without calling it at

@@ -122,7 +122,7 @@ TEST_SUITE("model_stream") {
       const tppp_status s = generate(o.m, ref, 24, 0, 4, &g);
       const std::string msg = tppp_last_error();
       RANK_CHECK(s == TPPP_ERR_OUT_OF_MEMORY, "%s: %s", tppp_status_string(s), msg.c_str());
-      RANK_CHECK(rank == 0 ? msg.find("pages") != std::string::npos : msg.find("stage 0 stopped") != std::string::npos,
+      RANK_CHECK(rank == 0 ? msg.find("pages") != std::string::npos : msg.find("stage 0 (rank 0) stopped") != std::string::npos,
                  "rank %d: %s", rank, msg.c_str());
       RANK_CHECK(free_pages(o.m) == 10, "%d of 10 pages free after the failure", free_pages(o.m));
       RANK_OK(generate(o.m, ref, 3, 0, 4, &g));

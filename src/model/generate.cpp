@@ -86,10 +86,15 @@ class Generation {
     const auto t0 = Clock::now();
     const int32_t np = static_cast<int32_t>(prompts_.size());
     out_.assign(static_cast<size_t>(np), {});
-    if (stage_ == 0)
-      run_first();
-    else
-      run_later();
+    try {
+      if (stage_ == 0)
+        run_first();
+      else
+        run_later();
+    } catch (const Error& e) {
+      warn_next(e.status());
+      throw;
+    }
     m_.st_.busy_ms += busy_;
     m_.st_.wall_ms += ms_since(t0);
     return std::move(out_);
@@ -139,11 +144,25 @@ class Generation {
     o.reqs.push_back(tr_.isend(pp_, to, tags::model(no, ModelMsg::Residual), o.r.data(), act, dev_));
   }
 
-  void send_end(uint32_t no, int32_t status) {
+  // A failure here (a dead or stuck peer, a timeout): the next stage, which
+  // waits for item expect_ from this one, gets an End with the status and
+  // this stage's index, and stops at once instead of timing out in turn.
+  void warn_next(int32_t status) noexcept {
+    if (s_.last() || ended_) return;
+    try {
+      warn_head_ = ItemHead{kItemEnd, 0, status, stage_};
+      const uint32_t no = stage_ == 0 ? m_.calls_ : expect_;
+      warn_ = tr_.isend(pp_, pp_.me + 1, tags::model(no, ModelMsg::Head), &warn_head_, sizeof warn_head_, kHostPlace);
+    } catch (...) {  // the next stage learns it otherwise
+    }
+  }
+
+  void send_end(uint32_t no, int32_t status, int32_t stage = 0) {
     if (s_.last()) return;
+    ended_ = true;
     Outbox& o = outbox_[slot_++ % 2];
     o.finish();
-    o.head = ItemHead{kItemEnd, 0, status, 0};
+    o.head = ItemHead{kItemEnd, 0, status, stage};
     o.reqs.push_back(tr_.isend(pp_, pp_.me + 1, tags::model(no, ModelMsg::Head), &o.head, sizeof o.head, kHostPlace));
   }
 
@@ -191,15 +210,18 @@ class Generation {
     std::vector<int64_t> ids;
     std::vector<float> lg;
     for (;; no++) {
+      expect_ = no;
       next->wait();
       const ItemHead h = hb;
       if (h.kind == kItemEnd) {
-        send_end(no, h.status);
+        send_end(no, h.status, h.flags);
         m_.calls_ = no + 1;
         finish_sends();
-        if (h.status != TPPP_OK)
-          fail(h.status, "generate: stage 0 stopped the generation (%s); the driver's error says why",
-               tppp_status_string(h.status));
+        if (h.status != TPPP_OK) {
+          const int at = h.flags >= 0 && h.flags < pp_.size() ? h.flags : 0;
+          fail(h.status, "generate: stage %d (rank %d) stopped the generation (%s); its error says why", at,
+               pp_.ranks[static_cast<size_t>(at)], tppp_status_string(h.status));
+        }
         return;
       }
       if (h.kind != kItemBatch || h.n <= 0 || h.n > m_.p_.max_batch)
@@ -444,6 +466,10 @@ class Generation {
   size_t chunk_ = 0, cur_prompt_ = 0, cur_pos_ = 0;
   tppp_status fail_ = TPPP_OK;
   std::string fail_msg_;
+  uint32_t expect_ = 0;   // the item this stage waits for, or (stage 0) makes next
+  bool ended_ = false;    // an End went to the next stage
+  ItemHead warn_head_{};  // warn_next's End; sent before the outboxes' requests end
+  RequestPtr warn_;
 };
 
 void Model::generate_here(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,

@@ -51,7 +51,7 @@ void UcxTransport::begin_call(const Comm& c, const char* op, const CollCall& cal
 }
 
 void UcxTransport::coll_end() {
-  for (Op* op : coll_ops_) release_op(op);
+  for (Op* op : coll_ops_) release_op(op);  // a failed call's pending ones settle in collective()
   coll_ops_.clear();
   coll_comm_ = nullptr;
 }
@@ -89,6 +89,7 @@ void UcxTransport::collective(const Comm& c, F&& run) {
     // failed it already told the others.
     const uint64_t seq = coll_seq_[static_cast<size_t>(c.id)];
     if (seq != before) send_notices(c, static_cast<uint32_t>(seq), e.status(), &coll_hdr_);
+    settle_released();  // after the notices: the peers learn of the failure first
     throw;
   }
 }

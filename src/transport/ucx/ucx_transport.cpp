@@ -517,32 +517,36 @@ void UcxTransport::release_op(Op* op) {
     return;
   }
   if (op->is_recv && op->ucx_req) ucp_request_cancel(worker_, op->ucx_req);
-  settle(op);
-  if (op->done) {
-    free_op(op);
-    return;
-  }
-  op->released = true;
-  // Still pending: it completes (or fails) on a later progress and frees itself.
+  op->released = true;  // it completes (or fails) on a later progress and frees itself
+  const bool user_memory = !op->coll || !op->inline_data;
+  if (user_memory && op->peer >= 0 && op->peer != cfg_.rank) unsettled_.push_back(op);
 }
 
-// A pending op that reads or writes the caller's memory (every p2p op; a
+// Released ops that read or write the caller's memory (every p2p op; a
 // collective's large messages, sent and received as an IOV of the caller's
 // buffer), left by a failed call or a freed request: a matched rendezvous
 // cannot be cancelled, and would touch the buffer after the call returned
-// (freed, or in use by the next call). It gets a short grace to finish
-// while a live peer takes or sends its part; only a dead, stuck or aborted
-// peer's stay pending (c_api.h: keep such a call's buffers until the group
-// is destroyed).
-void UcxTransport::settle(Op* op) noexcept {
-  const bool user_memory = !op->coll || !op->inline_data;
-  if (op->done || !user_memory || op->peer < 0 || op->peer == cfg_.rank) return;
-  if (cfg_.abort_flag && cfg_.abort_flag->load()) return;
-  const Peer& pr = *peers_[static_cast<size_t>(op->peer)];
-  if (pr.failed.load() || (pr.local && process_gone(pr.pid))) return;
-  const auto dl = steady_clock::now() + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 500));
-  while (!op->done && steady_clock::now() < dl)
-    if (!ucp_worker_progress(worker_)) sched_yield();
+// (freed, or in use by the next call). They get a short grace, one window
+// for all released together, to finish while live peers take or send their
+// part; a dead, stuck or aborted peer's stay pending (c_api.h: keep such a
+// call's buffers until the group is destroyed).
+void UcxTransport::settle_released() noexcept {
+  if (unsettled_.empty()) return;
+  const auto now = steady_clock::now();
+  if (now >= settle_window_end_) settle_window_end_ = now + std::chrono::milliseconds(std::min(cfg_.timeout_ms, 200));
+  auto pending = [this] {
+    for (Op* op : unsettled_) {
+      if (op->done) continue;
+      const Peer& pr = *peers_[static_cast<size_t>(op->peer)];
+      if (!pr.failed.load() && !(pr.local && process_gone(pr.pid))) return true;
+    }
+    return false;
+  };
+  const bool aborted = cfg_.abort_flag && cfg_.abort_flag->load();
+  while (!aborted && steady_clock::now() < settle_window_end_ && pending())
+    for (int i = 0; i < 64; i++)
+      if (!ucp_worker_progress(worker_)) sched_yield();
+  unsettled_.clear();
 }
 
 RequestPtr UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n, Place) {
@@ -558,7 +562,11 @@ RequestPtr UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf,
 
 bool UcxTransport::OpRequest::test() { return op->t->test_op(op, &deadline); }
 void UcxTransport::OpRequest::wait() { op->t->wait_op(op, &deadline); }
-void UcxTransport::OpRequest::release() noexcept { op->t->release_op(op); }
+void UcxTransport::OpRequest::release() noexcept {
+  UcxTransport* t = op->t;
+  t->release_op(op);
+  t->settle_released();
+}
 
 }  // namespace tppp
 

@@ -90,8 +90,8 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   void wait_op(Op* op, std::chrono::steady_clock::time_point* deadline);
   // One progress round; throws for abort. Returns true if op is done (and OK).
   bool test_op(Op* op, std::chrono::steady_clock::time_point* deadline);
-  void release_op(Op* op);  // cancels if pending, after a short grace (settle)
-  void settle(Op* op) noexcept;
+  void release_op(Op* op);  // cancels if pending; one touching the caller's memory waits in unsettled_
+  void settle_released() noexcept;
   int timeout_ms() const { return cfg_.timeout_ms; }
 
  private:
@@ -150,6 +150,8 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   std::chrono::steady_clock::time_point next_liveness_check_{};
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<Op*> free_ops_;
+  std::vector<Op*> unsettled_;  // released while pending, on the caller's memory: see settle_released
+  std::chrono::steady_clock::time_point settle_window_end_{};
   std::vector<std::unique_ptr<Op>> all_ops_;
   mutable std::mutex err_mu_;
   tppp_status async_status_ = TPPP_OK;
