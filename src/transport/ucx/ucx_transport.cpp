@@ -410,10 +410,19 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
   op->expected = coll ? n + sizeof(CollHeader) : n;
   op->is_recv = true;
   op->what = what;
-  // UCX 1.13 leaves recv_info.tag_info's length at 0 on immediate completion,
-  // so completion always goes through the callback, which reports the length.
+  // UCX 1.13 leaves recv_info.tag_info's length at 0 on immediate completion
+  // (openucx/ucx#9425, fixed in 1.16), so completion goes through the
+  // callback, which reports the length, unless a probe shows the message
+  // already here with exactly the posted length: then it may complete in
+  // place, without a UCX request (a receiver behind its sender saves the
+  // request and the callback per message).
   ucp_request_param_t prm{};
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  if (!coll) {
+    ucp_tag_recv_info_t info{};
+    if (ucp_tag_probe_nb(worker_, tag, ~0ull, 0, &info) && info.length == n)
+      prm.op_attr_mask &= ~static_cast<uint32_t>(UCP_OP_ATTR_FLAG_NO_IMM_CMPL);
+  }
   prm.cb.recv = &UcxTransport::recv_cb;
   prm.user_data = op;
   size_t count = n;
@@ -422,6 +431,9 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
   if (UCS_PTR_IS_ERR(sp)) {
     op->done = true;
     op->status = UCS_PTR_STATUS(sp);
+  } else if (sp == nullptr && !op->done) {  // completed in place: the probed message, n bytes
+    op->done = true;
+    op->length = n;
   } else if (sp != nullptr && !op->done) {  // the callback may already have run
     op->ucx_req = sp;
   }
