@@ -69,6 +69,13 @@ static tppp_tensor host2(void* data, int32_t dtype, int64_t r, int64_t c) {
   return t;
 }
 
+/* The fixture checkpoint FIXTURES/sub. */
+static tppp_status open_fixture(const char* fixtures, const char* sub, tppp_checkpoint_t* c) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", fixtures, sub);
+  return tppp_checkpoint_open(path, c);
+}
+
 static tppp_status make_group(int timeout_ms, int pp, tppp_group_t* g) {
   tppp_group_params p;
   tppp_group_params_init(&p, sizeof p);
@@ -180,10 +187,8 @@ static int phase_sched(tppp_group_t g, int policy) {
 }
 
 static int phase_layer(tppp_group_t g, const char* fixtures) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/qwen2", fixtures);
   tppp_checkpoint_t c = NULL;
-  TRY("checkpoint_open", tppp_checkpoint_open(path, &c));
+  TRY("checkpoint_open", open_fixture(fixtures, "qwen2", &c));
   tppp_model_config m;
   m.struct_size = sizeof m;
   tppp_checkpoint_model_config(c, &m);
@@ -216,10 +221,8 @@ static int phase_layer(tppp_group_t g, const char* fixtures) {
 }
 
 static int phase_generate(tppp_group_t g, const char* fixtures) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/models/qwen2", fixtures);
   tppp_checkpoint_t c = NULL;
-  TRY("checkpoint_open", tppp_checkpoint_open(path, &c));
+  TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", &c));
   tppp_model_params mp;
   tppp_model_params_init(&mp, sizeof mp);
   tppp_model_t m = NULL;
@@ -253,10 +256,8 @@ static int phase_generate(tppp_group_t g, const char* fixtures) {
 }
 
 static int phase_load(tppp_group_t g, const char* fixtures) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s/models/qwen2", fixtures);
   tppp_checkpoint_t c = NULL;
-  TRY("checkpoint_open", tppp_checkpoint_open(path, &c));
+  TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", &c));
   tppp_shard_params sh;
   tppp_shard_params_init(&sh, sizeof sh);
   tppp_status s = tppp_shard_params_from_group(g, &sh);

@@ -77,9 +77,15 @@ void reduce_to(void* dst, const void* a, const void* b, size_t count, int32_t dt
                                           static_cast<const uint16_t*>(b), count, op);
       break;
     default:
-      fail(TPPP_ERR_NOT_SUPPORTED, "all_reduce: dtype %s cannot be reduced (use F32, F16, BF16, I32 or I64)",
-           dtype_name(dtype));
+      check_reducible(dtype);  // throws
   }
+}
+
+void check_reducible(int32_t dtype) {
+  if (dtype != TPPP_DTYPE_F32 && dtype != TPPP_DTYPE_F16 && dtype != TPPP_DTYPE_BF16 && dtype != TPPP_DTYPE_I32 &&
+      dtype != TPPP_DTYPE_I64)
+    fail(TPPP_ERR_NOT_SUPPORTED, "all_reduce: dtype %s cannot be reduced (use F32, F16, BF16, I32 or I64)",
+         dtype_name(dtype));
 }
 
 void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op) {

@@ -65,6 +65,9 @@ constexpr uint64_t broadcast_step(int root, int phase) {
   return (static_cast<uint64_t>(root & 0xffff) << 8) | static_cast<uint64_t>(phase);
 }
 
+// NOT_SUPPORTED naming the dtype unless all_reduce can reduce it (F32, F16,
+// BF16, I32, I64): checked before any byte moves.
+void check_reducible(int32_t dtype);
 // dst[i] = dst[i] op src[i] (f16/bf16 through f32). Exposed for tests.
 void reduce_into(void* dst, const void* src, size_t count, int32_t dtype, int32_t op);
 // dst[i] = a[i] op b[i]; dst may be a or b.

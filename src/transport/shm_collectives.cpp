@@ -285,10 +285,7 @@ uint64_t ShmCollectives::wait_ready(const Comm& c, int q, int slot, uint64_t tk,
 void ShmCollectives::all_reduce(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv,
                                 size_t count, int32_t dtype, int32_t op, Waiter& w) {
   store_rel(&seg(rank_)->ctl[static_cast<size_t>(c.id)].cur.v, call << kChunkBits);  // see wait_slot_free
-  if (dtype != TPPP_DTYPE_F32 && dtype != TPPP_DTYPE_F16 && dtype != TPPP_DTYPE_BF16 && dtype != TPPP_DTYPE_I32 &&
-      dtype != TPPP_DTYPE_I64)
-    fail(TPPP_ERR_NOT_SUPPORTED, "all_reduce: dtype %s cannot be reduced (use F32, F16, BF16, I32 or I64)",
-         dtype_name(dtype));
+  check_reducible(dtype);
   const size_t bytes = count * dtype_size(dtype);
   if (bytes <= t_.one_phase_bytes)
     small(c, call, h, send, recv, count, dtype, op, w);
