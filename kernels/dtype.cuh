@@ -25,6 +25,14 @@ struct F<__nv_bfloat16> {
   static __device__ __forceinline__ void st(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 };
 
+// v rounded to T's precision, back in f32 (where transformers rounds).
+template <typename T>
+__device__ __forceinline__ float rnd(float v) {
+  T t;
+  F<T>::st(&t, v);
+  return F<T>::ld(&t);
+}
+
 // Calls fn(T{}) with T the C++ type of a float dtype; cudaErrorInvalidValue otherwise.
 template <typename Fn>
 cudaError_t with_float_type(int32_t dt, Fn&& fn) {

@@ -42,4 +42,19 @@ cudaError_t argmax_rows(const void* logits, int64_t m, int64_t n, int64_t valid_
 // ids[r] = index of the best of cand[t * M + r] over t in [0, parts), same tie rule.
 cudaError_t argmax_merge(const ArgmaxCand* cand, int parts, int64_t m, int64_t* ids, cudaStream_t s);
 
+// ---- decoder ops (kernels/decoder.cu); semantics of backend/backend.hpp's
+// Backend methods of the same names, f32 arithmetic, index arrays device I32.
+cudaError_t rms_norm(const void* x, void* residual, const void* w, void* out, int64_t m, int64_t h, float eps,
+                     int32_t dtype, cudaStream_t s);
+cudaError_t head_rms_norm(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const void* w, float eps,
+                          int32_t dtype, cudaStream_t s);
+cudaError_t rope(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const int32_t* pos, const float* inv_freq,
+                 int32_t dtype, cudaStream_t s);
+cudaError_t kv_write(const void* k, const void* v, int64_t ld, int64_t m, int64_t kvh, int64_t d, const int32_t* slot,
+                     void* k_cache, void* v_cache, int32_t elem_bytes, cudaStream_t s);
+// Generic paged attention: any float dtype, head_dim <= 256, nh % kvh == 0.
+cudaError_t attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
+                      const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
+                      const int32_t* pages, float scale, void* out, int32_t dtype, cudaStream_t s);
+
 }  // namespace tppp_kernels

@@ -23,3 +23,7 @@ if ! python3 -c "import numpy, pytest, safetensors, setuptools, wheel" >/dev/nul
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check numpy pytest safetensors \
     setuptools wheel >/dev/null
 fi
+# FlashInfer's attention headers (pinned wheels from PyPI) when CUDA is here.
+if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null 2>&1; then
+  "$(dirname "$0")/fetch-flashinfer.sh"
+fi

@@ -69,6 +69,39 @@ TEST_SUITE("model") {
     CHECK(k.length(2) == 8);
   }
 
+  TEST_CASE("attention runs: consecutive tokens of a sequence at consecutive positions, pages cut to each run") {
+    tppp::KvBook k(10, 2, 3);  // pages of 2 tokens
+    int32_t t0[5] = {1, 1, 1, 1, 1}, p0[5] = {0, 1, 2, 0, 1}, s0[5] = {0, 0, 0, 2, 2};
+    k.commit(k.plan(tppp::BatchView{5, t0, p0, s0, nullptr}, 10));  // seq 0 holds 3 tokens, seq 2 holds 2
+    // seq 0 continues (2 tokens), seq 1 starts, seq 2 decodes, seq 1 again (not adjacent: its own run)
+    int32_t tok[5] = {1, 2, 3, 4, 5}, pos[5] = {3, 4, 0, 2, 1}, seq[5] = {0, 0, 1, 2, 1};
+    tppp::KvPlan p = k.plan(tppp::BatchView{5, tok, pos, seq, nullptr}, 10);
+    tppp::AttnRuns r = tppp::attn_runs(p, 5, 2);
+    CHECK(r.qo_indptr == std::vector<int32_t>{0, 2, 3, 4, 5});
+    CHECK(r.kv_indptr == std::vector<int32_t>{0, 3, 4, 6, 7});
+    CHECK(r.kv_last == std::vector<int32_t>{1, 1, 1, 2});
+    CHECK_FALSE(r.decode);
+    auto table = [&](int t, int n) {
+      const auto b = p.pages.begin() + p.page_off[static_cast<size_t>(t)];
+      return std::vector<int32_t>(b, b + n);
+    };
+    std::vector<int32_t> want = table(0, 3), more = table(2, 1);
+    want.insert(want.end(), more.begin(), more.end());
+    more = table(3, 2);
+    want.insert(want.end(), more.begin(), more.end());
+    more = table(4, 1);
+    want.insert(want.end(), more.begin(), more.end());
+    CHECK(r.kv_indices == want);
+    k.commit(p);
+    int32_t dt[2] = {1, 1}, dp[2] = {5, 3}, ds[2] = {0, 2};
+    tppp::KvPlan d = k.plan(tppp::BatchView{2, dt, dp, ds, nullptr}, 10);
+    tppp::AttnRuns dr = tppp::attn_runs(d, 2, 2);
+    CHECK(dr.decode);
+    CHECK(dr.qo_indptr == std::vector<int32_t>{0, 1, 2});
+    CHECK(dr.kv_last == std::vector<int32_t>{2, 2});  // 6 and 4 tokens: full last pages
+    CHECK(dr.kv_indptr == std::vector<int32_t>{0, 3, 5});
+  }
+
   TEST_CASE("config: both RoPE styles, llama3 frequencies, and refusals naming the field") {
     const std::string base =
         R"("hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 96,

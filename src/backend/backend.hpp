@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace tppp {
 
@@ -27,6 +28,21 @@ class PackedWeight {
  public:
   virtual ~PackedWeight() = default;
   int64_t n = 0, k = 0;
+};
+
+// A batch's attention cut into runs (FlashInfer's "requests"): maximal
+// spans of consecutive tokens of one sequence at consecutive positions.
+// Run r is tokens [qo_indptr[r], qo_indptr[r+1]) and sees the pages
+// kv_indices[kv_indptr[r] ...] of which the last holds kv_last[r] tokens;
+// causal, with the last token aligned to the run's last position. Host
+// memory, plain data (model/kv_cache.cpp, attn_runs).
+struct AttnRuns {
+  std::vector<int32_t> qo_indptr;   // [R + 1]
+  std::vector<int32_t> kv_indptr;   // [R + 1]
+  std::vector<int32_t> kv_indices;  // each run's pages, in order
+  std::vector<int32_t> kv_last;     // [R], 1..page_size
+  bool decode = false;              // every run is one token
+  int32_t runs() const { return static_cast<int32_t>(kv_last.size()); }
 };
 
 class Backend {
@@ -96,6 +112,13 @@ class Backend {
   // out[M, nh*d] = softmax(scale q k^T) v per head; token t sees kv_len[t]
   // cached positions, held by pages[page_off[t] ...] in order (page_size
   // each); q head h reads kv head h / (nh / kvh). q rows at stride ldq.
+  // Called once per batch, before the layers' attention calls of that
+  // batch (same shapes): a backend may plan its kernels from the runs
+  // (CUDA: FlashInfer's scheduler). Default: nothing to plan.
+  virtual void attention_plan(const AttnRuns& runs, int64_t m, int64_t nh, int64_t kvh, int64_t d,
+                              int64_t page_size, int32_t dtype, void* stream) {
+    (void)runs, (void)m, (void)nh, (void)kvh, (void)d, (void)page_size, (void)dtype, (void)stream;
+  }
   virtual void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d,
                          const void* k_cache, const void* v_cache, int64_t page_size, const int32_t* kv_len,
                          const int32_t* page_off, const int32_t* pages, float scale, void* out, int32_t dtype,

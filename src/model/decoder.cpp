@@ -163,6 +163,7 @@ void StageDecoder::prepare(const BatchView& b, const KvPlan& kv) {
   up(page_off_, kv.page_off.data(), n);
   up(pages_, kv.pages.data(), kv.pages.size());
   if (first_) up(ids_, b.token, n);
+  be_->attention_plan(attn_runs(kv, b.n, page_size_), b.n, hq_, kvr_, hd_, page_size_, dt_, nullptr);
 }
 
 void StageDecoder::embed(const BatchView& b) {

@@ -89,6 +89,29 @@ KvPlan KvBook::plan(const BatchView& b, int64_t vocab) const {
   return p;
 }
 
+AttnRuns attn_runs(const KvPlan& p, int32_t n, int32_t page_size) {
+  AttnRuns r;
+  r.qo_indptr.push_back(0);
+  r.kv_indptr.push_back(0);
+  r.decode = true;
+  for (int32_t t = 0; t < n;) {
+    const size_t t0 = static_cast<size_t>(t);
+    int32_t e = t + 1;
+    while (e < n && p.page_off[static_cast<size_t>(e)] == p.page_off[t0] &&
+           p.kv_len[static_cast<size_t>(e)] == p.kv_len[static_cast<size_t>(e - 1)] + 1)
+      e++;
+    const int32_t len = p.kv_len[static_cast<size_t>(e - 1)], pages = (len + page_size - 1) / page_size;
+    const auto first = p.pages.begin() + p.page_off[t0];
+    r.kv_indices.insert(r.kv_indices.end(), first, first + pages);
+    r.kv_last.push_back(len - (pages - 1) * page_size);
+    r.qo_indptr.push_back(e);
+    r.kv_indptr.push_back(static_cast<int32_t>(r.kv_indices.size()));
+    if (e - t != 1) r.decode = false;
+    t = e;
+  }
+  return r;
+}
+
 void KvBook::commit(const KvPlan& p) {
   free_.resize(free_.size() - static_cast<size_t>(p.pages_taken));
   for (auto& g : p.grow) {

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "backend/backend.hpp"
+
 namespace tppp {
 
 // One batch, llama_batch style: n tokens, each a token id, its position in
@@ -34,6 +36,11 @@ struct KvPlan {
   std::vector<std::pair<int32_t, std::vector<int32_t>>> grow;
   int32_t pages_taken = 0;
 };
+
+// The batch's runs for attention kernels that work per request (FlashInfer):
+// a run continues while the next token has the same page table and the next
+// position. Pure; n = the batch's tokens.
+AttnRuns attn_runs(const KvPlan& p, int32_t n, int32_t page_size);
 
 class KvBook {
  public:

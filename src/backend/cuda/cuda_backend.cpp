@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cuda/cuda_attention.hpp"
 #include "backend/cuda/plan_cache.hpp"
 #include "c_api.h"
 #include "core/dtype.hpp"
@@ -89,6 +90,7 @@ class CudaBackend final : public Backend {
     DeviceScope ds(dev_);
     cudaDeviceSynchronize();  // nothing queued may still use what is freed below
     plans_.reset();
+    attn_.reset();
     if (own_) cudaStreamDestroy(own_);
     if (ws_) cudaFree(ws_);
     if (lt_) cublasLtDestroy(lt_);
@@ -230,6 +232,50 @@ class CudaBackend final : public Backend {
     check_cuda(tppp_kernels::argmax_merge(reinterpret_cast<const tppp_kernels::ArgmaxCand*>(cand), parts, m, ids,
                                           as_stream(stream)),
                "kernel argmax_merge");
+  }
+
+  // ---- decoder ops (kernels/decoder.cu; attention: cuda_attention.hpp)
+  void rms_norm(const void* x, void* residual, const void* w, void* out, int64_t m, int64_t h, float eps, int32_t dt,
+                void* stream) override {
+    DeviceScope ds(dev_);
+    const Tail tail = use(stream);
+    check_cuda(tppp_kernels::rms_norm(x, residual, w, out, m, h, eps, dt, as_stream(stream)), "kernel rms_norm");
+  }
+  void head_rms_norm(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const void* w, float eps, int32_t dt,
+                     void* stream) override {
+    DeviceScope ds(dev_);
+    const Tail tail = use(stream);
+    check_cuda(tppp_kernels::head_rms_norm(x, m, n, d, ld, w, eps, dt, as_stream(stream)), "kernel head_rms_norm");
+  }
+  void rope(void* x, int64_t m, int64_t n, int64_t d, int64_t ld, const int32_t* pos, const float* inv_freq,
+            int32_t dt, void* stream) override {
+    DeviceScope ds(dev_);
+    const Tail tail = use(stream);
+    check_cuda(tppp_kernels::rope(x, m, n, d, ld, pos, inv_freq, dt, as_stream(stream)), "kernel rope");
+  }
+  void kv_write(const void* k, const void* v, int64_t ld, int64_t m, int64_t kvh, int64_t d, const int32_t* slot,
+                void* k_cache, void* v_cache, int32_t dt, void* stream) override {
+    DeviceScope ds(dev_);
+    const Tail tail = use(stream);
+    check_cuda(tppp_kernels::kv_write(k, v, ld, m, kvh, d, slot, k_cache, v_cache,
+                                      static_cast<int32_t>(dtype_size(dt)), as_stream(stream)),
+               "kernel kv_write");
+  }
+  void attention_plan(const AttnRuns& runs, int64_t m, int64_t nh, int64_t kvh, int64_t d, int64_t page_size,
+                      int32_t dt, void* stream) override {
+    DeviceScope ds(dev_);
+    const Tail tail = use(stream);
+    attn_->plan(runs, m, nh, kvh, d, page_size, dt, as_stream(stream));
+  }
+  void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
+                 const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
+                 const int32_t* pages, float scale, void* out, int32_t dt, void* stream) override {
+    if (d > 256 && !tppp_kernels::fi::supports(dt, d))
+      fail(TPPP_ERR_NOT_SUPPORTED, "cuda backend: attention with head_dim %lld (at most 256)", static_cast<long long>(d));
+    DeviceScope ds(dev_);
+    const Tail tail = use(stream);
+    attn_->attention(q, ldq, m, nh, kvh, d, k_cache, v_cache, page_size, kv_len, page_off, pages, scale, out, dt,
+                     as_stream(stream));
   }
 
  private:
@@ -434,6 +480,7 @@ class CudaBackend final : public Backend {
   cudaStream_t own_ = nullptr;  // uploads at bind time
   std::unordered_map<cudaStream_t, cudaEvent_t> tails_;  // stream -> its latest library work (guarded by ev_mu_)
   std::unique_ptr<PlanCache<GemmPlan>> plans_{new PlanCache<GemmPlan>()};
+  std::unique_ptr<CudaAttention> attn_{new CudaAttention(timeout_ms_)};
 };
 
 }  // namespace
