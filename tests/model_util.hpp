@@ -64,8 +64,10 @@ struct Open {
 };
 
 inline int open_model(const tppp_unique_id& id, int rank, int tp, int pp, const std::string& name, Open* o,
-                      int64_t kv_tokens = 4096, int32_t page_size = 16, int timeout_ms = 30000, bool follow = false) {
+                      int64_t kv_tokens = 4096, int32_t page_size = 16, int timeout_ms = 30000, bool follow = false,
+                      int device = TPPP_DEVICE_CPU) {
   tppp_group_params gp = th::params(tp, pp, timeout_ms);
+  gp.device = device;
   RANK_OK(tppp_group_create(&id, tp * pp, rank, &gp, &o->g));
   tppp_checkpoint_t c = nullptr;
   RANK_OK(tppp_checkpoint_open(ckpt(name).c_str(), &c));

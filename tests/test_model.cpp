@@ -158,7 +158,8 @@ TEST_SUITE("model") {
     };
     const Case cases[] = {{"llama", 1, 1}, {"llama", 4, 1}, {"llama", 2, 2}, {"llama", 1, 3}, {"qwen2", 1, 1},
                           {"qwen2", 2, 1}, {"qwen2", 2, 2}, {"qwen2", 1, 3}, {"qwen3", 1, 1}, {"qwen3", 2, 2},
-                          {"qwen3", 4, 1}, {"qwen3", 2, 3}, {"qwen2_bf16", 1, 1}, {"qwen2_bf16", 2, 2}};
+                          {"qwen3", 4, 1}, {"qwen3", 2, 3}, {"qwen2_bf16", 1, 1}, {"qwen2_bf16", 2, 2},
+                          {"llama_hd64_bf16", 1, 1}, {"llama_hd64_bf16", 2, 1}};
     for (const Case& c : cases) {
       CAPTURE(c.model);
       CAPTURE(c.tp);

@@ -1,0 +1,267 @@
+// The model runtime on a GPU (suite "cuda"; runs where TPPP_TEST_DEVICE names
+// a GPU, skips elsewhere; each check in a forked child): every decoder op of
+// the CUDA backend against the CPU backend (the oracle), FlashInfer's paged
+// decode and prefill (through CudaAttention, which must pick them) against
+// the CPU attention on mixed batches with cached prefixes and GQA groups
+// 1, 4 and 7, and whole models on the GPU against transformers (logits of
+// every prompt position; greedy tokens: all of them in f32, the first ones
+// in bf16) on TP x PP grids whose ranks share the GPU over UCX.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "core/dtype.hpp"
+#include "harness.hpp"
+#include "model/kv_cache.hpp"
+#include "model_util.hpp"
+#ifdef TPPP_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/cuda_attention.hpp"
+#endif
+
+#ifdef TPPP_HAVE_CUDA
+namespace {
+
+using th::test_device;
+
+bool no_gpu() {
+  if (test_device() >= 0) return false;
+  MESSAGE("TPPP_TEST_DEVICE is not set (no GPU here): skipped; scripts/gpu-check.sh runs it on a GPU");
+  return true;
+}
+
+struct Buf {  // device copy of host bytes
+  void* p = nullptr;
+  size_t n;
+  explicit Buf(size_t bytes) : n(bytes) { cudaMalloc(&p, bytes ? bytes : 1); }
+  template <typename T>
+  explicit Buf(const std::vector<T>& h) : Buf(h.size() * sizeof(T)) {
+    cudaMemcpy(p, h.data(), n, cudaMemcpyHostToDevice);
+  }
+  ~Buf() { cudaFree(p); }
+  std::vector<char> get() const {
+    std::vector<char> h(n);
+    cudaDeviceSynchronize();
+    cudaMemcpy(h.data(), p, n, cudaMemcpyDeviceToHost);
+    return h;
+  }
+  void poison() { cudaMemset(p, 0xff, n); }
+};
+
+std::vector<char> rnd(int32_t dt, uint64_t seed, size_t n, double scale = 1.0) {
+  std::vector<char> b(n * tppp::dtype_size(dt));
+  for (size_t i = 0; i < n; i++) th::store(dt, b.data(), i, th::value(dt, seed, 0, i) * scale);
+  return b;
+}
+double rel(int32_t dt, const std::vector<char>& got, const std::vector<char>& want) {
+  std::vector<double> ref(want.size() / tppp::dtype_size(dt));
+  for (size_t i = 0; i < ref.size(); i++) ref[i] = th::load(dt, want.data(), i);
+  return th::rel_err(dt, got.data(), ref);
+}
+double tol(int32_t dt) { return dt == TPPP_DTYPE_F32 ? 1e-5 : 2e-2; }
+
+// A batch over a paged cache: sequence 0 has `prefix` cached tokens and adds
+// `more`; sequence 1 starts with `more`; sequences 2.. decode one token after
+// `prefix` cached ones (decode_only: only sequences >= 2, one token each).
+struct AttnCase {
+  tppp::KvPlan plan;
+  int32_t n = 0;
+};
+AttnCase make_batch(int32_t page_size, int32_t prefix, int32_t more, int32_t decoders, bool decode_only) {
+  tppp::KvBook k(4096, page_size, 2 + decoders);
+  std::vector<int32_t> tok, pos, seq;
+  for (int32_t s = 0; s < 2 + decoders; s++)
+    for (int32_t p = 0; p < prefix; p++)
+      if (s != 1) tok.push_back(1), pos.push_back(p), seq.push_back(s);
+  k.commit(k.plan(tppp::BatchView{static_cast<int32_t>(tok.size()), tok.data(), pos.data(), seq.data(), nullptr}, 2));
+  tok.clear(), pos.clear(), seq.clear();
+  if (!decode_only)
+    for (int32_t p = 0; p < more; p++) {
+      tok.push_back(1), pos.push_back(prefix + p), seq.push_back(0);
+      tok.push_back(1), pos.push_back(p), seq.push_back(1);  // interleaved: runs of one token for seq 1
+    }
+  for (int32_t s = 2; s < 2 + decoders; s++) tok.push_back(1), pos.push_back(prefix), seq.push_back(s);
+  AttnCase c;
+  c.n = static_cast<int32_t>(tok.size());
+  c.plan = k.plan(tppp::BatchView{c.n, tok.data(), pos.data(), seq.data(), nullptr}, 2);
+  return c;
+}
+
+int decoder_ops(int dev) {
+  cudaSetDevice(dev);
+  auto cpu = tppp::create_cpu_backend();
+  auto gpu = tppp::create_cuda_backend(dev);
+  for (int32_t dt : {TPPP_DTYPE_F32, TPPP_DTYPE_BF16, TPPP_DTYPE_F16}) {
+    const size_t es = tppp::dtype_size(dt);
+    for (int64_t h : {int64_t(96), int64_t(3584)}) {  // rms_norm, without and with the residual
+      const int64_t m = 5;
+      auto x = rnd(dt, 1, static_cast<size_t>(m * h)), r = rnd(dt, 2, static_cast<size_t>(m * h)),
+           w = rnd(dt, 3, static_cast<size_t>(h));
+      for (int res = 0; res < 2; res++) {
+        std::vector<char> rc = r, oc(static_cast<size_t>(m * h) * es);
+        cpu->rms_norm(x.data(), res ? rc.data() : nullptr, w.data(), oc.data(), m, h, 1e-6f, dt, nullptr);
+        Buf dx(x), dr(r), dw(w), dout(oc.size());
+        dout.poison();
+        gpu->rms_norm(dx.p, res ? dr.p : nullptr, dw.p, dout.p, m, h, 1e-6f, dt, nullptr);
+        const double e = rel(dt, dout.get(), oc), er = res ? rel(dt, dr.get(), rc) : 0;
+        RANK_CHECK(e <= tol(dt) && er <= tol(dt), "rms_norm %s h %lld residual %d: rel err %g (residual %g)",
+                   tppp::dtype_name(dt), static_cast<long long>(h), res, e, er);
+      }
+    }
+    const int64_t m = 6, n = 3, d = 32, ld = n * d + 16;
+    {  // head_rms_norm and rope, in place at a row stride
+      auto x = rnd(dt, 4, static_cast<size_t>(m * ld)), w = rnd(dt, 5, static_cast<size_t>(d));
+      std::vector<int32_t> pos = {0, 1, 7, 100, 4095, 3};
+      std::vector<float> inv(static_cast<size_t>(d / 2));
+      for (size_t i = 0; i < inv.size(); i++) inv[i] = static_cast<float>(std::pow(10000.0, -2.0 * i / d));
+      std::vector<char> xc = x;
+      cpu->head_rms_norm(xc.data(), m, n, d, ld, w.data(), 1e-6f, dt, nullptr);
+      cpu->rope(xc.data(), m, n, d, ld, pos.data(), inv.data(), dt, nullptr);
+      Buf dx(x), dw(w), dp(pos), di(inv);
+      gpu->head_rms_norm(dx.p, m, n, d, ld, dw.p, 1e-6f, dt, nullptr);
+      gpu->rope(dx.p, m, n, d, ld, static_cast<const int32_t*>(dp.p), static_cast<const float*>(di.p), dt, nullptr);
+      const double e = rel(dt, dx.get(), xc);
+      RANK_CHECK(e <= tol(dt), "head_rms_norm + rope %s: rel err %g", tppp::dtype_name(dt), e);
+    }
+    {  // kv_write then the generic attention (head_dim 32) over a mixed batch
+      const int64_t nh = 4, kvh = 2, ps = 4;
+      AttnCase c = make_batch(static_cast<int32_t>(ps), 5, 6, 3, false);
+      const int64_t T = c.n, qld = (nh + 2 * kvh) * d, pages = 4096;
+      auto qkv = rnd(dt, 6, static_cast<size_t>(T * qld)), cache = rnd(dt, 7, static_cast<size_t>(pages * ps * kvh * d));
+      std::vector<char> kc = cache, vc = cache, oc(static_cast<size_t>(T * nh * d) * es);
+      const char* k = qkv.data() + static_cast<size_t>(nh * d) * es;
+      cpu->kv_write(k, k + static_cast<size_t>(kvh * d) * es, qld, T, kvh, d, c.plan.slot.data(), kc.data(), vc.data(),
+                    dt, nullptr);
+      cpu->attention(qkv.data(), qld, T, nh, kvh, d, kc.data(), vc.data(), ps, c.plan.kv_len.data(),
+                     c.plan.page_off.data(), c.plan.pages.data(), 0.17f, oc.data(), dt, nullptr);
+      Buf dq(qkv), dk(cache), dv(cache), dslot(c.plan.slot), dlen(c.plan.kv_len), doff(c.plan.page_off),
+          dpg(c.plan.pages), dout(oc.size());
+      dout.poison();
+      const char* gk = static_cast<const char*>(dq.p) + static_cast<size_t>(nh * d) * es;
+      gpu->kv_write(gk, gk + static_cast<size_t>(kvh * d) * es, qld, T, kvh, d, static_cast<const int32_t*>(dslot.p),
+                    dk.p, dv.p, dt, nullptr);
+      RANK_CHECK(dk.get() == kc && dv.get() == vc, "kv_write %s differs from the CPU", tppp::dtype_name(dt));
+      gpu->attention(dq.p, qld, T, nh, kvh, d, dk.p, dv.p, ps, static_cast<const int32_t*>(dlen.p),
+                     static_cast<const int32_t*>(doff.p), static_cast<const int32_t*>(dpg.p), 0.17f, dout.p, dt,
+                     nullptr);
+      const double e = rel(dt, dout.get(), oc);
+      RANK_CHECK(e <= tol(dt), "generic attention %s: rel err %g", tppp::dtype_name(dt), e);
+    }
+  }
+  RANK_CHECK(cudaDeviceSynchronize() == cudaSuccess, "device error: %s", cudaGetErrorString(cudaGetLastError()));
+  return 0;
+}
+
+// FlashInfer through CudaAttention against the CPU attention.
+int flashinfer_attention(int dev) {
+  cudaSetDevice(dev);
+  auto cpu = tppp::create_cpu_backend();
+  tppp::CudaAttention fa(60000);
+  struct Heads {
+    int64_t nh, kvh;
+  };
+  for (int32_t dt : {TPPP_DTYPE_BF16, TPPP_DTYPE_F16})
+    for (int64_t d : {int64_t(64), int64_t(128)})
+      for (Heads hd : {Heads{4, 4}, Heads{8, 2}, Heads{7, 1}})
+        for (int decode = 0; decode < 2; decode++) {
+          const int64_t ps = 16, pages = 512;
+          AttnCase c = make_batch(static_cast<int32_t>(ps), decode ? 700 : 37, 50, 5, decode != 0);
+          const int64_t T = c.n, qld = hd.nh * d + 8;  // q rows at a stride, as in the fused QKV output
+          const size_t es = tppp::dtype_size(dt);
+          auto q = rnd(dt, 11 + d, static_cast<size_t>(T * qld)),
+               kc = rnd(dt, 12, static_cast<size_t>(pages * ps * hd.kvh * d)),
+               vc = rnd(dt, 13, static_cast<size_t>(pages * ps * hd.kvh * d));
+          std::vector<char> oc(static_cast<size_t>(T * hd.nh * d) * es);
+          const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+          cpu->attention(q.data(), qld, T, hd.nh, hd.kvh, d, kc.data(), vc.data(), ps, c.plan.kv_len.data(),
+                         c.plan.page_off.data(), c.plan.pages.data(), scale, oc.data(), dt, nullptr);
+          const tppp::AttnRuns runs = tppp::attn_runs(c.plan, c.n, static_cast<int32_t>(ps));
+          Buf dq(q), dk(kc), dv(vc), dlen(c.plan.kv_len), doff(c.plan.page_off), dpg(c.plan.pages), dout(oc.size());
+          dout.poison();
+          fa.plan(runs, T, hd.nh, hd.kvh, d, ps, dt, nullptr);
+          RANK_CHECK(fa.planned(), "FlashInfer was not planned for %s head_dim %lld group %lld",
+                     tppp::dtype_name(dt), static_cast<long long>(d), static_cast<long long>(hd.nh / hd.kvh));
+          fa.attention(dq.p, qld, T, hd.nh, hd.kvh, d, dk.p, dv.p, ps, static_cast<const int32_t*>(dlen.p),
+                       static_cast<const int32_t*>(doff.p), static_cast<const int32_t*>(dpg.p), scale, dout.p, dt,
+                       nullptr);
+          const double e = rel(dt, dout.get(), oc);
+          RANK_CHECK(e <= tol(dt), "FlashInfer %s %s head_dim %lld heads %lld/%lld: rel err %g",
+                     decode ? "decode" : "prefill", tppp::dtype_name(dt), static_cast<long long>(d),
+                     static_cast<long long>(hd.nh), static_cast<long long>(hd.kvh), e);
+        }
+  RANK_CHECK(cudaDeviceSynchronize() == cudaSuccess, "device error: %s", cudaGetErrorString(cudaGetLastError()));
+  return 0;
+}
+
+// A whole model on the GPU: every prompt position's logits, then greedy
+// generation against transformers' tokens (bf16: the first 4).
+int model_on_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp, const std::string& name) {
+  const mt::Ref ref = mt::load_ref(name);
+  mt::Open o;
+  if (mt::open_model(id, rank, tp, pp, name, &o, 4096, 16, 60000, false, dev)) return 1;
+  for (size_t p = 0; p < ref.prompts.size(); p++) {
+    mt::Batch b;
+    std::vector<int> owner;
+    for (size_t k = 0; k < ref.prompts[p].size(); k++) {
+      b.add(ref.prompts[p][k], static_cast<int32_t>(k), static_cast<int32_t>(100 + p));
+      owner.push_back(static_cast<int>(p));
+    }
+    if (mt::run_check(o.m, rank, b, owner, ref, ref.bf16 ? 3e-2 : 1e-4)) return 1;
+  }
+  const int32_t np = static_cast<int32_t>(ref.prompts.size()), max_new = 24;
+  std::vector<const int32_t*> prompts;
+  std::vector<int32_t> lens, out(static_cast<size_t>(np * max_new), -1), counts(static_cast<size_t>(np), -1);
+  for (auto& p : ref.prompts) prompts.push_back(p.data()), lens.push_back(static_cast<int32_t>(p.size()));
+  tppp_generate_params gen;
+  tppp_generate_params_init(&gen, sizeof gen);
+  gen.max_new = max_new;
+  RANK_OK(tppp_model_generate(o.m, np, prompts.data(), lens.data(), &gen, out.data(), counts.data(), nullptr));
+  if (rank != 0) return 0;
+  const int check = ref.bf16 ? 4 : max_new;
+  for (int32_t p = 0; p < np; p++)
+    for (int t = 0; t < check; t++)
+      RANK_CHECK(out[static_cast<size_t>(p * max_new + t)] == ref.tokens[static_cast<size_t>(p)][static_cast<size_t>(t)],
+                 "%s prompt %d token %d: %d, transformers %d", name.c_str(), p, t,
+                 out[static_cast<size_t>(p * max_new + t)], ref.tokens[static_cast<size_t>(p)][static_cast<size_t>(t)]);
+  return 0;
+}
+
+}  // namespace
+
+TEST_SUITE("cuda") {
+  TEST_CASE("decoder ops on the CUDA backend match the CPU backend") {
+    if (no_gpu()) return;
+    auto codes = th::run_ranks(1, 300, [](int, const tppp_unique_id&) { return decoder_ops(test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+  TEST_CASE("FlashInfer paged decode and prefill match the CPU attention") {
+    if (no_gpu()) return;
+    auto codes = th::run_ranks(1, 300, [](int, const tppp_unique_id&) { return flashinfer_attention(test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+  TEST_CASE("models on the GPU match transformers (ranks sharing the GPU over UCX)") {
+    if (no_gpu()) return;
+    struct Case {
+      const char* model;
+      int tp, pp;
+    };
+    const Case cases[] = {{"llama", 1, 1}, {"qwen2", 1, 1}, {"qwen3", 1, 1}, {"qwen2_bf16", 1, 1},
+                          {"llama_hd64_bf16", 1, 1}, {"llama", 2, 2}, {"qwen3", 2, 1}, {"qwen2", 1, 2},
+                          {"llama_hd64_bf16", 2, 2}};
+    for (const Case& c : cases) {
+      CAPTURE(c.model);
+      CAPTURE(c.tp);
+      CAPTURE(c.pp);
+      auto codes = th::run_ranks(c.tp * c.pp, 300, [&](int r, const tppp_unique_id& id) {
+        return model_on_gpu(r, id, test_device(), c.tp, c.pp, c.model);
+      });
+      CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
+  }
+}
+#endif
