@@ -403,13 +403,21 @@ typedef struct tppp_load_params {
   void* progress_user;
   tppp_alloc_fn alloc;  /* NULL (default): one library-owned, pre-touched arena */
   void* alloc_user;
+  /* TPPP_DEVICE_CPU (default): host memory. A CUDA ordinal: every tensor in
+   * one device allocation the weights own (tppp_weights_get then describes
+   * TPPP_MEM_CUDA memory), filled by parallel reads into page-locked staging
+   * buffers whose copies run on num_streams streams (0: one per thread), reads
+   * overlapping copies; alloc must be NULL. */
+  int32_t device;
+  int32_t num_streams;
 } tppp_load_params;
 TPPP_API tppp_status tppp_load_params_init(tppp_load_params* p, size_t size);
 TPPP_API tppp_status tppp_checkpoint_load_rank(tppp_checkpoint_t c, const tppp_shard_params* shard,
                                                const tppp_load_params* params, tppp_weights_t* out);
 TPPP_API tppp_status tppp_weights_count(tppp_weights_t w, size_t* out);
 /* Entry i (name order of the checkpoint; a tied lm_head last): *name lives
- * until tppp_weights_free; *out describes host memory. */
+ * until tppp_weights_free; *out describes host memory, or device memory for
+ * a load with params.device set. */
 TPPP_API tppp_status tppp_weights_get(tppp_weights_t w, size_t i, const char** name, tppp_tensor* out);
 TPPP_API tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_tensor* out);
 /* Frees library-owned storage; accepts NULL. */

@@ -3,7 +3,12 @@
 // fakes, so their rules are tested where there is no GPU.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstring>
+#include <mutex>
+#include <tuple>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -15,6 +20,7 @@
 #include "core/error.hpp"
 #include "cuda/bounded_wait.hpp"
 #include "cuda/caching_allocator.hpp"
+#include "cuda/staged_upload.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -228,6 +234,125 @@ TEST_SUITE("cuda_logic") {
       CHECK(std::string(e.what()).find("staging: waiting for the copy") != std::string::npos);
       CHECK(std::string(e.what()).find("80 ms") != std::string::npos);
       CHECK(std::chrono::steady_clock::now() - t1 >= std::chrono::milliseconds(80));
+    }
+  }
+}
+
+namespace {
+
+// A host engine for staged_upload: copies run when their fence is waited
+// for (so a fill that rewrote a buffer still in flight would be caught),
+// staging allocations are counted.
+struct HostEngine {
+  std::mutex mu;
+  std::map<uint64_t, std::tuple<void*, const void*, size_t, std::vector<char>>> pending;  // fence -> copy + snapshot
+  uint64_t fences = 0;
+  int live = 0, allocs = 0, fail_alloc_after = 1 << 30;
+  std::set<int> lanes_seen;
+  tppp::CopyEngine get() {
+    tppp::CopyEngine e;
+    e.alloc_staging = [this](size_t n) -> void* {
+      std::lock_guard<std::mutex> lk(mu);
+      if (allocs >= fail_alloc_after) return nullptr;
+      allocs++;
+      live++;
+      return new char[n];
+    };
+    e.free_staging = [this](void* p) {
+      std::lock_guard<std::mutex> lk(mu);
+      live--;
+      delete[] static_cast<char*>(p);
+    };
+    e.copy = [this](int lane, void* dst, const void* src, size_t n) {
+      std::lock_guard<std::mutex> lk(mu);
+      lanes_seen.insert(lane);
+      const char* c = static_cast<const char*>(src);
+      pending[++fences] = std::make_tuple(dst, src, n, std::vector<char>(c, c + n));
+      return fences;
+    };
+    e.wait = [this](uint64_t f) {
+      std::lock_guard<std::mutex> lk(mu);
+      auto it = pending.find(f);
+      REQUIRE(it != pending.end());
+      auto& [dst, src, n, snap] = it->second;
+      CHECK(std::memcmp(src, snap.data(), n) == 0);  // the buffer was not touched while in flight
+      std::memcpy(dst, src, n);
+      pending.erase(it);
+    };
+    return e;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("cuda_logic") {
+  TEST_CASE("staged upload: every job lands, buffers untouched in flight, all freed") {
+    for (int lanes : {1, 3, 8}) {
+      CAPTURE(lanes);
+      HostEngine he;
+      std::vector<char> dst(1 << 20, 0);
+      std::vector<tppp::UploadJob> jobs;
+      size_t off = 0;
+      for (size_t i = 0; off < dst.size(); i++) {
+        const size_t n = std::min(dst.size() - off, (i * 7919) % 30000);
+        jobs.push_back({dst.data() + off, n});
+        off += n;
+      }
+      std::atomic<uint64_t> done{0};
+      tppp::staged_upload(he.get(), jobs.data(), jobs.size(), lanes, [&](size_t i, void* st) {
+        for (size_t b = 0; b < jobs[i].bytes; b++) static_cast<char*>(st)[b] = static_cast<char>((i * 131 + b) % 251);
+      }, nullptr, &done);
+      CHECK(he.pending.empty());
+      CHECK(he.live == 0);
+      CHECK(done.load() == dst.size());
+      CHECK(!he.lanes_seen.empty());  // which lanes get jobs is up to the scheduler
+      CHECK(*he.lanes_seen.rbegin() < lanes);
+      bool ok = true;
+      for (size_t i = 0; i < jobs.size(); i++)
+        for (size_t b = 0; b < jobs[i].bytes; b++)
+          ok = ok && jobs[i].dst[b] == static_cast<char>((i * 131 + b) % 251);
+      CHECK(ok);
+    }
+  }
+  TEST_CASE("staged upload: a failing read, a cancel, no staging memory") {
+    std::vector<char> dst(4096);
+    std::vector<tppp::UploadJob> jobs(64, tppp::UploadJob{dst.data(), 64});
+    {
+      HostEngine he;
+      try {
+        tppp::staged_upload(he.get(), jobs.data(), jobs.size(), 4, [](size_t i, void*) {
+          if (i == 9) tppp::fail(TPPP_ERR_IO, "read of job 9 failed");
+        }, nullptr, nullptr);
+        FAIL("no error");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_IO);
+        CHECK(std::string(e.what()).find("job 9") != std::string::npos);
+      }
+      CHECK(he.pending.empty());
+      CHECK(he.live == 0);
+    }
+    {
+      HostEngine he;
+      std::atomic<int> cancel{1};
+      try {
+        tppp::staged_upload(he.get(), jobs.data(), jobs.size(), 2, [](size_t, void*) {}, &cancel, nullptr);
+        FAIL("no error");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_ABORTED);
+      }
+      CHECK(he.live == 0);
+    }
+    {
+      HostEngine he;
+      he.fail_alloc_after = 3;
+      try {
+        tppp::staged_upload(he.get(), jobs.data(), jobs.size(), 2, [](size_t, void*) {}, nullptr, nullptr);
+        FAIL("no error");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_OUT_OF_MEMORY);
+        CHECK(std::string(e.what()).find("page-locked staging") != std::string::npos);
+      }
+      CHECK(he.live == 0);
     }
   }
 }

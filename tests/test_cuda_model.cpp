@@ -231,9 +231,57 @@ int model_on_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp, co
   return 0;
 }
 
+// tppp_checkpoint_load_rank into device memory equals the host load, byte
+// for byte (vocab padding included), with and without dtype conversion.
+int device_load(int dev) {
+  tppp_checkpoint_t c = nullptr;
+  RANK_OK(tppp_checkpoint_open(mt::ckpt("qwen2").c_str(), &c));
+  for (int tp_rank = 0; tp_rank < 2; tp_rank++)
+    for (int32_t dt : {-1, int32_t(TPPP_DTYPE_BF16)}) {
+      tppp_shard_params sp;
+      tppp_shard_params_init(&sp, sizeof sp);
+      sp.tp_size = 2;
+      sp.tp_rank = tp_rank;
+      tppp_load_params lp;
+      tppp_load_params_init(&lp, sizeof lp);
+      lp.dtype = dt;
+      tppp_weights_t host = nullptr, gpu = nullptr;
+      RANK_OK(tppp_checkpoint_load_rank(c, &sp, &lp, &host));
+      lp.device = dev;
+      lp.num_streams = 3;
+      RANK_OK(tppp_checkpoint_load_rank(c, &sp, &lp, &gpu));
+      size_t n = 0, ng = 0;
+      RANK_OK(tppp_weights_count(host, &n));
+      RANK_OK(tppp_weights_count(gpu, &ng));
+      RANK_CHECK(n == ng, "%zu host tensors, %zu device tensors", n, ng);
+      for (size_t i = 0; i < n; i++) {
+        const char *name = nullptr, *gname = nullptr;
+        tppp_tensor h, g;
+        RANK_OK(tppp_weights_get(host, i, &name, &h));
+        RANK_OK(tppp_weights_get(gpu, i, &gname, &g));
+        RANK_CHECK(std::string(name) == gname && g.mem_kind == TPPP_MEM_CUDA && g.device == dev, "entry %zu", i);
+        size_t bytes = tppp::dtype_size(h.dtype);
+        for (int d = 0; d < h.ndim; d++) bytes *= static_cast<size_t>(h.shape[d]);
+        std::vector<char> back(bytes);
+        RANK_CHECK(cudaMemcpy(back.data(), g.data, bytes, cudaMemcpyDeviceToHost) == cudaSuccess, "copy back");
+        RANK_CHECK(std::memcmp(back.data(), h.data, bytes) == 0, "'%s' (tp rank %d, dtype %d) differs on the device",
+                   name, tp_rank, dt);
+      }
+      tppp_weights_free(gpu);
+      tppp_weights_free(host);
+    }
+  tppp_checkpoint_close(c);
+  return 0;
+}
+
 }  // namespace
 
 TEST_SUITE("cuda") {
+  TEST_CASE("rank-wide load into device memory equals the host load") {
+    if (no_gpu()) return;
+    auto codes = th::run_ranks(1, 120, [](int, const tppp_unique_id&) { return device_load(test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
   TEST_CASE("decoder ops on the CUDA backend match the CPU backend") {
     if (no_gpu()) return;
     auto codes = th::run_ranks(1, 300, [](int, const tppp_unique_id&) { return decoder_ops(test_device()); });

@@ -263,6 +263,24 @@ TEST_SUITE("loader") {
     CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
     CHECK(none.calls == 0);
     CHECK(tppp_checkpoint_load_rank(nullptr, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    sp.tp_size = 1;
+    lp.device = 0;  // a device destination with a host allocator
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has(tppp_last_error(), "alloc is set and device is 0"));
+    tppp_load_params_init(&lp, sizeof lp);
+    CHECK(lp.device == TPPP_DEVICE_CPU);
+    lp.device = -2;
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has(tppp_last_error(), "device -2"));
+    lp.device = 0;
+    lp.num_streams = -1;
+    CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_INVALID_ARGUMENT);
+    CHECK(has(tppp_last_error(), "num_streams -1"));
+    if (th::test_device() < 0) {  // no GPU here: a device load says why (no CUDA build, or no device)
+      lp.num_streams = 0;
+      CHECK(tppp_checkpoint_load_rank(c, &sp, &lp, &w) == TPPP_ERR_NOT_SUPPORTED);
+      CHECK(w == nullptr);
+    }
     CHECK(tppp_weights_count(nullptr, nullptr) == TPPP_ERR_INVALID_ARGUMENT);
     tppp_weights_free(nullptr);
     tppp_checkpoint_close(c);

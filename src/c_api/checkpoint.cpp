@@ -55,6 +55,7 @@ void default_load_params(tppp_load_params* p) {
   std::memset(p, 0, sizeof *p);
   p->struct_size = sizeof *p;
   p->dtype = -1;
+  p->device = TPPP_DEVICE_CPU;
 }
 
 }  // namespace
@@ -286,9 +287,18 @@ tppp_status tppp_checkpoint_load_rank(tppp_checkpoint_t c, const tppp_shard_para
   REQUIRE(lp.dtype == -1 || lp.dtype == TPPP_DTYPE_F32 || lp.dtype == TPPP_DTYPE_F16 || lp.dtype == TPPP_DTYPE_BF16,
           "tppp_checkpoint_load_rank: dtype %d: use -1 (keep) or F32/F16/BF16", lp.dtype);
   REQUIRE(lp.num_threads >= 0, "tppp_checkpoint_load_rank: num_threads %d is negative", lp.num_threads);
+  REQUIRE(lp.num_streams >= 0, "tppp_checkpoint_load_rank: num_streams %d is negative", lp.num_streams);
+  REQUIRE(lp.device >= TPPP_DEVICE_CPU, "tppp_checkpoint_load_rank: device %d: use TPPP_DEVICE_CPU or a CUDA ordinal",
+          lp.device);
+  REQUIRE(lp.device == TPPP_DEVICE_CPU || !lp.alloc,
+          "tppp_checkpoint_load_rank: alloc is set and device is %d: device weights live in the library's allocation",
+          lp.device);
+  if (lp.device >= 0) tppp::check_cuda_device(lp.device);
   tppp::LoadOptions o;
   o.dtype = lp.dtype;
   o.threads = lp.num_threads;
+  o.device = lp.device;
+  o.lanes = lp.num_streams;
   if (lp.alloc) {
     tppp_alloc_fn fn = lp.alloc;
     void* user = lp.alloc_user;
@@ -300,18 +310,19 @@ tppp_status tppp_checkpoint_load_rank(tppp_checkpoint_t c, const tppp_shard_para
     o.progress = [fn, user](uint64_t done, uint64_t total) { return fn(done, total, user) != 0; };
   }
   std::unique_ptr<tppp_weights_s> h(new tppp_weights_s());
-  h->w = tppp::WeightSet::load(k, grid_of(shard, "tppp_checkpoint_load_rank"), o);
+  const tppp::GridSpec grid = grid_of(shard, "tppp_checkpoint_load_rank");
+  h->w = tppp::WeightSet::load(k, grid, o);
   *out = h.release();
   API_END
 }
 
 namespace {
-void describe(const tppp::WeightEntry& e, tppp_tensor* out) {
+void describe(const tppp::WeightEntry& e, int device, tppp_tensor* out) {
   tppp_tensor t;
   std::memset(&t, 0, sizeof t);
   t.data = e.data;
-  t.mem_kind = TPPP_MEM_HOST;
-  t.device = -1;
+  t.mem_kind = device >= 0 ? TPPP_MEM_CUDA : TPPP_MEM_HOST;
+  t.device = device;
   t.dtype = e.dtype;
   t.ndim = static_cast<int32_t>(e.shape.size() < TPPP_MAX_DIMS ? e.shape.size() : TPPP_MAX_DIMS);
   for (int32_t i = 0; i < t.ndim; i++) t.shape[i] = e.shape[static_cast<size_t>(i)];
@@ -333,7 +344,7 @@ tppp_status tppp_weights_get(tppp_weights_t w, size_t i, const char** name, tppp
   REQUIRE(name && out, "tppp_weights_get: name or out is NULL");
   REQUIRE(i < w->w->entries().size(), "tppp_weights_get: index %zu is outside [0, %zu)", i, w->w->entries().size());
   const tppp::WeightEntry& e = w->w->entries()[i];
-  describe(e, out);
+  describe(e, w->w->device(), out);
   *name = e.name.c_str();
   API_END
 }
@@ -344,7 +355,7 @@ tppp_status tppp_weights_find(tppp_weights_t w, const char* name, tppp_tensor* o
   REQUIRE(name && out, "tppp_weights_find: name or out is NULL");
   const tppp::WeightEntry* e = w->w->find(name);
   REQUIRE(e, "tppp_weights_find: this rank holds no tensor named '%s'", name);
-  describe(*e, out);
+  describe(*e, w->w->device(), out);
   API_END
 }
 

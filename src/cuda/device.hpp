@@ -6,6 +6,8 @@
 #pragma once
 #include <string>
 
+#include "cuda/staged_upload.hpp"
+
 namespace tppp {
 
 bool cuda_built();
@@ -27,6 +29,15 @@ struct UploadPiece {
 };
 void upload_pieces(const UploadPiece* pieces, size_t n, void* stream,
                    void (*fill)(const void* key, void* staging, size_t bytes, void* user), void* user);
+// The rank-wide load into device memory: staged_upload (cuda/staged_upload.hpp)
+// with CUDA's engine, `lanes` non-blocking copy streams on `device`, each
+// wait bounded by timeout_ms. Returns once every copy has completed.
+void device_staged_upload(int device, const UploadJob* jobs, size_t n, int lanes, int timeout_ms,
+                          const std::function<void(size_t job, void* staging)>& fill, const std::atomic<int>* cancel,
+                          std::atomic<uint64_t>* done_bytes);
+// cudaMalloc / cudaFree on `device` (one allocation per rank for its weights).
+void* device_alloc(int device, size_t bytes);
+void device_free(int device, void* p) noexcept;
 // cudaMemsetAsync(dst, 0, n, stream); NOT_SUPPORTED without CUDA.
 void device_zero(void* dst, size_t n, void* stream);
 // "<boot id>/<PCI bus id>" of a CUDA device: equal for two ranks exactly when

@@ -2,7 +2,9 @@
 #include <cuda_runtime_api.h>
 
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "cuda/device.hpp"
 #include "cuda/cuda_check.hpp"
@@ -109,6 +111,91 @@ void upload_pieces(const UploadPiece* pieces, size_t n, void* stream_p,
     throw;
   }
   cleanup(false);  // waits for the last copies
+}
+
+void* device_alloc(int device, size_t bytes) {
+  DeviceScope ds(device);
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    fail(TPPP_ERR_OUT_OF_MEMORY, "loader: cudaMalloc of %zu bytes on device %d: %s", bytes, device,
+         cudaGetErrorString(e));
+  }
+  return p;
+}
+
+void device_free(int device, void* p) noexcept {
+  if (!p) return;
+  int prev = 0;
+  cudaGetDevice(&prev);
+  cudaSetDevice(device);
+  cudaFree(p);
+  cudaSetDevice(prev);
+}
+
+void device_staged_upload(int device, const UploadJob* jobs, size_t n, int lanes, int timeout_ms,
+                          const std::function<void(size_t, void*)>& fill, const std::atomic<int>* cancel,
+                          std::atomic<uint64_t>* done_bytes) {
+  if (n == 0) return;
+  DeviceScope ds(device);
+  // Work queued on the legacy default stream (zeroed padding) lands first:
+  // the copy streams below do not synchronise with it.
+  wait_stream(nullptr, timeout_ms, "loader: waiting for the default stream");
+  std::vector<cudaStream_t> streams(static_cast<size_t>(lanes > 0 ? lanes : 1), nullptr);
+  std::mutex mu;
+  std::vector<cudaEvent_t> all, idle;
+  auto cleanup = [&] {
+    for (cudaStream_t s : streams)
+      if (s) cudaStreamDestroy(s);
+    for (cudaEvent_t ev : all) cudaEventDestroy(ev);
+  };
+  try {
+    for (cudaStream_t& s : streams)
+      check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "loader: cudaStreamCreate");
+    CopyEngine e;
+    e.alloc_staging = [device](size_t bytes) -> void* {
+      DeviceScope d(device);
+      void* p = nullptr;
+      if (cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
+        cudaGetLastError();
+        return nullptr;
+      }
+      return p;
+    };
+    e.free_staging = [](void* p) { cudaFreeHost(p); };
+    e.copy = [&](int lane, void* dst, const void* src, size_t bytes) -> uint64_t {
+      DeviceScope d(device);
+      cudaEvent_t ev = nullptr;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!idle.empty()) {
+          ev = idle.back();
+          idle.pop_back();
+        }
+      }
+      if (!ev) {
+        check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "loader: cudaEventCreate");
+        std::lock_guard<std::mutex> lk(mu);
+        all.push_back(ev);
+      }
+      cudaStream_t s = streams[static_cast<size_t>(lane) % streams.size()];
+      check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s), "loader: cudaMemcpyAsync to the device");
+      check_cuda(cudaEventRecord(ev, s), "loader: cudaEventRecord");
+      return reinterpret_cast<uint64_t>(ev);
+    };
+    e.wait = [&](uint64_t f) {
+      cudaEvent_t ev = reinterpret_cast<cudaEvent_t>(f);
+      wait_event(ev, timeout_ms, "loader: waiting for a staging copy to the device");
+      std::lock_guard<std::mutex> lk(mu);
+      idle.push_back(ev);
+    };
+    staged_upload(e, jobs, n, lanes, fill, cancel, done_bytes);
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();
 }
 
 }  // namespace tppp

@@ -22,4 +22,13 @@ void upload_pieces(const UploadPiece*, size_t, void*, void (*)(const void*, void
   fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");
 }
 
+void device_staged_upload(int, const UploadJob*, size_t, int, int, const std::function<void(size_t, void*)>&,
+                          const std::atomic<int>*, std::atomic<uint64_t>*) {
+  fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");
+}
+void* device_alloc(int, size_t) {
+  fail(TPPP_ERR_NOT_SUPPORTED, "device destinations need a CUDA build of libtppp (configure with -DTPPP_CUDA=ON)");
+}
+void device_free(int, void*) noexcept {}
+
 }  // namespace tppp

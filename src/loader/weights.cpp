@@ -12,12 +12,41 @@
 #include "c_api.h"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "cuda/device.hpp"
 
 namespace tppp {
 
 WeightSet::~WeightSet() {
   if (arena_) ::munmap(arena_, arena_bytes_);
+  if (dev_arena_) device_free(device_, dev_arena_);
 }
+
+namespace {
+
+// Runs `work(cancel, done)` on a helper thread while the calling thread
+// reports progress (the host's callback runs on the thread that called).
+void with_progress(const LoadOptions& o, uint64_t total,
+                   const std::function<void(const std::atomic<int>*, std::atomic<uint64_t>*)>& work) {
+  std::atomic<int> cancel{0};
+  std::atomic<uint64_t> done{0};
+  if (!o.progress) {
+    work(nullptr, &done);
+    return;
+  }
+  auto fut = std::async(std::launch::async, [&] { work(&cancel, &done); });
+  bool cancelled = false;
+  while (fut.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    if (!cancelled && o.progress(done.load(), total)) {
+      cancelled = true;
+      cancel.store(1);
+    }
+  }
+  fut.get();  // rethrows a read error, or ABORTED after a cancel
+  if (cancelled) fail(TPPP_ERR_ABORTED, "loading was cancelled by the progress callback");
+  if (o.progress(done.load(), total)) fail(TPPP_ERR_ABORTED, "loading was cancelled by the progress callback");
+}
+
+}  // namespace
 
 const WeightEntry* WeightSet::find(const std::string& name) const {
   for (const auto& e : entries_)
@@ -51,6 +80,8 @@ std::unique_ptr<WeightSet> WeightSet::load(const Checkpoint& c, const GridSpec& 
     w->entries_.push_back(e);
     specs.push_back(d.spec);
   }
+  const int threads = o.threads > 0 ? o.threads : std::min(8, static_cast<int>(std::thread::hardware_concurrency()));
+  if (o.device >= 0) return load_device(std::move(w), c, specs, o, threads);
   // Storage: the host's buffers, or one pre-touched, 64-byte-aligned arena.
   if (o.alloc) {
     for (auto& e : w->entries_) {
@@ -82,25 +113,53 @@ std::unique_ptr<WeightSet> WeightSet::load(const Checkpoint& c, const GridSpec& 
   }
   // Largest first, so the tail of the pool is short.
   std::stable_sort(jobs.begin(), jobs.end(), [](const ReadJob& a, const ReadJob& b) { return a.bytes > b.bytes; });
-  int threads = o.threads > 0 ? o.threads : std::min(8, static_cast<int>(std::thread::hardware_concurrency()));
-  std::atomic<int> cancel{0};
-  std::atomic<uint64_t> done{0};
-  const uint64_t total = w->read_bytes_;
-  if (!o.progress) {
-    run_read_jobs(jobs, threads, nullptr, &done);
-    return w;
+  with_progress(o, w->read_bytes_, [&](const std::atomic<int>* cancel, std::atomic<uint64_t>* done) {
+    run_read_jobs(jobs, threads, cancel, done);
+  });
+  return w;
+}
+
+// Into one device allocation: read jobs of at most 4 MiB land in page-locked
+// staging, then copy to their place on the lanes' streams (reads overlap
+// copies). Entries with vocab padding are zeroed on the device first.
+std::unique_ptr<WeightSet> WeightSet::load_device(std::unique_ptr<WeightSet> w, const Checkpoint& c,
+                                                  const std::vector<SliceSpec>& specs, const LoadOptions& o,
+                                                  int threads) {
+  if (o.alloc) fail(TPPP_ERR_INVALID_ARGUMENT, "loader: a host allocator and a device destination were both given");
+  size_t total = 0;
+  for (const auto& e : w->entries_) total += (e.bytes + 255) / 256 * 256;
+  w->device_ = o.device;
+  w->dev_arena_ = device_alloc(o.device, total);
+  size_t off = 0;
+  for (auto& e : w->entries_) {
+    e.data = static_cast<char*>(w->dev_arena_) + off;
+    off += (e.bytes + 255) / 256 * 256;
   }
-  auto fut = std::async(std::launch::async, [&] { run_read_jobs(jobs, threads, &cancel, &done); });
-  bool cancelled = false;
-  while (fut.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
-    if (!cancelled && o.progress(done.load(), total)) {
-      cancelled = true;
-      cancel.store(1);
-    }
+  std::vector<ReadJob> jobs;
+  for (size_t i = 0; i < w->entries_.size(); i++) {
+    const WeightEntry& e = w->entries_[i];
+    bool zero = false;
+    c.plan_load(e.source, specs[i], e.data, e.bytes, e.dtype, &jobs, 4u << 20, &zero);
+    if (zero) device_zero(e.data, e.bytes, nullptr);  // the upload waits for the default stream first
   }
-  fut.get();  // rethrows a read error, or ABORTED after a cancel
-  if (cancelled) fail(TPPP_ERR_ABORTED, "loading was cancelled by the progress callback");
-  if (o.progress(done.load(), total)) fail(TPPP_ERR_ABORTED, "loading was cancelled by the progress callback");
+  std::stable_sort(jobs.begin(), jobs.end(), [](const ReadJob& a, const ReadJob& b) { return a.bytes > b.bytes; });
+  std::vector<UploadJob> up(jobs.size());
+  for (size_t i = 0; i < jobs.size(); i++) {
+    up[i].dst = jobs[i].dst;
+    up[i].bytes = static_cast<size_t>(jobs[i].bytes / dtype_size(jobs[i].src_dtype) * dtype_size(jobs[i].dst_dtype));
+  }
+  const int lanes = o.lanes > 0 ? o.lanes : threads;
+  with_progress(o, w->read_bytes_, [&](const std::atomic<int>* cancel, std::atomic<uint64_t>* done) {
+    device_staged_upload(
+        o.device, up.data(), up.size(), lanes, o.timeout_ms,
+        [&](size_t i, void* staging) {
+          thread_local std::vector<char> bounce;
+          ReadJob j = jobs[i];
+          j.dst = static_cast<char*>(staging);
+          run_read_job(j, &bounce);
+        },
+        cancel, done);
+  });
   return w;
 }
 

@@ -31,21 +31,33 @@ struct LoadOptions {
   std::function<void*(size_t bytes, const std::string& name)> alloc;
   // Called on the calling thread with file bytes read so far; true cancels.
   std::function<bool(uint64_t done, uint64_t total)> progress;
+  // A CUDA ordinal: one device allocation holds every tensor, filled by
+  // parallel reads into page-locked staging and copies on `lanes` streams
+  // (0: one per thread); alloc must then be empty.
+  int device = -1;
+  int lanes = 0;
+  int timeout_ms = 60000;  // bound on each wait for a copy
 };
 
 class WeightSet {
  public:
   ~WeightSet();
   const std::vector<WeightEntry>& entries() const { return entries_; }
+  int device() const { return device_; }  // -1: host memory
   const WeightEntry* find(const std::string& name) const;
   uint64_t read_bytes() const { return read_bytes_; }
 
   static std::unique_ptr<WeightSet> load(const Checkpoint& c, const GridSpec& g, const LoadOptions& o);
 
  private:
+  static std::unique_ptr<WeightSet> load_device(std::unique_ptr<WeightSet> w, const Checkpoint& c,
+                                                const std::vector<SliceSpec>& specs, const LoadOptions& o,
+                                                int threads);
   std::vector<WeightEntry> entries_;
   void* arena_ = nullptr;  // library-owned storage (mmap), or NULL
   size_t arena_bytes_ = 0;
+  int device_ = -1;
+  void* dev_arena_ = nullptr;  // device memory (load into a CUDA device)
   uint64_t read_bytes_ = 0;
 };
 
