@@ -91,7 +91,9 @@ int main(int argc, char** argv) {
       const char* name;
       tppp_tensor t2;
       CHECK(tppp_weights_get(w, i, &name, &t2));
-      uint64_t b = tppp_dtype_size(t2.dtype);
+      size_t es = 0;
+      CHECK(tppp_dtype_size(t2.dtype, &es));
+      uint64_t b = es;
       for (int d = 0; d < t2.ndim; d++) b *= (uint64_t)t2.shape[d];
       bytes += b;
     }
