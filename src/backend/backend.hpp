@@ -65,6 +65,10 @@ class Backend {
   // activations of compute_dtype.
   virtual std::unique_ptr<PackedWeight> pack(const void* w_host, int32_t w_dtype, int64_t n, int64_t k,
                                              int32_t compute_dtype) = 0;
+  // W[N,K] already in backend memory in compute_dtype, used in place (not
+  // copied, not freed: the caller keeps it alive as long as the weight).
+  // Backends without device memory of their own throw NOT_SUPPORTED.
+  virtual std::unique_ptr<PackedWeight> view_weight(const void* w, int64_t n, int64_t k, int32_t compute_dtype);
   // y[M, :N] (row stride ldy) = x[M,K] W^T + bias[N] (bias may be NULL).
   // x and bias are in `dtype`; y in y_dtype (F32 keeps partial sums exact
   // until a reduction; else equal to dtype).

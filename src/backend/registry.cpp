@@ -18,10 +18,12 @@ std::unique_ptr<Backend> create_cuda_backend(int device, int) {
 // The decoder ops a backend has not implemented yet: refused by name.
 namespace {
 [[noreturn]] void lacks(const Backend& b, const char* op) {
-  fail(TPPP_ERR_NOT_SUPPORTED, "the %s backend has no %s op yet (the model runtime runs on the CPU backend)", b.name(),
-       op);
+  fail(TPPP_ERR_NOT_SUPPORTED, "the %s backend has no %s op", b.name(), op);
 }
 }  // namespace
+std::unique_ptr<PackedWeight> Backend::view_weight(const void*, int64_t, int64_t, int32_t) {
+  lacks(*this, "view_weight (weights in place in its memory)");
+}
 void Backend::rms_norm(const void*, void*, const void*, void*, int64_t, int64_t, float, int32_t, void*) {
   lacks(*this, "rms_norm");
 }

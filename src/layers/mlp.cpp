@@ -42,9 +42,9 @@ class Mlp final : public GateUp {
   std::vector<int64_t> weight_shape(int p) const override {
     return p == 1 ? down_->weight_shape(0) : GateUp::weight_shape(0);
   }
-  void bind(int p, const tppp_tensor& w, const tppp_tensor* b) override {
-    if (p == 1) return down_->bind(0, w, b);
-    GateUp::bind(p, w, b);
+  void bind(int p, const tppp_tensor& w, const tppp_tensor* b, bool view) override {
+    if (p == 1) return down_->bind(0, w, b, view);
+    GateUp::bind(p, w, b, view);
   }
   void check_bound(const char* op) const override {
     GateUp::check_bound(op);

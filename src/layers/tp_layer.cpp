@@ -30,9 +30,11 @@ TpLayer::TpLayer(Group& g, const LayerSpec& s) : g_(g), s_(s), parts_(1) {
 
 TpLayer::~TpLayer() {
   for (Scratch& sc : scratch_) be_->free(sc.p);
+  for (Part& p : parts_) p.w.reset();  // views first, then the copies they view
+  for (void* d : owned_weights_) be_->free(d);
   for (Part& p : parts_) {
-    if (p.table) be_->free(p.table);
-    if (p.bias) be_->free(p.bias);
+    if (p.table && p.owned) be_->free(p.table);
+    if (p.bias && p.owned) be_->free(p.bias);
   }
 }
 
@@ -49,41 +51,61 @@ const void* TpLayer::in_layer_dtype(const tppp_tensor& t, size_t n, std::vector<
   return tmp->data();
 }
 
-void TpLayer::bind(int p, const tppp_tensor& w, const tppp_tensor* b) {
+void TpLayer::bind(int p, const tppp_tensor& w, const tppp_tensor* b, bool view) {
   need(p >= 0 && p < parts(), "%s layer: weight part %d does not exist (it has %d)", name(), p, parts());
   need(w.data != nullptr, "%s layer: weight data is NULL", name());
-  need(w.mem_kind == TPPP_MEM_HOST || w.mem_kind == TPPP_MEM_PINNED, "%s layer: bind takes host memory", name());
+  const bool host = w.mem_kind == TPPP_MEM_HOST || w.mem_kind == TPPP_MEM_PINNED;
+  const bool mine = w.mem_kind == be_->mem_kind();  // the backend's own memory (host for the CPU backend)
+  need(host || mine, "%s layer: weight memory kind %d: bind takes host memory or the %s backend's", name(),
+       w.mem_kind, be_->name());
+  need(!view || (mine && w.dtype == s_.dtype), "%s layer: a weight bound in place must be %s backend memory of %s",
+       name(), be_->name(), dtype_name(s_.dtype));
   need(w.strides == nullptr, "%s layer: weight must be contiguous", name());
   need(dtype_is_float(w.dtype), "%s layer: weight dtype %s is not F32, F16 or BF16", name(), dtype_name(w.dtype));
+  need(host || w.dtype == s_.dtype, "%s layer: a weight in %s memory must be %s (it is %s)", name(), be_->name(),
+       dtype_name(s_.dtype), dtype_name(w.dtype));
   const std::vector<int64_t> want = weight_shape(p);
   need(shape_of(w) == want, "%s layer: weight shape %s, but this rank's shard is %s", name(),
        shape_string(shape_of(w)).c_str(), shape_string(want).c_str());
   const int64_t bl = bias_len(p);
   need((b != nullptr) == (bl > 0), "%s layer: %s", name(),
        bl > 0 ? "the layer has a bias: pass it" : "the layer has no bias");
+  if (b)
+    need(b->data && b->ndim == 1 && b->shape[0] == bl && dtype_is_float(b->dtype) &&
+             (b->mem_kind == w.mem_kind || (host && b->mem_kind != TPPP_MEM_CUDA)) && (!view || b->dtype == s_.dtype),
+         "%s layer: bias must be a float vector of %lld elements in the weight's memory", name(),
+         static_cast<long long>(bl));
   Part& part = parts_[0];
-  std::vector<char> tmp;
-  if (takes_ids()) {  // the embedding table stays rows in backend memory
-    const size_t n = static_cast<size_t>(want[0] * want[1]);
-    const void* src = in_layer_dtype(w, n, &tmp);
-    void* table = be_->alloc(n * es());
-    be_->copy(table, src, n * es(), nullptr);
+  if (part.owned) {  // drop what an earlier bind made
     if (part.table) be_->free(part.table);
-    part.table = table;
-  } else {
+    if (part.bias) be_->free(part.bias);
+  }
+  part.table = part.bias = nullptr;
+  part.owned = !view;
+  std::vector<char> tmp;
+  // Into backend memory in the layer dtype: a copy (host data converted first) or, with view, the pointer.
+  auto place = [&](const tppp_tensor& t, size_t n) -> void* {
+    if (view) return t.data;
+    const void* src = host ? in_layer_dtype(t, n, &tmp) : t.data;
+    void* d = be_->alloc(n * es());
+    be_->copy(d, src, n * es(), nullptr);
+    return d;
+  };
+  if (takes_ids()) {  // the embedding table stays rows in backend memory
+    part.table = place(w, static_cast<size_t>(want[0] * want[1]));
+  } else if (view) {
+    part.w = be_->view_weight(w.data, want[0], want[1], s_.dtype);
+  } else if (host) {
     part.w = be_->pack(w.data, w.dtype, want[0], want[1], s_.dtype);
+  } else {  // backend memory of the layer dtype: the backend's own copy
+    void* d = place(w, static_cast<size_t>(want[0] * want[1]));
+    be_->sync(nullptr);
+    part.w = be_->view_weight(d, want[0], want[1], s_.dtype);
+    owned_weights_.push_back(d);
   }
   part.n = want[0];
   part.k = want[1];
-  if (b) {
-    need(b->data && b->ndim == 1 && b->shape[0] == bl && dtype_is_float(b->dtype),
-         "%s layer: bias must be a float vector of %lld elements", name(), static_cast<long long>(bl));
-    const void* src = in_layer_dtype(*b, static_cast<size_t>(bl), &tmp);
-    void* nb = be_->alloc(static_cast<size_t>(bl) * es());
-    be_->copy(nb, src, static_cast<size_t>(bl) * es(), nullptr);
-    if (part.bias) be_->free(part.bias);
-    part.bias = nb;
-  }
+  if (b) part.bias = place(*b, static_cast<size_t>(bl));
   be_->sync(nullptr);  // the host copies above may be freed when bind returns
 }
 

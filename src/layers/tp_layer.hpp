@@ -59,8 +59,12 @@ class TpLayer {
   // This rank's shard shape of part p, and its bias length (0: no bias).
   virtual std::vector<int64_t> weight_shape(int p) const = 0;
   virtual int64_t bias_len(int p) const;
-  // Host memory of this rank's shard (any float dtype; converted).
-  virtual void bind(int p, const tppp_tensor& w, const tppp_tensor* b);
+  // Host memory of this rank's shard (any float dtype; converted), or the
+  // backend's own memory. view: w and b are backend memory in the layer
+  // dtype, used in place (neither copied nor freed: the caller keeps them
+  // alive as long as the layer, as the model runtime does with its one
+  // weight allocation per rank).
+  virtual void bind(int p, const tppp_tensor& w, const tppp_tensor* b, bool view = false);
   // Checks x and y against the kind's shapes, then runs the kind.
   void forward(const tppp_tensor& x, const tppp_tensor* y, void* stream);
   // Counts a call of the kind's own entry point (argmax) like forward does.
@@ -97,6 +101,7 @@ class TpLayer {
     void* table = nullptr;            // EMBEDDING: rows in backend memory
     void* bias = nullptr;             // backend memory, layer dtype
     int64_t n = 0, k = 0;
+    bool owned = true;                // false: table and bias are views (bind with view)
   };
   Part& part0() { return parts_[0]; }
   const Part& part0() const { return parts_[0]; }
@@ -120,6 +125,7 @@ class TpLayer {
   void check_forward(const tppp_tensor& x, const tppp_tensor* y) const;
   uint32_t calls_ = 0;
   std::vector<Part> parts_;  // this layer's own weight (part 0)
+  std::vector<void*> owned_weights_;  // copies of device weights bound without view
   struct Scratch {
     void* p = nullptr;  // backend memory
     size_t bytes = 0;

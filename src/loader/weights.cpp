@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <thread>
+#include <unordered_map>
 
 #include "c_api.h"
 #include "core/dtype.hpp"
@@ -126,15 +127,30 @@ std::unique_ptr<WeightSet> WeightSet::load_device(std::unique_ptr<WeightSet> w, 
                                                   const std::vector<SliceSpec>& specs, const LoadOptions& o,
                                                   int threads) {
   if (o.alloc) fail(TPPP_ERR_INVALID_ARGUMENT, "loader: a host allocator and a device destination were both given");
+  // Offsets: the groups' tensors back to back, then the rest; 256-byte aligned starts.
+  const size_t none = SIZE_MAX;
+  std::vector<size_t> at(w->entries_.size(), none);
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < w->entries_.size(); i++) index[w->entries_[i].name] = i;
   size_t total = 0;
-  for (const auto& e : w->entries_) total += (e.bytes + 255) / 256 * 256;
+  for (const auto& g : o.groups) {
+    total = (total + 255) / 256 * 256;
+    for (const std::string& n : g) {
+      auto it = index.find(n);
+      if (it == index.end() || at[it->second] != none) continue;
+      at[it->second] = total;
+      total += w->entries_[it->second].bytes;
+    }
+  }
+  for (size_t i = 0; i < w->entries_.size(); i++)
+    if (at[i] == none) {
+      total = (total + 255) / 256 * 256;
+      at[i] = total;
+      total += w->entries_[i].bytes;
+    }
   w->device_ = o.device;
   w->dev_arena_ = device_alloc(o.device, total);
-  size_t off = 0;
-  for (auto& e : w->entries_) {
-    e.data = static_cast<char*>(w->dev_arena_) + off;
-    off += (e.bytes + 255) / 256 * 256;
-  }
+  for (size_t i = 0; i < w->entries_.size(); i++) w->entries_[i].data = static_cast<char*>(w->dev_arena_) + at[i];
   std::vector<ReadJob> jobs;
   for (size_t i = 0; i < w->entries_.size(); i++) {
     const WeightEntry& e = w->entries_[i];

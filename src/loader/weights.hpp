@@ -36,6 +36,12 @@ struct LoadOptions {
   // (0: one per thread); alloc must then be empty.
   int device = -1;
   int lanes = 0;
+  // Device loads: each group's tensors lie back to back in this order (a
+  // merged module's parts, [q; k; v] or [gate; up], become one matrix the
+  // layers use in place); groups first, then every other tensor, each
+  // group and tensor 256-byte aligned. Names this rank does not own are
+  // skipped.
+  std::vector<std::vector<std::string>> groups;
   int timeout_ms = 60000;  // bound on each wait for a copy
 };
 

@@ -49,6 +49,10 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
   begin_ = ranges[static_cast<size_t>(stage)].first;
   end_ = ranges[static_cast<size_t>(stage)].second;
 
+  // The layers first, then their weights: on a CUDA group this rank's whole
+  // share in one device allocation, read and uploaded in parallel, bound in
+  // place (bind.hpp); elsewhere module by module from the checkpoint.
+  std::vector<LayerModule> mods;
   LayerSpec ls;
   ls.dtype = dtype;
   if (first_) {
@@ -56,7 +60,7 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     ls.in = d.hidden;
     ls.vocab = d.vocab;
     embed_ = make_layer(g, ls);
-    bind_checkpoint(*embed_, c, "model.embed_tokens");
+    mods.push_back({embed_.get(), "model.embed_tokens"});
   }
   if (last_) {
     ls = LayerSpec();
@@ -66,8 +70,7 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     ls.vocab = d.vocab;
     ls.gather_to_rank0 = true;
     lm_head_ = make_layer(g, ls);
-    bind_checkpoint(*lm_head_, c, "lm_head");
-    final_norm_ = upload(load_whole(c, g, "model.norm.weight", dtype));
+    mods.push_back({lm_head_.get(), "lm_head"});
   }
   const size_t cache_bytes = static_cast<size_t>(num_pages) * static_cast<size_t>(page_size) *
                              static_cast<size_t>(kvr_ * hd_) * dtype_size(dtype);
@@ -84,7 +87,7 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     q.head_dim = d.head_dim;
     q.bias = spec.qkv_bias;
     L.qkv = make_layer(g, q);
-    bind_checkpoint(*L.qkv, c, p + "self_attn");
+    mods.push_back({L.qkv.get(), p + "self_attn"});
     LayerSpec o;
     o.dtype = dtype;
     o.kind = LayerKind::Row;
@@ -93,19 +96,34 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     o.input_is_parallel = true;
     o.bias = spec.o_bias;
     L.o = make_layer(g, o);
-    bind_checkpoint(*L.o, c, p + "self_attn.o_proj");
+    mods.push_back({L.o.get(), p + "self_attn.o_proj"});
     LayerSpec m;
     m.dtype = dtype;
     m.kind = LayerKind::Mlp;
     m.in = d.hidden;
     m.out = d.intermediate;
     L.mlp = make_layer(g, m);
-    bind_checkpoint(*L.mlp, c, p + "mlp");
-    L.in_norm = upload(load_whole(c, g, p + "input_layernorm.weight", dtype));
-    L.post_norm = upload(load_whole(c, g, p + "post_attention_layernorm.weight", dtype));
+    mods.push_back({L.mlp.get(), p + "mlp"});
+  }
+  if (be_->mem_kind() == TPPP_MEM_CUDA) weights_ = load_rank_device(g, c, dtype, mods);
+  for (const LayerModule& lm : mods)
+    if (!weights_ || !bind_in_place(*lm.layer, *weights_, lm.prefix)) bind_checkpoint(*lm.layer, c, lm.prefix);
+  // A replicated vector (norm weight): in place from the device share, else uploaded.
+  auto vec = [&](const std::string& name) -> void* {
+    if (weights_)
+      if (const WeightEntry* e = weights_->find(name))
+        if (e->dtype == dtype) return e->data;
+    return upload(load_whole(c, g, name, dtype));
+  };
+  if (last_) final_norm_ = vec("model.norm.weight");
+  for (int64_t i = begin_; i < end_; i++) {
+    Layer& L = layers_[static_cast<size_t>(i - begin_)];
+    const std::string p = layer_prefix(i);
+    L.in_norm = vec(p + "input_layernorm.weight");
+    L.post_norm = vec(p + "post_attention_layernorm.weight");
     if (spec.qk_norm) {
-      L.q_norm = upload(load_whole(c, g, p + "self_attn.q_norm.weight", dtype));
-      L.k_norm = upload(load_whole(c, g, p + "self_attn.k_norm.weight", dtype));
+      L.q_norm = vec(p + "self_attn.q_norm.weight");
+      L.k_norm = vec(p + "self_attn.k_norm.weight");
     }
     L.k_cache = be_->alloc(cache_bytes);
     owned_.push_back(L.k_cache);

@@ -17,6 +17,7 @@
 #include "layers/tp_layer.hpp"
 #include "loader/checkpoint.hpp"
 #include "loader/module_weights.hpp"
+#include "loader/weights.hpp"
 #include "model/kv_cache.hpp"
 #include "model/model_config.hpp"
 
@@ -98,6 +99,9 @@ class StageDecoder {
   int32_t page_size_;
   bool first_, last_;
   int64_t begin_, end_;
+  // CUDA groups: every weight of this rank in one device allocation that the
+  // layers and norms below use in place (declared first: destroyed last).
+  std::unique_ptr<WeightSet> weights_;
   std::vector<Layer> layers_;
   std::unique_ptr<TpLayer> embed_, lm_head_;
   void* final_norm_ = nullptr;

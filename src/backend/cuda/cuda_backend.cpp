@@ -55,10 +55,13 @@ int32_t align_of(const void* p) {
 class CudaWeight final : public PackedWeight {
  public:
   explicit CudaWeight(CachingAllocator& a) : alloc(a) {}
-  ~CudaWeight() override { alloc.free(w); }
+  ~CudaWeight() override {
+    if (owned) alloc.free(w);
+  }
   CachingAllocator& alloc;
   void* w = nullptr;  // [n, k] of dtype, device
   int32_t dtype = 0;
+  bool owned = true;  // false: a view of memory the caller keeps (view_weight)
 };
 
 // Descriptors and the chosen algorithm of one GEMM shape.
@@ -161,6 +164,17 @@ class CudaBackend final : public Backend {
     // and the host buffer may be freed right after.
     check_cuda(cudaMemcpyAsync(p->w, src, bytes, cudaMemcpyHostToDevice, own_), "cuda backend: weight upload");
     wait_stream(own_, timeout_ms_, "cuda backend: weight upload");
+    return p;
+  }
+
+  std::unique_ptr<PackedWeight> view_weight(const void* w, int64_t n, int64_t k, int32_t cdt) override {
+    cuda_type(cdt);
+    std::unique_ptr<CudaWeight> p(new CudaWeight(alloc_));
+    p->n = n;
+    p->k = k;
+    p->dtype = cdt;
+    p->w = const_cast<void*>(w);
+    p->owned = false;
     return p;
   }
 
