@@ -9,10 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=build-gpu
-cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTPPP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build "$B" -j"$(nproc)" --target tppp tppp_tests tppp-run tppp_demo pipeline_mlp linear_gpu
+scripts/fetch-flashinfer.sh  # FlashInfer's attention kernels are part of the GPU build
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTPPP_CUDA=ON -DTPPP_FLASHINFER=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
+cmake --build "$B" -j"$(nproc)" --target tppp tppp_tests tppp-run tppp_demo pipeline_mlp generate linear_gpu model_gpu
 rm -rf .gpu && mkdir -p .gpu/bin .gpu/lib
-for f in tests/tppp_tests tppp-run tppp_demo pipeline_mlp bench/linear_gpu; do
+for f in tests/tppp_tests tppp-run tppp_demo pipeline_mlp generate bench/linear_gpu bench/model_gpu; do
   cp "$B/$f" .gpu/bin/ && strip --strip-debug ".gpu/bin/$(basename "$f")"
 done
 # Shared libraries outside the CUDA toolkit and glibc, and UCX's modules.

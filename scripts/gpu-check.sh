@@ -4,18 +4,22 @@
 # on the CUDA backend (TP 1, 2, 4 ranks sharing the GPU over UCX) against the
 # float64 reference, the CUDA suite (each backend op against the CPU backend,
 # graph capture, NCCL at world size 1, device buffers over UCX in TP and PP
-# grids), compute-sanitizer memcheck on the CUDA suite, the GPU benchmark
-# (writes bench/results/linear-gpu-<date>-<gpu>.md), and a summary table last.
-#   bash scripts/gpu-check.sh [--quick] [STEP...]     (under 10 minutes on an H100)
-# STEP: logic, cuda, layers, memcheck, python, bench (default: all, in that order);
-# naming some splits the run over several calls of a time-limited runner.
+# grids; the decoder ops, FlashInfer's attention and whole models against the
+# CPU oracle and transformers; the rank-wide load into device memory),
+# compute-sanitizer memcheck on the CUDA suite, the GPU benchmarks (linear:
+# bench/results/linear-gpu-<date>-<gpu>.md; model: bench/model_gpu.sh, steps
+# model-ckpt, model-ours, model-hf, model-table), and a summary table last.
+#   bash scripts/gpu-check.sh [--quick] [STEP...]     (under 10 minutes per step on an H100)
+# STEP: logic, cuda, layers, memcheck, python, bench, model-ckpt, model-ours, model-hf,
+# model-table (default: logic cuda layers memcheck python bench); naming some
+# splits the run over several calls of a time-limited runner.
 set -uo pipefail
 quick=(); steps=()
 for a in "$@"; do
   case $a in
     --quick) quick=(--quick) ;;
-    logic|cuda|layers|memcheck|python|bench) steps+=("$a") ;;
-    *) echo "unknown argument '$a' (steps: logic cuda layers memcheck python bench; option: --quick)"; exit 2 ;;
+    logic|cuda|layers|memcheck|python|bench|model-ckpt|model-ours|model-hf|model-table) steps+=("$a") ;;
+    *) echo "unknown argument '$a' (steps: logic cuda layers memcheck python bench model-ckpt model-ours model-hf model-table; option: --quick)"; exit 2 ;;
   esac
 done
 [ ${#steps[@]} -gt 0 ] || steps=(logic cuda layers memcheck python bench)
@@ -70,6 +74,9 @@ fi
 want python && step "Python binding: torch CUDA tensors through DLPack" env TPPP_LIBRARY="$G/lib" \
   PYTHONPATH="$PWD/bindings/python" python3 bindings/python/tests/dlpack_cuda.py
 want bench && step "GPU benchmark vs torch" bench/linear_gpu.sh "$G/bin" "${quick[@]}"
+for m in ckpt ours hf table; do
+  want "model-$m" && step "bench/model_gpu: $m" bench/model_gpu.sh "$G/bin" "$m"
+done
 echo; echo "=== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
 printf '| %-70s | %s |\n' "check" "result"
 fail=0
