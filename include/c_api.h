@@ -534,6 +534,13 @@ typedef struct tppp_scheduler_params {
   int32_t dtype;             /* activation dtype; default F32 */
   int32_t reserved;
   int64_t hidden;            /* activation columns; divisible by tp */
+  /* CUDA groups: activations live in device memory (in/out may be host or
+   * device memory; stage functions get device tensors). Compute is ordered on
+   * this cudaStream_t (NULL: the legacy default stream): a stage function
+   * queues its work on it and returns without waiting; the scheduler moves
+   * activations on a stream of its own, ordered with events, and waits once
+   * at the end of a run. */
+  void* stream;
 } tppp_scheduler_params;
 
 typedef struct tppp_scheduler_stats {

@@ -274,9 +274,80 @@ int device_load(int dev) {
   return 0;
 }
 
+// The scheduler on device memory: PP = 2 ranks sharing the GPU (UCX,
+// staged), fill-drain over 3 micro-batches and a decode ring of 3 steps;
+// stage s adds s + 1 to every element on the host's stream (device in and
+// out on the last stage and stage 0).
+struct AddCtx {
+  tppp::Backend* be;
+  void* ones;  // [hidden] f32, device, all s + 1
+  void* stream;
+};
+int32_t add_stage(void* user, int32_t, int32_t, const tppp_tensor* in, const tppp_tensor* out) {
+  AddCtx* c = static_cast<AddCtx*>(user);
+  if (in->mem_kind != TPPP_MEM_CUDA || out->mem_kind != TPPP_MEM_CUDA) return 7;
+  const size_t n = static_cast<size_t>(in->shape[0] * in->shape[1]);
+  c->be->copy(out->data, in->data, n * 4, c->stream);
+  c->be->add_bias(out->data, c->ones, in->shape[0], in->shape[1], TPPP_DTYPE_F32, TPPP_DTYPE_F32, c->stream);
+  return 0;
+}
+int device_pipeline(int rank, const tppp_unique_id& id, int dev) {
+  tppp_group_params gp = th::params(1, 2, 60000);
+  gp.device = dev;
+  tppp_group_t g = nullptr;
+  RANK_OK(tppp_group_create(&id, 2, rank, &gp, &g));
+  cudaSetDevice(dev);
+  auto be = tppp::create_cuda_backend(dev);
+  cudaStream_t st = nullptr;
+  cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+  const int64_t rows = 7, H = 64;
+  std::vector<float> ones(H, static_cast<float>(rank + 1)), host(static_cast<size_t>(rows * H));
+  for (size_t i = 0; i < host.size(); i++) host[i] = static_cast<float>(i % 97) * 0.5f;
+  Buf dones(ones), din(host), dout(host.size() * 4);
+  AddCtx ctx{be.get(), dones.p, st};
+  for (int ring = 0; ring < 2; ring++) {
+    tppp_scheduler_params sp;
+    tppp_scheduler_params_init(&sp, sizeof sp);
+    sp.policy = ring ? TPPP_POLICY_DECODE_RING : TPPP_POLICY_FILL_DRAIN;
+    sp.num_microbatches = 3;
+    sp.steps = ring ? 3 : 1;
+    sp.hidden = H;
+    sp.stream = st;
+    tppp_scheduler_t s = nullptr;
+    RANK_OK(tppp_scheduler_create(g, &sp, &s));
+    RANK_OK(tppp_scheduler_set_stage_fn(s, add_stage, &ctx));
+    dout.poison();
+    tppp_tensor tin{}, tout{};
+    tin.data = din.p, tin.mem_kind = TPPP_MEM_CUDA, tin.device = dev, tin.dtype = TPPP_DTYPE_F32, tin.ndim = 2;
+    tin.shape[0] = rows, tin.shape[1] = H;
+    tout = tin;
+    tout.data = dout.p;
+    RANK_OK(tppp_scheduler_run(s, rank == 0 ? &tin : nullptr, rank == 1 ? &tout : nullptr));
+    if (rank == 1) {
+      const std::vector<char> got = dout.get();
+      const float add = 3.0f * static_cast<float>(sp.steps);  // stages add 1 and 2 per step
+      for (size_t i = 0; i < host.size(); i++) {
+        float v;
+        std::memcpy(&v, got.data() + i * 4, 4);
+        RANK_CHECK(v == host[i] + add, "%s: element %zu is %g, want %g", ring ? "decode ring" : "fill-drain", i, v,
+                   host[i] + add);
+      }
+    }
+    tppp_scheduler_destroy(s);
+  }
+  cudaStreamDestroy(st);
+  tppp_group_destroy(g);
+  return 0;
+}
+
 }  // namespace
 
 TEST_SUITE("cuda") {
+  TEST_CASE("the scheduler moves device activations between stages sharing the GPU") {
+    if (no_gpu()) return;
+    auto codes = th::run_ranks(2, 120, [](int r, const tppp_unique_id& id) { return device_pipeline(r, id, test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
   TEST_CASE("rank-wide load into device memory equals the host load") {
     if (no_gpu()) return;
     auto codes = th::run_ranks(1, 120, [](int, const tppp_unique_id&) { return device_load(test_device()); });

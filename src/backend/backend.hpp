@@ -59,6 +59,14 @@ class Backend {
                       void* stream) = 0;
   // Waits for the work queued on stream (host backends: nothing to wait for).
   virtual void sync(void* stream) = 0;
+  // Streams and events that order work across streams (the pipeline's
+  // communication stream against compute). Host backends: nullptr, no-ops.
+  virtual void* stream_create() { return nullptr; }
+  virtual void stream_destroy(void* stream) noexcept { (void)stream; }
+  virtual void* event_create() { return nullptr; }
+  virtual void event_destroy(void* ev) noexcept { (void)ev; }
+  virtual void event_record(void* ev, void* stream) { (void)ev, (void)stream; }
+  virtual void stream_wait_event(void* stream, void* ev) { (void)stream, (void)ev; }
   // Is stream being captured into a CUDA graph (then nothing may allocate)?
   virtual bool capturing(void* stream) const { (void)stream; return false; }
   // w_host: N*K elements of w_dtype in host memory; the GEMM runs on

@@ -65,6 +65,7 @@ tppp_status tppp_scheduler_create(tppp_group_t g, const tppp_scheduler_params* p
   c.steps = p.steps;
   c.dtype = p.dtype;
   c.hidden = p.hidden;
+  c.stream = p.stream;
   std::unique_ptr<tppp_scheduler_s> h(new tppp_scheduler_s());
   h->s.reset(new tppp::Scheduler(*g->g, c));
   *out = h.release();

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "backend/backend.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "group/group.hpp"
@@ -25,11 +26,11 @@ struct Header {
 
 using tags::PipeMsg;
 
-tppp_tensor view(void* data, int32_t dt, int64_t rows, int64_t cols) {
+tppp_tensor view(void* data, int32_t dt, int64_t rows, int64_t cols, int32_t mem, int32_t device) {
   tppp_tensor t{};
   t.data = data;
-  t.mem_kind = TPPP_MEM_HOST;
-  t.device = -1;
+  t.mem_kind = mem;
+  t.device = device;
   t.dtype = dt;
   t.ndim = 2;
   t.shape[0] = rows;
@@ -38,6 +39,34 @@ tppp_tensor view(void* data, int32_t dt, int64_t rows, int64_t cols) {
 }
 
 }  // namespace
+
+ActBuf::~ActBuf() {
+  if (p_) be_->free(p_);
+}
+
+char* ActBuf::get(Backend& be, size_t bytes) {
+  if (p_ && bytes <= n_) return data();
+  if (p_) be_->free(p_);
+  p_ = nullptr;
+  n_ = 0;
+  be_ = &be;
+  p_ = be.alloc(bytes ? bytes : 1);
+  n_ = bytes;
+  return data();
+}
+
+Scheduler::~Scheduler() {
+  std::shared_ptr<Backend> be = g_.backend();
+  if (comm_) {
+    try {
+      be->sync(comm_);
+    } catch (const Error&) {  // a stuck transfer: the stream goes anyway
+    }
+    be->stream_destroy(comm_);
+  }
+  for (auto* v : {&ev_in_, &ev_out_, &ev_sent_})
+    for (void* e : *v) be->event_destroy(e);
+}
 
 Scheduler::Scheduler(Group& g, const SchedulerConfig& c) : g_(g), c_(c) {
   if (c.hidden <= 0) fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: hidden (activation columns) must be positive");
@@ -56,12 +85,14 @@ int32_t Scheduler::forward(int32_t mb, int32_t step, const tppp_tensor& in, cons
   // Built-in stack: in -> l0 -> l1 -> ... -> out, ping-ponging through two
   // scratch buffers that persist across calls (no allocation per forward).
   const size_t bytes = static_cast<size_t>(in.shape[0] * in.shape[1]) * dtype_size(in.dtype);
-  for (auto& b : stack_scratch_)
-    if (b.size() < bytes) b.resize(bytes);
+  Backend& be = *g_.backend();
+  for (ActBuf& b : stack_scratch_) b.get(be, bytes);
   tppp_tensor cur = in;
   for (size_t i = 0; i < layers_.size(); i++) {
-    tppp_tensor dst = i + 1 == layers_.size() ? out : view(stack_scratch_[i % 2].data(), in.dtype, in.shape[0], in.shape[1]);
-    layers_[i]->forward(cur, &dst, nullptr);
+    tppp_tensor dst = i + 1 == layers_.size()
+                          ? out
+                          : view(stack_scratch_[i % 2].data(), in.dtype, in.shape[0], in.shape[1], in.mem_kind, in.device);
+    layers_[i]->forward(cur, &dst, c_.stream);
     cur = dst;
   }
   return 0;
@@ -78,12 +109,16 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   Transport& T = g_.transport();
   const Comm& pp = g_.comm(TPPP_SCOPE_PP);
   const Comm& tpc = g_.comm(TPPP_SCOPE_TP);
+  Backend& be = *g_.backend();
+  const int32_t mem = be.mem_kind();
+  const bool dev = mem == TPPP_MEM_CUDA;
+  void* const cs = c_.stream;  // compute
   auto check_act = [&](const tppp_tensor* t, const char* what) {
     if (!t) fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: stage %d needs %s", s, what);
     if (!t->data || t->ndim != 2 || t->shape[1] != H || t->dtype != dt || t->strides ||
-        (t->mem_kind != TPPP_MEM_HOST && t->mem_kind != TPPP_MEM_PINNED))
-      fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: %s must be contiguous host [rows, %lld] of %s", what,
-           static_cast<long long>(H), dtype_name(dt));
+        (t->mem_kind != TPPP_MEM_HOST && t->mem_kind != TPPP_MEM_PINNED && t->mem_kind != mem))
+      fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: %s must be contiguous [rows, %lld] of %s in host%s memory", what,
+           static_cast<long long>(H), dtype_name(dt), dev ? " or device" : "");
   };
   int64_t rows = 0;
   if (s == 0) {
@@ -100,21 +135,40 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   std::vector<int64_t> r0(static_cast<size_t>(M) + 1, 0);  // micro-batch m: rows [r0[m], r0[m+1])
   for (int m = 0; m < M; m++) r0[static_cast<size_t>(m) + 1] = r0[static_cast<size_t>(m)] + rows / M + (m < rows % M ? 1 : 0);
   auto mrows = [&](int m) { return r0[static_cast<size_t>(m) + 1] - r0[static_cast<size_t>(m)]; };
-  // Per-micro-batch activation buffers [rows_m, H], kept across runs so a
-  // steady stream of equal batches allocates nothing.
+  auto mbytes = [&](int m) { return static_cast<size_t>(mrows(m) * H) * es; };
+  // Per-micro-batch activation buffers [rows_m, H] in backend memory, kept
+  // across runs so a steady stream of equal batches allocates nothing.
   auto& ibuf = ibuf_;
   auto& obuf = obuf_;
   ibuf.resize(static_cast<size_t>(M));
   obuf.resize(static_cast<size_t>(M));
   for (int m = 0; m < M; m++) {
-    ibuf[static_cast<size_t>(m)].resize(static_cast<size_t>(mrows(m) * H) * es);
-    obuf[static_cast<size_t>(m)].resize(static_cast<size_t>(mrows(m) * H) * es);
+    ibuf[static_cast<size_t>(m)].get(be, mbytes(m));
+    obuf[static_cast<size_t>(m)].get(be, mbytes(m));
     if (s == 0)
-      std::memcpy(ibuf[static_cast<size_t>(m)].data(), static_cast<const char*>(in->data) + static_cast<size_t>(r0[static_cast<size_t>(m)] * H) * es,
-                  ibuf[static_cast<size_t>(m)].size());
+      be.copy(ibuf[static_cast<size_t>(m)].data(), static_cast<const char*>(in->data) + static_cast<size_t>(r0[static_cast<size_t>(m)] * H) * es,
+              mbytes(m), cs);
   }
+  // CUDA groups: transfers on the communication stream, ordered against
+  // compute with events; over NCCL they complete in stream order, so no
+  // request is waited for on the host until the run's end.
+  if (dev && !comm_) comm_ = be.stream_create();
+  const Place cp = dev ? Place{mem, comm_} : kHostPlace;
+  const bool ordered = dev && T.stream_ordered(cp);
+  if (dev)
+    for (auto* v : {&ev_in_, &ev_out_, &ev_sent_})
+      while (v->size() < static_cast<size_t>(M)) v->push_back(be.event_create());
+  std::vector<char> sent(static_cast<size_t>(M), 0);  // an ordered send of mb is in flight
+  std::vector<RequestPtr> inflight;                   // ordered requests, waited for at the end
   // This TP rank's 1/tp of an activation.
-  auto slice = [&](std::vector<char>& b) { return std::make_pair(b.data() + b.size() / static_cast<size_t>(tp) * static_cast<size_t>(tr), b.size() / static_cast<size_t>(tp)); };
+  auto slice = [&](int m) {
+    const size_t part = mbytes(m) / static_cast<size_t>(tp);
+    return std::make_pair(ibuf[static_cast<size_t>(m)].data() + part * static_cast<size_t>(tr), part);
+  };
+  auto oslice = [&](int m) {
+    const size_t part = mbytes(m) / static_cast<size_t>(tp);
+    return std::make_pair(obuf[static_cast<size_t>(m)].data() + part * static_cast<size_t>(tr), part);
+  };
 
   struct Posted {
     RequestPtr head, data;
@@ -129,9 +183,9 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
     if (posted[i].head) return;
     const bool ring = a.act == Act::RecvRing;
     const int from = ring ? P - 1 : s - 1;
-    auto sl = slice(ibuf[static_cast<size_t>(a.mb)]);
+    auto sl = slice(a.mb);
     posted[i].head = T.irecv(pp, from, tags::pipeline(a.step, a.mb, M, ring ? PipeMsg::RingHead : PipeMsg::Head), &posted[i].h, sizeof(Header), kHostPlace);
-    posted[i].data = T.irecv(pp, from, tags::pipeline(a.step, a.mb, M, ring ? PipeMsg::RingData : PipeMsg::Data), sl.first, sl.second, kHostPlace);
+    posted[i].data = T.irecv(pp, from, tags::pipeline(a.step, a.mb, M, ring ? PipeMsg::RingData : PipeMsg::Data), sl.first, sl.second, cp);
   };
   auto post_next_recv = [&](size_t after) {
     for (size_t j = after + 1; j < acts.size(); j++)
@@ -142,13 +196,21 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
   };
   int32_t bad_status = TPPP_OK, bad_stage = -1, bad_mb = -1;
   auto bad_stage_of = [&] { return bad_stage; };
-  auto send_to = [&](int to, bool ring, int32_t mb, int32_t step, int32_t status, std::vector<char>* data) {
+  auto send_to = [&](int to, bool ring, int32_t mb, int32_t step, int32_t status) {
     Header& h = send_heads[static_cast<size_t>(mb) * 2 + (ring ? 1 : 0)];
     h = Header{status, status ? bad_stage_of() : 0, mrows(mb)};
     sending[static_cast<size_t>(mb)].push_back(T.isend(pp, to, tags::pipeline(step, mb, M, ring ? PipeMsg::RingHead : PipeMsg::Head), &h, sizeof h, kHostPlace));
     if (status == TPPP_OK) {
-      auto sl = slice(*data);
-      sending[static_cast<size_t>(mb)].push_back(T.isend(pp, to, tags::pipeline(step, mb, M, ring ? PipeMsg::RingData : PipeMsg::Data), sl.first, sl.second, kHostPlace));
+      auto sl = oslice(mb);
+      if (dev) be.stream_wait_event(comm_, ev_out_[static_cast<size_t>(mb)]);  // the forward made it
+      RequestPtr r = T.isend(pp, to, tags::pipeline(step, mb, M, ring ? PipeMsg::RingData : PipeMsg::Data), sl.first, sl.second, cp);
+      if (ordered) {
+        be.event_record(ev_sent_[static_cast<size_t>(mb)], comm_);
+        sent[static_cast<size_t>(mb)] = 1;
+        inflight.push_back(std::move(r));
+      } else {
+        sending[static_cast<size_t>(mb)].push_back(std::move(r));
+      }
     }
   };
   events_.clear();
@@ -182,12 +244,17 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
             posted[i].data.reset();  // cancelled: no data follows an error header
             note_failure(posted[i].h.status, posted[i].h.stage, a.mb, "");
           } else {
-            posted[i].data->wait();
-            posted[i].data.reset();
-            if (tp > 1 && bad_status == TPPP_OK) {
-              auto sl = slice(ibuf[mb]);
-              T.all_gather(tpc, sl.first, ibuf[mb].data(), sl.second, TPPP_DTYPE_U8, kHostPlace);
+            if (ordered) {
+              inflight.push_back(std::move(posted[i].data));  // lands in stream order
+            } else {
+              posted[i].data->wait();
+              posted[i].data.reset();
             }
+            if (tp > 1 && bad_status == TPPP_OK) {
+              auto sl = slice(a.mb);
+              T.all_gather(tpc, sl.first, ibuf[mb].data(), sl.second, TPPP_DTYPE_U8, cp);
+            }
+            if (dev) be.event_record(ev_in_[mb], comm_);
           }
           posted[i].head.reset();
           post_next_recv(i);  // the next transfer overlaps this micro-batch's compute
@@ -197,7 +264,12 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
           if (bad_status != TPPP_OK) break;
           for (auto& r : sending[mb]) r->wait();  // obuf[mb] may still be on the wire
           sending[mb].clear();
-          tppp_tensor tin = view(ibuf[mb].data(), dt, mrows(a.mb), H), tout = view(obuf[mb].data(), dt, mrows(a.mb), H);
+          if (sent[mb]) be.stream_wait_event(cs, ev_sent_[mb]);  // ... or on the comm stream
+          sent[mb] = 0;
+          if (dev && (s > 0 || c_.policy == Policy::DecodeRing)) be.stream_wait_event(cs, ev_in_[mb]);
+          const int32_t devno = g_.config().device;
+          tppp_tensor tin = view(ibuf[mb].data(), dt, mrows(a.mb), H, mem, devno),
+                      tout = view(obuf[mb].data(), dt, mrows(a.mb), H, mem, devno);
           auto t0 = Clock::now();
           int32_t rc;
           std::string msg;
@@ -216,18 +288,26 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
             note_failure(rc, s, a.mb, msg);
             break;
           }
-          if (P == 1 && c_.policy == Policy::DecodeRing && a.step + 1 < plan_.steps) ibuf[mb] = obuf[mb];
+          if (dev) be.event_record(ev_out_[mb], cs);
+          if (P == 1 && c_.policy == Policy::DecodeRing && a.step + 1 < plan_.steps) {
+            be.copy(ibuf[mb].data(), obuf[mb].data(), mbytes(a.mb), cs);
+            if (dev) be.event_record(ev_in_[mb], cs);
+          }
           if (s == P - 1 && a.step + 1 == plan_.steps)
-            std::memcpy(static_cast<char*>(out->data) + static_cast<size_t>(r0[mb] * H) * es, obuf[mb].data(),
-                        obuf[mb].size());
+            be.copy(static_cast<char*>(out->data) + static_cast<size_t>(r0[mb] * H) * es, obuf[mb].data(),
+                    mbytes(a.mb), cs);
           break;
         }
-        case Act::Send: send_to(s + 1, false, a.mb, a.step, bad_status, &obuf[mb]); break;
-        case Act::SendRing: send_to(0, true, a.mb, a.step, bad_status, &obuf[mb]); break;
+        case Act::Send: send_to(s + 1, false, a.mb, a.step, bad_status); break;
+        case Act::SendRing: send_to(0, true, a.mb, a.step, bad_status); break;
       }
     }
     for (auto& v : sending)
       for (auto& r : v) r->wait();
+    for (auto& r : inflight) r->wait();  // the ordered transfers (one host wait per run)
+    inflight.clear();
+    be.sync(cs);  // `out` is written when the run returns
+    if (comm_) be.sync(comm_);
   } catch (const Error& e) {  // a dead peer, a timeout, an abort: the protocol is broken
     note_failure(e.status(), s, -1, e.what());
     transport_broken = true;

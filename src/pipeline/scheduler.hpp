@@ -4,7 +4,11 @@
 // left in flight, so transfers overlap compute. Each TP rank sends only its
 // 1/tp of an activation; the next stage all-gathers it over TP. A small
 // header (status, rows) precedes every activation so a failed stage is
-// reported downstream instead of being waited for.
+// reported downstream instead of being waited for. On a CUDA group the
+// activations live in device memory: compute runs on the caller's stream,
+// transfers on a communication stream of the scheduler's, ordered with
+// events; over NCCL nothing waits on the host per micro-batch (one wait at
+// the end of the run).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -17,6 +21,7 @@
 
 namespace tppp {
 
+class Backend;
 class Group;
 class TpLayer;
 
@@ -26,6 +31,25 @@ struct SchedulerConfig {
   int32_t steps = 1;       // decode ring
   int32_t dtype = TPPP_DTYPE_F32;
   int64_t hidden = 0;      // activation columns
+  void* stream = nullptr;  // CUDA groups: the compute stream (stage functions use it); nullptr: the default
+};
+
+// An activation buffer in the group's backend memory (device memory on CUDA
+// groups), grown to the largest size asked and then reused.
+class ActBuf {
+ public:
+  ActBuf() = default;
+  ActBuf(ActBuf&& o) noexcept : be_(o.be_), p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  ActBuf(const ActBuf&) = delete;
+  ActBuf& operator=(const ActBuf&) = delete;
+  ~ActBuf();
+  char* get(Backend& be, size_t bytes);  // at least bytes; contents kept only if it does not grow
+  char* data() const { return static_cast<char*>(p_); }
+
+ private:
+  Backend* be_ = nullptr;
+  void* p_ = nullptr;
+  size_t n_ = 0;
 };
 
 // Returns 0, or a code that fails the run on every stage.
@@ -40,6 +64,7 @@ struct StageStats {
 class Scheduler {
  public:
   Scheduler(Group& g, const SchedulerConfig& c);
+  ~Scheduler();
   void set_stage_fn(StageFn f) { fn_ = std::move(f); }
   void add_layer(TpLayer* l) { layers_.push_back(l); }
   const Plan& plan() const { return plan_; }
@@ -63,8 +88,13 @@ class Scheduler {
     double ts_us, dur_us;
   };
   std::vector<Event> events_;
-  std::vector<std::vector<char>> ibuf_, obuf_;  // [mb] -> activation bytes
-  std::vector<char> stack_scratch_[2];          // built-in layer stack intermediates
+  std::vector<ActBuf> ibuf_, obuf_;  // [mb] -> activation [rows_mb, hidden], backend memory
+  ActBuf stack_scratch_[2];          // built-in layer stack intermediates
+  // CUDA groups: the communication stream and, per micro-batch, events:
+  // input arrived (comm -> compute), output made (compute -> comm), output
+  // sent (comm -> compute, before the buffer is written again).
+  void* comm_ = nullptr;
+  std::vector<void*> ev_in_, ev_out_, ev_sent_;
 };
 
 }  // namespace tppp

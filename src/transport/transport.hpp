@@ -87,6 +87,13 @@ class Transport {
   virtual int32_t kind() const = 0;  // TPPP_TRANSPORT_*
   // Can it move device memory itself (NCCL; UCX built with CUDA)?
   virtual bool moves_device_memory() const = 0;
+  // Are p2p operations at `at` queued on its stream and complete in stream
+  // order (NCCL)? Then a consumer on that stream needs no host wait; else
+  // (host memory, staging) the request's wait is what lands the data.
+  virtual bool stream_ordered(Place at) const {
+    (void)at;
+    return false;
+  }
 
   // peer: index in c.ranks. tag: see transport/tags.hpp. n bytes; the receive must match.
   virtual RequestPtr isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,

@@ -88,7 +88,8 @@ class TensorInfo(C.Structure):
 
 class SchedulerParams(C.Structure):
     _fields_ = [("struct_size", C.c_uint32), ("policy", C.c_int32), ("num_microbatches", C.c_int32),
-                ("steps", C.c_int32), ("dtype", C.c_int32), ("reserved", C.c_int32), ("hidden", C.c_int64)]
+                ("steps", C.c_int32), ("dtype", C.c_int32), ("reserved", C.c_int32), ("hidden", C.c_int64),
+                ("stream", C.c_void_p)]
 
 
 class SchedulerStats(C.Structure):

@@ -17,11 +17,14 @@ class Scheduler(_Owned):
 
     _destroy = staticmethod(lambda h: library.tppp_scheduler_destroy(h))
 
-    def __init__(self, group, hidden, num_microbatches=1, policy="fill_drain", steps=1, dtype=np.float32):
+    def __init__(self, group, hidden, num_microbatches=1, policy="fill_drain", steps=1, dtype=np.float32,
+                 stream=None):
+        """stream: CUDA groups, the cudaStream_t (an int) stage functions queue their work on."""
         p = SchedulerParams()
         _check(library.tppp_scheduler_params_init(C.byref(p), C.sizeof(p)))
         p.policy, p.num_microbatches, p.steps = _enum(POLICIES, policy, "policy"), num_microbatches, steps
         p.dtype, p.hidden = _enum(DTYPES, np.dtype(dtype), "dtype"), hidden
+        p.stream = stream
         self._group, self._p, self.dtype = group, p, np.dtype(dtype)
         self._layers, self._fn, self._err = [], None, None
         h = C.c_void_p()

@@ -135,6 +135,32 @@ class CudaBackend final : public Backend {
     DeviceScope ds(dev_);
     wait_stream(as_stream(stream), timeout_ms_, "cuda backend: waiting for the stream");
   }
+  void* stream_create() override {
+    DeviceScope ds(dev_);
+    cudaStream_t s = nullptr;
+    check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cuda backend: cudaStreamCreate");
+    return s;
+  }
+  void stream_destroy(void* s) noexcept override {
+    if (s) cudaStreamDestroy(as_stream(s));
+  }
+  void* event_create() override {
+    DeviceScope ds(dev_);
+    cudaEvent_t e = nullptr;
+    check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cuda backend: cudaEventCreate");
+    return e;
+  }
+  void event_destroy(void* e) noexcept override {
+    if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+  }
+  void event_record(void* e, void* s) override {
+    DeviceScope ds(dev_);
+    check_cuda(cudaEventRecord(static_cast<cudaEvent_t>(e), as_stream(s)), "cuda backend: cudaEventRecord");
+  }
+  void stream_wait_event(void* s, void* e) override {
+    DeviceScope ds(dev_);
+    check_cuda(cudaStreamWaitEvent(as_stream(s), static_cast<cudaEvent_t>(e), 0), "cuda backend: cudaStreamWaitEvent");
+  }
   bool capturing(void* stream) const override {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(as_stream(stream), &st) != cudaSuccess) {

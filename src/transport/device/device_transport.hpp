@@ -27,6 +27,7 @@ class DeviceTransport final : public Transport {
   const char* name() const override;
   int32_t kind() const override;
   bool moves_device_memory() const override { return true; }
+  bool stream_ordered(Place at) const override { return at.device() && nccl_ != nullptr; }
   RequestPtr isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n,
                                  Place at) override;
   RequestPtr irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place at) override;
