@@ -9,6 +9,7 @@
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/trace.hpp"
 #include "group/group.hpp"
 #include "model/bind.hpp"
 
@@ -216,9 +217,11 @@ void StageDecoder::attention_block(Layer& L, int64_t n) {
 }
 
 void StageDecoder::run_layers(int64_t n, bool residual_started) {
+  TraceRange stage("stage %d: %lld tokens", g_.pos().pp_rank, static_cast<long long>(n));
   const float eps = static_cast<float>(spec_.rms_eps);
   const int64_t H = spec_.dims.hidden;
   for (size_t i = 0; i < layers_.size(); i++) {
+    TraceRange tr("layer %lld", static_cast<long long>(begin_) + static_cast<long long>(i));
     Layer& L = layers_[i];
     if (!residual_started) {  // the model's first layer: residual = embeddings
       be_->copy(residual_.data(), hidden_.data(), static_cast<size_t>(n) * row_bytes(), nullptr);
@@ -235,6 +238,7 @@ void StageDecoder::run_layers(int64_t n, bool residual_started) {
 }
 
 void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids) {
+  TraceRange tr("lm head");
   const int64_t H = spec_.dims.hidden, V = spec_.dims.vocab, w = static_cast<int64_t>(kv.wanted.size());
   if (w == 0) return;
   const float eps = static_cast<float>(spec_.rms_eps);

@@ -21,6 +21,7 @@
 #include <deque>
 
 #include "core/error.hpp"
+#include "core/trace.hpp"
 #include "core/log.hpp"
 #include "group/group.hpp"
 #include "model/model.hpp"
@@ -242,6 +243,7 @@ class Generation {
       rh->wait();
       rr->wait();
       s_.swap_acts(in_h, in_r);
+      TraceRange tr("item %u", no);
       s_.prepare(b, kv);
       timed([&] { s_.run_layers(b.n, true); });
       if (s_.last())
@@ -281,6 +283,7 @@ class Generation {
       return false;
     }
     const uint32_t no = m_.calls_++;
+    TraceRange tr("item %u (group %d)", no, group);
     s_.prepare(b, kv);
     timed([&] {
       s_.embed(b);

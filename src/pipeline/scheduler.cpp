@@ -9,6 +9,7 @@
 #include "backend/backend.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/trace.hpp"
 #include "group/group.hpp"
 #include "layers/tp_layer.hpp"
 #include "transport/tags.hpp"
@@ -274,6 +275,7 @@ void Scheduler::run(const tppp_tensor* in, const tppp_tensor* out) {
           int32_t rc;
           std::string msg;
           try {
+            TraceRange tr("stage %d: micro-batch %d step %d", s, a.mb, a.step);
             rc = forward(a.mb, a.step, tin, tout);
           } catch (const Error& e) {
             rc = e.status();
