@@ -3,7 +3,7 @@
  *   tppp-run -n 4 -- generate CKPT [--tp N] [--pp M] --prompt-ids "5,17,300"
  *            [--prompt-ids ...] [--max-new N] [--dump-logits FILE]
  *            [--dtype f32|f16|bf16] [--reference] [--microbatches G]
- *            [--chunk T] [--follow]
+ *            [--chunk T] [--follow] [--device N]
  *
  * Every rank loads its part of the checkpoint (its stage's layers, its TP
  * rank's heads) and calls tppp_model_generate; the driver (rank 0) prints,
@@ -16,7 +16,9 @@
  * world / pp. --microbatches: groups of sequences in flight (PP > 1;
  * default min(PP, prompts / 16), at least 1); --chunk: prompt tokens per micro-batch; --follow:
  * only the driver calls generate, the other ranks follow it
- * (tppp_model_follow). Exit status: 0, or 1 on an error or a mismatch. */
+ * (tppp_model_follow); --device: the CUDA GPU every rank computes on (ranks
+ * may share it; default: the CPU). Exit status: 0, or 1 on an error or a
+ * mismatch. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,7 +118,7 @@ static void on_token(void* user, int32_t p, int32_t t) {
 int main(int argc, char** argv) {
   const char* ckpt = NULL;
   const char* dump = NULL;
-  int tp = 0, pp = 1, max_new = 16, reference = 0, rank = 0, mbs = 0, chunk = 0, follow = 0;
+  int tp = 0, pp = 1, max_new = 16, reference = 0, rank = 0, mbs = 0, chunk = 0, follow = 0, device = TPPP_DEVICE_CPU;
   int32_t dtype = -1;
   for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
@@ -129,6 +131,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--follow")) follow = 1;
     else if (!strcmp(a, "--microbatches") && v) mbs = atoi(argv[++i]);
     else if (!strcmp(a, "--chunk") && v) chunk = atoi(argv[++i]);
+    else if (!strcmp(a, "--device") && v) device = atoi(argv[++i]);
     else if (!strcmp(a, "--dtype") && v) {
       i++;
       dtype = !strcmp(v, "f32") ? TPPP_DTYPE_F32 : !strcmp(v, "f16") ? TPPP_DTYPE_F16 : !strcmp(v, "bf16") ? TPPP_DTYPE_BF16 : -2;
@@ -143,7 +146,7 @@ int main(int argc, char** argv) {
     else {
       fprintf(stderr, "usage: generate CKPT [--tp N] [--pp M] --prompt-ids \"5,17,300\" [--prompt-ids ...] "
                       "[--max-new N] [--dump-logits FILE] [--dtype f32|f16|bf16] [--reference] [--microbatches G] "
-                      "[--chunk T] [--follow]\n");
+                      "[--chunk T] [--follow] [--device N]\n");
       return 2;
     }
   }
@@ -164,6 +167,7 @@ int main(int argc, char** argv) {
   tppp_group_params_init(&gp, sizeof gp);
   gp.tp_size = tp > 0 ? tp : 1; /* from_env: tp 1 with pp means world / pp */
   gp.pp_size = pp;
+  gp.device = device; /* TPPP_DEVICE_CPU, or the GPU every rank computes on (they may share it) */
   tppp_group_t g = NULL;
   CHECK(tppp_group_create_from_env(&gp, &g));
   tppp_group_info gi;

@@ -71,6 +71,22 @@ if want memcheck; then
     names+=("compute-sanitizer"); results+=("NOT RUN (not installed)")
   fi
 fi
+if want cuda; then  # examples/generate on the GPU: greedy tokens equal transformers' (f32 fixtures), TP x PP sharing it
+  gen_gpu() {
+    local fx=$PWD/tests/fixtures/data/models rc=0
+    for m in llama qwen2 qwen3; do
+      for grid in "1 1" "2 1" "1 2" "2 2"; do
+        read -r tp pp <<<"$grid"
+        out=$(tppp-run -n $((tp * pp)) --timeout 300 -- generate "$fx/$m" --tp $tp --pp $pp --device 0 --reference \
+              --max-new 24 2>&1)
+        if grep -q "matches transformers' greedy tokens: yes" <<<"$out"; then echo "ok $m tp=$tp pp=$pp";
+        else echo "FAIL $m tp=$tp pp=$pp"; echo "$out" | tail -5; rc=1; fi
+      done
+    done
+    return $rc
+  }
+  step "examples/generate on the GPU vs transformers (f32, TP x PP sharing the GPU)" gen_gpu
+fi
 want python && step "Python binding: torch CUDA tensors through DLPack" env TPPP_LIBRARY="$G/lib" \
   PYTHONPATH="$PWD/bindings/python" python3 bindings/python/tests/dlpack_cuda.py
 want bench && step "GPU benchmark vs torch" bench/linear_gpu.sh "$G/bin" "${quick[@]}"
