@@ -36,6 +36,7 @@ struct Plan {
   int32_t kind = 0;  // 0: none, 1: the decode kernel, 2: the FA2 prefill kernel
   int32_t runs = 0, rows = 0;
   int32_t nh = 0, kvh = 0, d = 0, page_size = 0, dtype = 0;
+  int32_t ninfo = 0;  // entries of info in use
   int64_t info[16] = {};
 };
 

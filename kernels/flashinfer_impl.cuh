@@ -63,6 +63,7 @@ cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const
       const std::vector<int64_t> v = info.ToVector();
       if (v.size() > 16) return cudaErrorInvalidValue;
       for (size_t i = 0; i < v.size(); i++) p->info[i] = v[i];
+      p->ninfo = static_cast<int32_t>(v.size());
       p->kind = 1;
       return cudaSuccess;
     }
@@ -77,6 +78,7 @@ cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const
     const std::vector<int64_t> v = info.ToVector();
     if (v.size() > 16) return cudaErrorInvalidValue;
     for (size_t i = 0; i < v.size(); i++) p->info[i] = v[i];
+    p->ninfo = static_cast<int32_t>(v.size());
     p->kind = 2;
     return cudaSuccess;
   } catch (const std::exception&) {  // FlashInfer reports a refusal by throwing
@@ -93,7 +95,7 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
   try {
     if (p.kind == 1) {
       flashinfer::DecodePlanInfo info;
-      info.FromVector(std::vector<int64_t>(p.info, p.info + 10));
+      info.FromVector(std::vector<int64_t>(p.info, p.info + p.ninfo));
       DecodeParams<T> prm;
       prm.q = static_cast<T*>(const_cast<void*>(q));
       prm.paged_kv = paged<T>(p, k_cache, v_cache, kv_indptr, kv_indices, kv_last);
@@ -122,7 +124,7 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
     }
     if (p.kind != 2) return cudaErrorInvalidValue;
     flashinfer::PrefillPlanInfo info;
-    info.FromVector(std::vector<int64_t>(p.info, p.info + 15));
+    info.FromVector(std::vector<int64_t>(p.info, p.info + p.ninfo));
     PrefillParams<T> prm;
     prm.q = static_cast<T*>(const_cast<void*>(q));
     prm.paged_kv = paged<T>(p, k_cache, v_cache, kv_indptr, kv_indices, kv_last);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libtppp for sm_90 on this (CPU) machine and bundles what a GPU
-# machine needs into .gpu/ (ignored by git; the device tool carries it):
+# machine needs into .gpu/ and .gpu.tar.xz (ignored by git; the device tool
+# carries the archive):
 # stripped test/bench/example binaries, libtppp, and the shared libraries the
 # GPU machine's image lacks (UCX with its transport modules, OpenBLAS and its
 # Fortran runtime). cuBLASLt and NCCL come from the GPU machine's own CUDA
@@ -24,4 +25,7 @@ cp -P "$B"/libtppp.so* .gpu/lib/
 strip --strip-debug .gpu/lib/libtppp.so.*.*.*
 ucx_mod=$(dirname "$(ldconfig -p | awk '/libucp.so.0 /{print $NF; exit}')")/ucx
 [ -d "$ucx_mod" ] && cp -rL "$ucx_mod" .gpu/lib/ucx
-echo "bundle: $(du -sh .gpu | cut -f1) in .gpu/ (the device tool carries at most 64 MiB)"
+# The device tool carries at most 64 MiB: the bundle also goes as one xz
+# archive (~11 MB), which scripts/gpu-check.sh unpacks when .gpu/ is absent.
+tar -cJf .gpu.tar.xz .gpu
+echo "bundle: $(du -sh .gpu | cut -f1) in .gpu/, $(du -sh .gpu.tar.xz | cut -f1) as .gpu.tar.xz (carry that one)"

@@ -26,7 +26,8 @@ done
 want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 cd "$(dirname "$0")/.." || exit 2
 G=$PWD/.gpu
-[ -x "$G/bin/tppp_tests" ] || { echo "no bundle in .gpu/: run scripts/gpu-build.sh first"; exit 2; }
+[ -x "$G/bin/tppp_tests" ] || [ ! -f .gpu.tar.xz ] || tar -xJf .gpu.tar.xz
+[ -x "$G/bin/tppp_tests" ] || { echo "no bundle in .gpu/ or .gpu.tar.xz: run scripts/gpu-build.sh first"; exit 2; }
 # cuBLASLt and NCCL from the image's CUDA wheels (or its toolkit).
 extra=$(python3 - <<'PY' 2>/dev/null
 import glob, os, site

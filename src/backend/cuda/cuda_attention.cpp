@@ -6,6 +6,7 @@
 #include "c_api.h"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "cuda/cuda_check.hpp"
 #include "tppp_kernels.h"
 
@@ -74,10 +75,14 @@ void CudaAttention::plan(const AttnRuns& r, int64_t m, int64_t nh, int64_t kvh, 
                                  r.decode, nh, kvh, d, page_size, dtype, s);
   check_cuda(cudaEventRecord(staged_, s), "attention: cudaEventRecord");
   staged_pending_ = true;
-  if (e != cudaSuccess)
-    fail(TPPP_ERR_CUDA, "attention: FlashInfer's plan for %d runs of %lld tokens (%lld heads, %lld kv heads, head_dim "
-         "%lld, %s) failed: %s", r.runs(), static_cast<long long>(m), static_cast<long long>(nh),
-         static_cast<long long>(kvh), static_cast<long long>(d), dtype_name(dtype), cudaGetErrorString(e));
+  if (e != cudaSuccess) {  // FlashInfer refused (a workspace too small for the batch): the generic kernel runs it
+    cudaGetLastError();
+    plan_ = fi::Plan();
+    TPPP_LOG(TPPP_LOG_WARN, "attention: FlashInfer's plan for %d runs of %lld tokens (%lld heads, %lld kv heads, "
+             "head_dim %lld, %s) failed (%s): using the generic kernel for this batch", r.runs(),
+             static_cast<long long>(m), static_cast<long long>(nh), static_cast<long long>(kvh),
+             static_cast<long long>(d), dtype_name(dtype), cudaGetErrorString(e));
+  }
 }
 
 void CudaAttention::attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d,
