@@ -636,6 +636,8 @@ typedef struct tppp_model_stats {
   double busy_ms; /* this rank's compute inside model calls */
   double wall_ms; /* the calls' time */
   int64_t tokens; /* batch tokens run */
+  int64_t graph_replays;  /* CUDA: decode steps run as a replayed CUDA graph (TPPP_CUDA_GRAPHS) */
+  int64_t graph_captures; /* CUDA: graphs captured (a bucket's first, or after its buffers moved) */
 } tppp_model_stats;
 
 /* Fills defaults; size is sizeof *p as the caller knows it. */

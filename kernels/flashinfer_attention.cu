@@ -27,7 +27,7 @@ bool decode_group_ok(int64_t g) { return g == 1 || g == 2 || g == 3 || g == 4 ||
 
 cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const int32_t* kv_indptr_h, int32_t runs,
                  int32_t rows, bool decode, int64_t nh, int64_t kvh, int64_t d, int64_t page_size, int32_t dtype,
-                 cudaStream_t s) {
+                 cudaStream_t s, bool cuda_graph) {
   *p = Plan();
   if (!supports(dtype, d) || runs <= 0 || rows <= 0 || kvh <= 0 || nh % kvh != 0 || page_size <= 0)
     return cudaErrorInvalidValue;
@@ -38,13 +38,14 @@ cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const
   p->d = static_cast<int32_t>(d);
   p->page_size = static_cast<int32_t>(page_size);
   p->dtype = dtype;
+  p->cuda_graph = cuda_graph ? 1 : 0;
 #ifdef TPPP_HAVE_FLASHINFER
   cudaError_t e = d == 64 ? plan_hd64(p, ws, qo_indptr_h, kv_indptr_h, decode, s)
                           : plan_hd128(p, ws, qo_indptr_h, kv_indptr_h, decode, s);
   if (e != cudaSuccess) p->kind = 0;
   return e;
 #else
-  (void)ws, (void)qo_indptr_h, (void)kv_indptr_h, (void)decode, (void)s;
+  (void)ws, (void)qo_indptr_h, (void)kv_indptr_h, (void)decode, (void)s, (void)cuda_graph;
   return cudaErrorInvalidValue;
 #endif
 }

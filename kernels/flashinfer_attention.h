@@ -37,6 +37,7 @@ struct Plan {
   int32_t runs = 0, rows = 0;
   int32_t nh = 0, kvh = 0, d = 0, page_size = 0, dtype = 0;
   int32_t ninfo = 0;  // entries of info in use
+  int32_t cuda_graph = 0;
   int64_t info[16] = {};
 };
 
@@ -50,9 +51,11 @@ bool decode_group_ok(int64_t group);
 // qo_indptr_h [runs + 1] (token offsets), kv_indptr_h [runs + 1] (page
 // offsets), host. decode: every run is one token (the CUDA-core decode
 // kernel when the group allows, else the prefill kernel).
+// cuda_graph: FlashInfer's CUDA-graph mode (padded, fixed grids; unused
+// blocks masked), for launches captured once and replayed after later plans.
 cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const int32_t* kv_indptr_h, int32_t runs,
                  int32_t rows, bool decode, int64_t nh, int64_t kvh, int64_t d, int64_t page_size, int32_t dtype,
-                 cudaStream_t s);
+                 cudaStream_t s, bool cuda_graph = false);
 
 // out[rows, nh * d] = causal attention of q (row stride ldq elements, heads
 // at stride d) over the NHD caches [pages, page_size, kvh, d]; qo_indptr,

@@ -57,7 +57,7 @@ cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const
                                                                                    Variant, DecodeParams<T>>;
         e = flashinfer::DecodePlan<D, PosEncodingMode::kNone, Variant, DecodeParams<T>>(
             ws.float_buf, ws.float_bytes, ws.int_buf, ws.pinned_int, ws.int_bytes, info, kv.data(),
-            static_cast<uint32_t>(p->runs), nh, static_cast<uint32_t>(p->page_size), /*cuda_graph=*/false, s, est);
+            static_cast<uint32_t>(p->runs), nh, static_cast<uint32_t>(p->page_size), p->cuda_graph != 0, s, est);
       });
       if (e != cudaSuccess) return e;
       const std::vector<int64_t> v = info.ToVector();
@@ -71,7 +71,7 @@ cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const
     cudaError_t e = flashinfer::PrefillPlan<int32_t>(
         ws.float_buf, ws.float_bytes, ws.int_buf, ws.pinned_int, ws.int_bytes, info, qo.data(), kv.data(),
         static_cast<uint32_t>(p->rows), static_cast<uint32_t>(p->runs), nh, kvh, D, D,
-        static_cast<uint32_t>(p->page_size), /*cuda_graph=*/false, sizeof(T), /*window_left=*/-1,
+        static_cast<uint32_t>(p->page_size), p->cuda_graph != 0, sizeof(T), /*window_left=*/-1,
         /*fixed_split_size=*/-1, /*disable_split_kv=*/false, /*colocated=*/0, /*uniform_q_len=*/decode ? 1 : -1, s,
         sizeof(T));
     if (e != cudaSuccess) return e;
@@ -117,6 +117,8 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
       if (info.split_kv) {
         tmp_v = GetPtrFromBaseOffset<T>(ws.float_buf, info.v_offset);
         tmp_s = GetPtrFromBaseOffset<float>(ws.float_buf, info.s_offset);
+        if (info.enable_cuda_graph)
+          prm.block_valid_mask = GetPtrFromBaseOffset<bool>(ws.int_buf, info.block_valid_mask_offset);
       }
       prm.padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
       return flashinfer::BatchDecodeWithPagedKVCacheDispatched<D, PosEncodingMode::kNone, Variant>(
@@ -153,6 +155,10 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
     }
     prm.padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
     prm.max_total_num_rows = static_cast<uint32_t>(info.total_num_rows);
+    if (info.enable_cuda_graph) {
+      prm.block_valid_mask = GetPtrFromBaseOffset<bool>(ws.int_buf, info.block_valid_mask_offset);
+      prm.total_num_rows = GetPtrFromBaseOffset<uint32_t>(ws.int_buf, info.total_num_rows_offset);
+    }
     cudaError_t e = cudaErrorInvalidValue;
     DISPATCH_CTA_TILE_Q(info.cta_tile_q, CTA_TILE_Q, {
       e = flashinfer::BatchPrefillWithPagedKVCacheDispatched</*SAME_KV_STRIDES=*/true, CTA_TILE_Q, D, D,

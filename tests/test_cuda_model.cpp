@@ -8,7 +8,11 @@
 // in bf16) on TP x PP grids whose ranks share the GPU over UCX.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -340,9 +344,75 @@ int device_pipeline(int rank, const tppp_unique_id& id, int dev) {
   return 0;
 }
 
+// Greedy decode with CUDA graphs (the default) or eager (TPPP_CUDA_GRAPHS=0;
+// read once per process, so each runs in its own child): tokens written to
+// `path` for the parent to compare, with the count of replayed steps first.
+// Batches of 3 and then 1 sequence exercise two buckets and their padding.
+int graph_tokens(const tppp_unique_id& id, int dev, const std::string& name, bool graphs, const std::string& path) {
+  if (!graphs) setenv("TPPP_CUDA_GRAPHS", "0", 1);
+  const mt::Ref ref = mt::load_ref(name);
+  mt::Open o;
+  if (mt::open_model(id, 0, 1, 1, name, &o, 4096, 16, 60000, false, dev)) return 1;
+  std::vector<int32_t> all;
+  for (int32_t np : {3, 1}) {
+    const int32_t max_new = 12;
+    std::vector<const int32_t*> prompts;
+    std::vector<int32_t> lens, toks(static_cast<size_t>(np * max_new), -1), counts(static_cast<size_t>(np), -1);
+    for (int32_t p = 0; p < np; p++) {
+      prompts.push_back(ref.prompts[static_cast<size_t>(p)].data());
+      lens.push_back(static_cast<int32_t>(ref.prompts[static_cast<size_t>(p)].size()));
+    }
+    tppp_generate_params gen;
+    tppp_generate_params_init(&gen, sizeof gen);
+    gen.max_new = max_new;
+    RANK_OK(tppp_model_generate(o.m, np, prompts.data(), lens.data(), &gen, toks.data(), counts.data(), nullptr));
+    all.insert(all.end(), toks.begin(), toks.end());
+  }
+  tppp_model_stats st;
+  std::memset(&st, 0, sizeof st);
+  st.struct_size = sizeof st;
+  RANK_OK(tppp_model_get_stats(o.m, &st));
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  RANK_CHECK(f, "cannot write %s", path.c_str());
+  std::fprintf(f, "%lld", static_cast<long long>(st.graph_replays));
+  for (int32_t t : all) std::fprintf(f, " %d", t);
+  std::fclose(f);
+  return 0;
+}
+
+std::vector<long long> read_numbers(const std::string& path) {
+  std::vector<long long> v;
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  long long x;
+  while (f && std::fscanf(f, "%lld", &x) == 1) v.push_back(x);
+  if (f) std::fclose(f);
+  return v;
+}
+
 }  // namespace
 
 TEST_SUITE("cuda") {
+  TEST_CASE("decode steps replayed as CUDA graphs give the eager tokens") {
+    if (no_gpu()) return;
+    for (const char* m : {"llama_hd64_bf16", "qwen2"}) {
+      CAPTURE(m);
+      const std::string a = "/tmp/tppp_graphs_on." + std::to_string(getpid()), b = "/tmp/tppp_graphs_off." + std::to_string(getpid());
+      for (int graphs = 1; graphs >= 0; graphs--) {
+        auto codes = th::run_ranks(1, 300, [&](int, const tppp_unique_id& id) {
+          return graph_tokens(id, test_device(), m, graphs != 0, graphs ? a : b);
+        });
+        REQUIRE_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+      }
+      const std::vector<long long> on = read_numbers(a), off = read_numbers(b);
+      std::remove(a.c_str());
+      std::remove(b.c_str());
+      REQUIRE(on.size() == off.size());
+      REQUIRE(on.size() > 1);
+      CHECK_MESSAGE(on[0] > 0, "no decode step replayed a CUDA graph");
+      CHECK(off[0] == 0);
+      CHECK(std::vector<long long>(on.begin() + 1, on.end()) == std::vector<long long>(off.begin() + 1, off.end()));
+    }
+  }
   TEST_CASE("the scheduler moves device activations between stages sharing the GPU") {
     if (no_gpu()) return;
     auto codes = th::run_ranks(2, 120, [](int r, const tppp_unique_id& id) { return device_pipeline(r, id, test_device()); });

@@ -61,12 +61,30 @@ class Backend {
   virtual void sync(void* stream) = 0;
   // Streams and events that order work across streams (the pipeline's
   // communication stream against compute). Host backends: nullptr, no-ops.
-  virtual void* stream_create() { return nullptr; }
+  // blocking: the stream also orders against the legacy default stream.
+  virtual void* stream_create(bool blocking = false) {
+    (void)blocking;
+    return nullptr;
+  }
   virtual void stream_destroy(void* stream) noexcept { (void)stream; }
   virtual void* event_create() { return nullptr; }
   virtual void event_destroy(void* ev) noexcept { (void)ev; }
   virtual void event_record(void* ev, void* stream) { (void)ev, (void)stream; }
   virtual void stream_wait_event(void* stream, void* ev) { (void)stream, (void)ev; }
+  // CUDA graphs: capture the work queued on stream between begin and end
+  // (nothing may allocate or synchronise meanwhile), then launch it again
+  // and again. Host backends: no graphs (graph_begin returns false).
+  virtual bool graph_begin(void* stream) {
+    (void)stream;
+    return false;
+  }
+  // The instantiated graph; nullptr (capture abandoned) when ok is false.
+  virtual void* graph_end(void* stream, bool ok) {
+    (void)stream, (void)ok;
+    return nullptr;
+  }
+  virtual void graph_launch(void* exec, void* stream) { (void)exec, (void)stream; }
+  virtual void graph_destroy(void* exec) noexcept { (void)exec; }
   // Is stream being captured into a CUDA graph (then nothing may allocate)?
   virtual bool capturing(void* stream) const { (void)stream; return false; }
   // w_host: N*K elements of w_dtype in host memory; the GEMM runs on
@@ -127,10 +145,17 @@ class Backend {
   // Called once per batch, before the layers' attention calls of that
   // batch (same shapes): a backend may plan its kernels from the runs
   // (CUDA: FlashInfer's scheduler). Default: nothing to plan.
+  // for_graph: the attention calls that follow will be captured in a CUDA
+  // graph and replayed after later plans of the same shape (FlashInfer's
+  // CUDA-graph mode: fixed grids).
   virtual void attention_plan(const AttnRuns& runs, int64_t m, int64_t nh, int64_t kvh, int64_t d,
-                              int64_t page_size, int32_t dtype, void* stream) {
-    (void)runs, (void)m, (void)nh, (void)kvh, (void)d, (void)page_size, (void)dtype, (void)stream;
+                              int64_t page_size, int32_t dtype, void* stream, bool for_graph = false) {
+    (void)runs, (void)m, (void)nh, (void)kvh, (void)d, (void)page_size, (void)dtype, (void)stream, (void)for_graph;
   }
+  // A value that changes whenever what attention() would launch changes
+  // (the plan's buffers and shapes): a captured graph replays only while it
+  // is the same.
+  virtual uint64_t attention_signature() const { return 0; }
   virtual void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d,
                          const void* k_cache, const void* v_cache, int64_t page_size, const int32_t* kv_len,
                          const int32_t* page_off, const int32_t* pages, float scale, void* out, int32_t dtype,

@@ -174,6 +174,8 @@ tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out) {
   v.busy_ms = M.stats().busy_ms;
   v.wall_ms = M.stats().wall_ms;
   v.tokens = M.stats().tokens;
+  v.graph_replays = M.stage().graph_replays();
+  v.graph_captures = M.stage().graph_captures();
   tppp_shim::write_versioned(v, out, "tppp_model_stats");
   API_END
 }

@@ -18,6 +18,8 @@ const EnvSetting kSettings[] = {
      "`peer`: UCX error mode PEER on every endpoint (default: NONE between processes of one host, which are watched by pid)"},
     {Env::CollShm, "TPPP_COLL_SHM", "bool", "1", true,
      "`0`: all_reduce between processes of one host goes over UCX messages instead of shared memory (every rank must agree)"},
+    {Env::CudaGraphs, "TPPP_CUDA_GRAPHS", "bool", "1", true,
+     "`0`: the model runtime runs decode steps eagerly instead of replaying CUDA graphs per batch-size bucket"},
     {Env::BootstrapAddr, "TPPP_BOOTSTRAP_ADDR", "string", "", false,
      "the address a unique id advertises (default: the first non-loopback IPv4 interface)"},
     {Env::BootstrapPort, "TPPP_BOOTSTRAP_PORT", "int", "0", false,

@@ -50,6 +50,7 @@ class Mlp final : public GateUp {
     GateUp::check_bound(op);
     down_->check_bound(op);
   }
+  uint64_t scratch_epoch() const override { return GateUp::scratch_epoch() + (down_->scratch_epoch() << 32); }
 
  protected:
   int64_t y_cols() const override { return s_.in; }

@@ -127,6 +127,7 @@ char* TpLayer::scratch(int i, size_t bytes, void* stream) {
     be_->free(sc.p);
     sc.p = p;
     sc.bytes = bytes;
+    scratch_epoch_++;
   }
   return static_cast<char*>(sc.p);
 }

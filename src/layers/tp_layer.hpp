@@ -73,6 +73,9 @@ class TpLayer {
   virtual void argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream);
   // INVALID_USAGE naming op unless every part is bound.
   virtual void check_bound(const char* op) const;
+  // Counts reallocations of this layer's scratch (and its sub-layers'): a
+  // CUDA graph captured over the layer replays only while it is unchanged.
+  virtual uint64_t scratch_epoch() const { return scratch_epoch_; }
   // ROW over part 0: y[M, out] = sum over TP ranks of x_r W_r^T, + bias once.
   void reduce_rows(const void* x, int64_t m, void* y, void* stream);
 
@@ -124,6 +127,7 @@ class TpLayer {
  private:
   void check_forward(const tppp_tensor& x, const tppp_tensor* y) const;
   uint32_t calls_ = 0;
+  uint64_t scratch_epoch_ = 0;
   std::vector<Part> parts_;  // this layer's own weight (part 0)
   std::vector<void*> owned_weights_;  // copies of device weights bound without view
   struct Scratch {

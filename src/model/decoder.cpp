@@ -3,11 +3,14 @@
 // through the TP layers.
 #include "model/decoder.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/dtype.hpp"
+#include "core/env.hpp"
 #include "core/error.hpp"
 #include "core/trace.hpp"
 #include "group/group.hpp"
@@ -73,7 +76,11 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     lm_head_ = make_layer(g, ls);
     mods.push_back({lm_head_.get(), "lm_head"});
   }
-  const size_t cache_bytes = static_cast<size_t>(num_pages) * static_cast<size_t>(page_size) *
+  // CUDA: one page more than the book hands out, where the padding rows of a
+  // CUDA-graph bucket write their K/V (never read by a real token).
+  const bool cuda = be_->mem_kind() == TPPP_MEM_CUDA;
+  num_pages_ = num_pages;
+  const size_t cache_bytes = static_cast<size_t>(num_pages + (cuda ? 1 : 0)) * static_cast<size_t>(page_size) *
                              static_cast<size_t>(kvr_ * hd_) * dtype_size(dtype);
   layers_.resize(static_cast<size_t>(end_ - begin_));
   for (int64_t i = begin_; i < end_; i++) {
@@ -106,7 +113,7 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     L.mlp = make_layer(g, m);
     mods.push_back({L.mlp.get(), p + "mlp"});
   }
-  if (be_->mem_kind() == TPPP_MEM_CUDA) weights_ = load_rank_device(g, c, dtype, mods);
+  if (cuda) weights_ = load_rank_device(g, c, dtype, mods);
   for (const LayerModule& lm : mods)
     if (!weights_ || !bind_in_place(*lm.layer, *weights_, lm.prefix)) bind_checkpoint(*lm.layer, c, lm.prefix);
   // A replicated vector (norm weight): in place from the device share, else uploaded.
@@ -136,10 +143,27 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
   owned_.push_back(inv_freq_);
   be_->copy(inv_freq_, f.data(), f.size() * 4, nullptr);
   be_->sync(nullptr);
+  if (cuda) {
+    // A blocking stream: ordered against the legacy default stream (hosts,
+    // the transports' stream-less waits), and capturable, which that is not.
+    st_ = be_->stream_create(true);
+    // Graphs of the decode step: one stage (PP = 1) and TP collectives that
+    // are queued on the stream (NCCL) or none; UCX staging waits on the host.
+    graphs_ = env_flag(Env::CudaGraphs) && pp == 1 &&
+              (tp_ == 1 || g.transport().stream_ordered(Place{TPPP_MEM_CUDA, st_}));
+  }
 }
 
 StageDecoder::~StageDecoder() {
+  if (st_) {
+    try {
+      be_->sync(st_);
+    } catch (const Error&) {  // a stuck device: free anyway
+    }
+  }
+  for (auto& kv : graph_) be_->graph_destroy(kv.second.exec);
   for (void* p : owned_) be_->free(p);
+  if (st_) be_->stream_destroy(st_);
 }
 
 void* StageDecoder::upload(const HostTensor& t) {
@@ -166,28 +190,60 @@ tppp_tensor StageDecoder::tensor(void* p, int32_t dtype, int64_t rows, int64_t c
 
 void StageDecoder::prepare(const BatchView& b, const KvPlan& kv) {
   n_ = b.n;
-  const size_t n = static_cast<size_t>(b.n), es = dtype_size(dt_);
+  AttnRuns runs = attn_runs(kv, b.n, page_size_);
+  // A decode batch (one token per sequence) of at most kGraphMaxRows runs as
+  // the CUDA graph of its bucket (the next power of two): rows n.. are
+  // padding, writing the scratch KV page and attending to it alone.
+  graph_rows_ = 0;
+  const KvPlan* k = &kv;
+  KvPlan padded;
+  if (graphs_ && runs.decode && b.n <= kGraphMaxRows) {
+    int64_t B = 1;
+    while (B < b.n) B *= 2;
+    graph_rows_ = B;
+    if (B > b.n) {
+      padded.slot = kv.slot;
+      padded.kv_len = kv.kv_len;
+      padded.page_off = kv.page_off;
+      padded.pages = kv.pages;
+      padded.pages.push_back(num_pages_);  // the scratch page
+      for (int64_t r = b.n; r < B; r++) {
+        padded.slot.push_back(num_pages_ * page_size_);
+        padded.kv_len.push_back(1);
+        padded.page_off.push_back(static_cast<int32_t>(padded.pages.size()) - 1);
+      }
+      k = &padded;
+      runs = attn_runs(padded, static_cast<int32_t>(B), page_size_);
+    }
+  }
+  const int64_t rows = graph_rows_ > 0 ? graph_rows_ : b.n;
+  const size_t n = static_cast<size_t>(rows), es = dtype_size(dt_);
   hidden_.get(*be_, n * row_bytes());
   residual_.get(*be_, n * row_bytes());
   normed_.get(*be_, n * row_bytes());
   qkv_.get(*be_, n * static_cast<size_t>(qkv_cols_) * es);
   attn_.get(*be_, n * static_cast<size_t>(hq_ * hd_) * es);
-  auto up = [&](DevBuf& buf, const int32_t* src, size_t count) {
-    void* p = buf.get(*be_, count * 4);
-    be_->copy(p, src, count * 4, nullptr);
+  // Index arrays: sized once for the largest batch and all pages (+ scratch),
+  // so their addresses stay put for graphs.
+  auto up = [&](DevBuf& buf, const int32_t* src, size_t count, size_t cap) {
+    void* p = buf.get(*be_, std::max(count, cap) * 4);
+    be_->copy(p, src, count * 4, st_);
   };
-  up(pos_, b.pos, n);
-  up(slot_, kv.slot.data(), n);
-  up(kv_len_, kv.kv_len.data(), n);
-  up(page_off_, kv.page_off.data(), n);
-  up(pages_, kv.pages.data(), kv.pages.size());
-  if (first_) up(ids_, b.token, n);
-  be_->attention_plan(attn_runs(kv, b.n, page_size_), b.n, hq_, kvr_, hd_, page_size_, dt_, nullptr);
+  const size_t cap = graphs_ ? static_cast<size_t>(kGraphMaxRows) : 0;
+  std::vector<int32_t> pos(b.pos, b.pos + b.n);
+  pos.resize(n, 0);
+  up(pos_, pos.data(), n, cap);
+  up(slot_, k->slot.data(), n, cap);
+  up(kv_len_, k->kv_len.data(), n, cap);
+  up(page_off_, k->page_off.data(), n, cap);
+  up(pages_, k->pages.data(), k->pages.size(), graphs_ ? static_cast<size_t>(num_pages_) + 1 : 0);
+  if (first_) up(ids_, b.token, static_cast<size_t>(b.n), cap);
+  be_->attention_plan(runs, rows, hq_, kvr_, hd_, page_size_, dt_, st_, graph_rows_ > 0);
 }
 
 void StageDecoder::embed(const BatchView& b) {
   tppp_tensor x = tensor(ids_.data(), TPPP_DTYPE_I32, b.n, 0), y = tensor(hidden_.data(), dt_, b.n, spec_.dims.hidden);
-  embed_->forward(x, &y, nullptr);
+  embed_->forward(x, &y, st_);
 }
 
 void StageDecoder::attention_block(Layer& L, int64_t n) {
@@ -197,43 +253,89 @@ void StageDecoder::attention_block(Layer& L, int64_t n) {
   char* k = qkv + static_cast<size_t>(hq_ * hd_) * es;
   char* v = k + static_cast<size_t>(kvr_ * hd_) * es;
   tppp_tensor x = tensor(normed_.data(), dt_, n, spec_.dims.hidden), y = tensor(qkv, dt_, n, qkv_cols_);
-  L.qkv->forward(x, &y, nullptr);
+  L.qkv->forward(x, &y, st_);
   if (spec_.qk_norm) {
-    be_->head_rms_norm(qkv, n, hq_, hd_, qkv_cols_, L.q_norm, eps, dt_, nullptr);
-    be_->head_rms_norm(k, n, kvr_, hd_, qkv_cols_, L.k_norm, eps, dt_, nullptr);
+    be_->head_rms_norm(qkv, n, hq_, hd_, qkv_cols_, L.q_norm, eps, dt_, st_);
+    be_->head_rms_norm(k, n, kvr_, hd_, qkv_cols_, L.k_norm, eps, dt_, st_);
   }
   const int32_t* pos = static_cast<const int32_t*>(pos_.data());
   const float* f = static_cast<const float*>(inv_freq_);
-  be_->rope(qkv, n, hq_, hd_, qkv_cols_, pos, f, dt_, nullptr);
-  be_->rope(k, n, kvr_, hd_, qkv_cols_, pos, f, dt_, nullptr);
+  be_->rope(qkv, n, hq_, hd_, qkv_cols_, pos, f, dt_, st_);
+  be_->rope(k, n, kvr_, hd_, qkv_cols_, pos, f, dt_, st_);
   be_->kv_write(k, v, qkv_cols_, n, kvr_, hd_, static_cast<const int32_t*>(slot_.data()), L.k_cache, L.v_cache, dt_,
-                nullptr);
+                st_);
   be_->attention(qkv, qkv_cols_, n, hq_, kvr_, hd_, L.k_cache, L.v_cache, page_size_,
                  static_cast<const int32_t*>(kv_len_.data()), static_cast<const int32_t*>(page_off_.data()),
                  static_cast<const int32_t*>(pages_.data()), 1.0f / std::sqrt(static_cast<float>(hd_)), attn_.data(),
-                 dt_, nullptr);
+                 dt_, st_);
   tppp_tensor a = tensor(attn_.data(), dt_, n, hq_ * hd_), h = tensor(hidden_.data(), dt_, n, spec_.dims.hidden);
-  L.o->forward(a, &h, nullptr);
+  L.o->forward(a, &h, st_);
+}
+
+uint64_t StageDecoder::graph_signature() const {
+  // FNV-1a over every address and shape a captured step bakes in.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](uint64_t v) {
+    for (int i = 0; i < 8; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
+  };
+  for (const DevBuf* b : {&hidden_, &residual_, &normed_, &qkv_, &attn_, &pos_, &slot_, &kv_len_, &page_off_, &pages_})
+    mix(reinterpret_cast<uintptr_t>(b->data()));
+  mix(be_->attention_signature());
+  for (const Layer& L : layers_)
+    for (const TpLayer* t : {L.qkv.get(), L.o.get(), L.mlp.get()}) mix(t->scratch_epoch());
+  return h;
 }
 
 void StageDecoder::run_layers(int64_t n, bool residual_started) {
   TraceRange stage("stage %d: %lld tokens", g_.pos().pp_rank, static_cast<long long>(n));
+  if (graph_rows_ == 0) return layers(n, residual_started);
+  // The decode step as a CUDA graph of its bucket: the first batch of a
+  // bucket runs eagerly (scratch and GEMM plans grow to it), the second is
+  // captured, and later ones replay while nothing it baked in has moved.
+  const int64_t B = graph_rows_;
+  Graph& G = graph_[std::make_pair(B, residual_started)];
+  const uint64_t sig = graph_signature();
+  if (G.exec && G.sig == sig) {
+    be_->graph_launch(G.exec, st_);
+    graph_replays_++;
+    return;
+  }
+  if (!G.warm) {
+    G.warm = true;
+    return layers(B, residual_started);
+  }
+  be_->graph_destroy(G.exec);
+  G.exec = nullptr;
+  be_->graph_begin(st_);
+  try {
+    layers(B, residual_started);
+  } catch (...) {
+    be_->graph_end(st_, false);
+    throw;
+  }
+  G.exec = be_->graph_end(st_, true);
+  G.sig = sig;
+  graph_captures_++;
+  be_->graph_launch(G.exec, st_);  // capture queued nothing: run it
+}
+
+void StageDecoder::layers(int64_t n, bool residual_started) {
   const float eps = static_cast<float>(spec_.rms_eps);
   const int64_t H = spec_.dims.hidden;
   for (size_t i = 0; i < layers_.size(); i++) {
     TraceRange tr("layer %lld", static_cast<long long>(begin_) + static_cast<long long>(i));
     Layer& L = layers_[i];
     if (!residual_started) {  // the model's first layer: residual = embeddings
-      be_->copy(residual_.data(), hidden_.data(), static_cast<size_t>(n) * row_bytes(), nullptr);
-      be_->rms_norm(hidden_.data(), nullptr, L.in_norm, normed_.data(), n, H, eps, dt_, nullptr);
+      be_->copy(residual_.data(), hidden_.data(), static_cast<size_t>(n) * row_bytes(), st_);
+      be_->rms_norm(hidden_.data(), nullptr, L.in_norm, normed_.data(), n, H, eps, dt_, st_);
       residual_started = true;
     } else {
-      be_->rms_norm(hidden_.data(), residual_.data(), L.in_norm, normed_.data(), n, H, eps, dt_, nullptr);
+      be_->rms_norm(hidden_.data(), residual_.data(), L.in_norm, normed_.data(), n, H, eps, dt_, st_);
     }
     attention_block(L, n);
-    be_->rms_norm(hidden_.data(), residual_.data(), L.post_norm, normed_.data(), n, H, eps, dt_, nullptr);
+    be_->rms_norm(hidden_.data(), residual_.data(), L.post_norm, normed_.data(), n, H, eps, dt_, st_);
     tppp_tensor x = tensor(normed_.data(), dt_, n, H), y = tensor(hidden_.data(), dt_, n, H);
-    L.mlp->forward(x, &y, nullptr);
+    L.mlp->forward(x, &y, st_);
   }
 }
 
@@ -246,35 +348,42 @@ void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64
   char* x = static_cast<char*>(wanted_x_.get(*be_, static_cast<size_t>(w) * 3 * row_bytes()));
   char* xh = x + static_cast<size_t>(w) * row_bytes();
   char* xr = xh + static_cast<size_t>(w) * row_bytes();
-  for (int64_t r = 0; r < w; r++) {
-    const size_t src = static_cast<size_t>(kv.wanted[static_cast<size_t>(r)]) * row_bytes();
-    be_->copy(xh + r * row_bytes(), static_cast<char*>(hidden_.data()) + src, row_bytes(), nullptr);
-    be_->copy(xr + r * row_bytes(), static_cast<char*>(residual_.data()) + src, row_bytes(), nullptr);
+  bool leading = true;  // rows 0..w-1 (every decode step): in place, no gather
+  for (int64_t r = 0; r < w && leading; r++) leading = kv.wanted[static_cast<size_t>(r)] == r;
+  if (leading) {  // the batch is done with hidden and residual: the norm may update them in place
+    xh = static_cast<char*>(hidden_.data());
+    xr = static_cast<char*>(residual_.data());
+  } else {
+    for (int64_t r = 0; r < w; r++) {
+      const size_t src = static_cast<size_t>(kv.wanted[static_cast<size_t>(r)]) * row_bytes();
+      be_->copy(xh + r * row_bytes(), static_cast<char*>(hidden_.data()) + src, row_bytes(), st_);
+      be_->copy(xr + r * row_bytes(), static_cast<char*>(residual_.data()) + src, row_bytes(), st_);
+    }
   }
-  be_->rms_norm(xh, xr, final_norm_, x, w, H, eps, dt_, nullptr);
+  be_->rms_norm(xh, xr, final_norm_, x, w, H, eps, dt_, st_);
   tppp_tensor xt = tensor(x, dt_, w, H);
   if (want_logits) {
     const bool root = g_.pos().tp_rank == 0;
     void* y = root ? logits_.get(*be_, static_cast<size_t>(w * V) * dtype_size(dt_)) : nullptr;
     tppp_tensor yt = tensor(y, dt_, w, V);
-    lm_head_->forward(xt, root ? &yt : nullptr, nullptr);
+    lm_head_->forward(xt, root ? &yt : nullptr, st_);
     if (root && logits) {
       if (dt_ == TPPP_DTYPE_F32) {
-        be_->copy(logits, y, static_cast<size_t>(w * V) * 4, nullptr);
+        be_->copy(logits, y, static_cast<size_t>(w * V) * 4, st_);
       } else {  // f32 on the host: convert in backend memory, then copy
         void* f = f32_scratch_.get(*be_, static_cast<size_t>(w * V) * 4);
-        be_->convert(y, dt_, f, TPPP_DTYPE_F32, static_cast<size_t>(w * V), nullptr);
-        be_->copy(logits, f, static_cast<size_t>(w * V) * 4, nullptr);
+        be_->convert(y, dt_, f, TPPP_DTYPE_F32, static_cast<size_t>(w * V), st_);
+        be_->copy(logits, f, static_cast<size_t>(w * V) * 4, st_);
       }
-      be_->sync(nullptr);
+      be_->sync(st_);
     }
   }
   if (ids) {
     void* d = f32_scratch_.get(*be_, static_cast<size_t>(w) * 8);
     tppp_tensor it = tensor(d, TPPP_DTYPE_I64, w, 0);
-    lm_head_->argmax(xt, it, nullptr);
-    be_->copy(ids, d, static_cast<size_t>(w) * 8, nullptr);
-    be_->sync(nullptr);
+    lm_head_->argmax(xt, it, st_);
+    be_->copy(ids, d, static_cast<size_t>(w) * 8, st_);
+    be_->sync(st_);
   }
 }
 

@@ -10,6 +10,7 @@
 // Stages hand over (h, residual), as SGLang's pp_proxy_tensors.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -56,6 +57,13 @@ class StageDecoder {
   int64_t layer_begin() const { return begin_; }
   int64_t layer_end() const { return end_; }
   int32_t dtype() const { return dt_; }
+  // The stream every op of this stage is queued on (CUDA: a blocking stream
+  // of the decoder's; host: nullptr). Hand-overs of hidden() and residual()
+  // are ordered on it.
+  void* stream() const { return st_; }
+  // CUDA graphs captured, and decode steps replayed from one, so far.
+  int64_t graph_captures() const { return graph_captures_; }
+  int64_t graph_replays() const { return graph_replays_; }
   size_t row_bytes() const;  // one row of hidden (or residual)
 
   // The batch's activations on this rank: hidden and residual [n, H] in the
@@ -73,7 +81,9 @@ class StageDecoder {
   // First stage: hidden = the tokens' embeddings (residual not yet started).
   void embed(const BatchView& b);
   // This stage's layers over hidden/residual in place. residual_started:
-  // false on the first stage (the first layer starts it from hidden).
+  // false on the first stage (the first layer starts it from hidden). A
+  // decode batch on a CUDA stage replays the CUDA graph of its batch-size
+  // bucket (TPPP_CUDA_GRAPHS; PP = 1, TP collectives on the stream).
   void run_layers(int64_t n, bool residual_started);
   // Last stage: final norm of the wanted rows, then (want_logits, the same
   // on every TP rank) logits [w, vocab] f32 into `logits` on TP rank 0
@@ -90,6 +100,15 @@ class StageDecoder {
   void* upload(const HostTensor& t);
   tppp_tensor tensor(void* p, int32_t dtype, int64_t rows, int64_t cols) const;
   void attention_block(Layer& L, int64_t n);
+  void layers(int64_t n, bool residual_started);  // eager (or being captured)
+  uint64_t graph_signature() const;
+  static constexpr int64_t kGraphMaxRows = 64;
+  struct Graph {
+    void* exec = nullptr;  // instantiated graph
+    uint64_t sig = 0;      // graph_signature() when captured
+    bool warm = false;     // one eager run at this bucket done
+  };
+  int64_t graph_captures_ = 0, graph_replays_ = 0;
 
   Group& g_;
   ModelSpec spec_;
@@ -97,6 +116,11 @@ class StageDecoder {
   int32_t dt_;
   int64_t tp_, hq_, kvr_, hd_, qkv_cols_;
   int32_t page_size_;
+  int32_t num_pages_ = 0;  // pages the book hands out; CUDA caches hold one more (scratch)
+  void* st_ = nullptr;     // CUDA: the stage's stream
+  bool graphs_ = false;    // decode steps may replay CUDA graphs
+  int64_t graph_rows_ = 0; // this batch's bucket (0: eager)
+  std::map<std::pair<int64_t, bool>, Graph> graph_;  // (bucket, residual started) -> graph
   bool first_, last_;
   int64_t begin_, end_;
   // CUDA groups: every weight of this rank in one device allocation that the

@@ -80,7 +80,7 @@ class Generation {
       : m_(m), s_(*m.dec_), g_(m.g_), tr_(m.g_.transport()), pp_(m.g_.comm(TPPP_SCOPE_PP)),
         world_(m.g_.comm(TPPP_SCOPE_WORLD)), prompts_(prompts), o_(o), on_token_(on_token),
         first_logits_(first_logits), P_(m.g_.config().pp), stage_(m.g_.pos().pp_rank),
-        V_(m.spec_.dims.vocab), dev_{m.g_.mem_kind(), nullptr},
+        V_(m.spec_.dims.vocab), dev_{m.g_.mem_kind(), m.dec_->stream()},
         head_rank_((m.g_.config().pp - 1) * m.g_.config().tp) {}
 
   std::vector<std::vector<int32_t>> run() {
@@ -148,10 +148,10 @@ class Generation {
   // A failure here (a dead or stuck peer, a timeout): the next stage, which
   // waits for item expect_ from this one, gets an End with the status and
   // this stage's index, and stops at once instead of timing out in turn.
-  void warn_next(int32_t status) noexcept {
+  void warn_next(int32_t status, int32_t stage = -1) noexcept {
     if (s_.last() || ended_) return;
     try {
-      warn_head_ = ItemHead{kItemEnd, 0, status, stage_};
+      warn_head_ = ItemHead{kItemEnd, 0, status, stage >= 0 ? stage : stage_};
       const uint32_t no = stage_ == 0 ? m_.calls_ : expect_;
       warn_ = tr_.isend(pp_, pp_.me + 1, tags::model(no, ModelMsg::Head), &warn_head_, sizeof warn_head_, kHostPlace);
     } catch (...) {  // the next stage learns it otherwise
@@ -215,14 +215,19 @@ class Generation {
       next->wait();
       const ItemHead h = hb;
       if (h.kind == kItemEnd) {
-        send_end(no, h.status, h.flags);
         m_.calls_ = no + 1;
-        finish_sends();
         if (h.status != TPPP_OK) {
+          // Pass the failure on without waiting for this stage's sends: the
+          // next stage may be the one that is stuck, and waiting a timeout
+          // here would make every stage above it wait one more in turn.
           const int at = h.flags >= 0 && h.flags < pp_.size() ? h.flags : 0;
+          warn_next(h.status, at);
+          ended_ = true;
           fail(h.status, "generate: stage %d (rank %d) stopped the generation (%s); its error says why", at,
                pp_.ranks[static_cast<size_t>(at)], tppp_status_string(h.status));
         }
+        send_end(no, h.status, h.flags);
+        finish_sends();
         return;
       }
       if (h.kind != kItemBatch || h.n <= 0 || h.n > m_.p_.max_batch)

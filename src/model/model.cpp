@@ -119,7 +119,7 @@ int32_t Model::run(const BatchView& b, const KvPlan& kv, int32_t outputs, float*
   Transport& tr = g_.transport();
   const Comm& pp = g_.comm(TPPP_SCOPE_PP);
   const Comm& world = g_.comm(TPPP_SCOPE_WORLD);
-  const Place host = kHostPlace, dev{g_.mem_kind(), nullptr};
+  const Place host = kHostPlace, dev{g_.mem_kind(), dec_->stream()};  // hand-overs in the stage's stream order
   const size_t act = static_cast<size_t>(b.n) * dec_->row_bytes();
   StageDecoder& s = *dec_;
   s.prepare(b, kv);

@@ -39,8 +39,24 @@ void CudaAttention::wait_staging() {
   staged_pending_ = false;
 }
 
+uint64_t CudaAttention::signature() const {
+  // FNV-1a over what a launch bakes in: the plan and every buffer address.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const void* p, size_t n) {
+    const unsigned char* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  mix(&plan_, sizeof plan_);
+  mix(&runs_dev_, sizeof runs_dev_);
+  mix(&ws_.float_buf, sizeof ws_.float_buf);
+  mix(&ws_.int_buf, sizeof ws_.int_buf);
+  const size_t offs[3] = {off_kvp_, off_kvl_, off_kvi_};
+  mix(offs, sizeof offs);
+  return h;
+}
+
 void CudaAttention::plan(const AttnRuns& r, int64_t m, int64_t nh, int64_t kvh, int64_t d, int64_t page_size,
-                         int32_t dtype, cudaStream_t s) {
+                         int32_t dtype, cudaStream_t s, bool for_graph) {
   plan_ = fi::Plan();
   if (!fi::supports(dtype, d) || r.runs() == 0 || r.qo_indptr.back() != m) return;
   ensure_workspace();
@@ -72,7 +88,7 @@ void CudaAttention::plan(const AttnRuns& r, int64_t m, int64_t nh, int64_t kvh, 
   check_cuda(cudaMemcpyAsync(runs_dev_, runs_host_, need * 4, cudaMemcpyHostToDevice, s),
              "attention: upload of the run arrays");
   const cudaError_t e = fi::plan(&plan_, ws_, r.qo_indptr.data(), r.kv_indptr.data(), r.runs(), static_cast<int32_t>(m),
-                                 r.decode, nh, kvh, d, page_size, dtype, s);
+                                 r.decode, nh, kvh, d, page_size, dtype, s, for_graph);
   check_cuda(cudaEventRecord(staged_, s), "attention: cudaEventRecord");
   staged_pending_ = true;
   if (e != cudaSuccess) {  // FlashInfer refused (a workspace too small for the batch): the generic kernel runs it

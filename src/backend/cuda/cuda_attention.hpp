@@ -23,8 +23,12 @@ class CudaAttention {
 
   // Plans FlashInfer for the batch when it serves the shape; else forgets
   // any earlier plan (attention then takes the generic kernel).
+  // for_graph: FlashInfer's CUDA-graph mode (fixed grids, so a captured
+  // launch stays valid for later plans of the same shape).
   void plan(const AttnRuns& runs, int64_t m, int64_t nh, int64_t kvh, int64_t d, int64_t page_size, int32_t dtype,
-            cudaStream_t s);
+            cudaStream_t s, bool for_graph = false);
+  // Changes whenever a launch would differ (plan, buffers): graphs compare it.
+  uint64_t signature() const;
   void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
                  const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
                  const int32_t* pages, float scale, void* out, int32_t dtype, cudaStream_t s);

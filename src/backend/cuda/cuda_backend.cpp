@@ -135,11 +135,43 @@ class CudaBackend final : public Backend {
     DeviceScope ds(dev_);
     wait_stream(as_stream(stream), timeout_ms_, "cuda backend: waiting for the stream");
   }
-  void* stream_create() override {
+  void* stream_create(bool blocking) override {
     DeviceScope ds(dev_);
     cudaStream_t s = nullptr;
-    check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cuda backend: cudaStreamCreate");
+    check_cuda(cudaStreamCreateWithFlags(&s, blocking ? cudaStreamDefault : cudaStreamNonBlocking),
+               "cuda backend: cudaStreamCreate");
     return s;
+  }
+  bool graph_begin(void* s) override {
+    DeviceScope ds(dev_);
+    // Thread-local mode: other threads (a host's, NCCL's watchdog) may go on
+    // with calls a global capture would forbid.
+    check_cuda(cudaStreamBeginCapture(as_stream(s), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    return true;
+  }
+  void* graph_end(void* s, bool ok) override {
+    DeviceScope ds(dev_);
+    cudaGraph_t g = nullptr;
+    const cudaError_t e = cudaStreamEndCapture(as_stream(s), &g);
+    if (!ok || e != cudaSuccess) {
+      if (g) cudaGraphDestroy(g);
+      cudaGetLastError();
+      if (ok) check_cuda(e, "cudaStreamEndCapture");
+      return nullptr;
+    }
+    cudaGraphExec_t x = nullptr;
+    const cudaError_t ie = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    check_cuda(ie, "cudaGraphInstantiate");
+    return x;
+  }
+  void graph_launch(void* x, void* s) override {
+    DeviceScope ds(dev_);
+    const Tail tail = use(s);
+    check_cuda(cudaGraphLaunch(static_cast<cudaGraphExec_t>(x), as_stream(s)), "cudaGraphLaunch");
+  }
+  void graph_destroy(void* x) noexcept override {
+    if (x) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(x));
   }
   void stream_destroy(void* s) noexcept override {
     if (s) cudaStreamDestroy(as_stream(s));
@@ -302,11 +334,12 @@ class CudaBackend final : public Backend {
                "kernel kv_write");
   }
   void attention_plan(const AttnRuns& runs, int64_t m, int64_t nh, int64_t kvh, int64_t d, int64_t page_size,
-                      int32_t dt, void* stream) override {
+                      int32_t dt, void* stream, bool for_graph) override {
     DeviceScope ds(dev_);
     const Tail tail = use(stream);
-    attn_->plan(runs, m, nh, kvh, d, page_size, dt, as_stream(stream));
+    attn_->plan(runs, m, nh, kvh, d, page_size, dt, as_stream(stream), for_graph);
   }
+  uint64_t attention_signature() const override { return attn_->signature(); }
   void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
                  const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
                  const int32_t* pages, float scale, void* out, int32_t dt, void* stream) override {
