@@ -57,7 +57,7 @@ char* ActBuf::get(Backend& be, size_t bytes) {
 }
 
 Scheduler::~Scheduler() {
-  std::shared_ptr<Backend> be = g_.backend();
+  Backend* be = be_.get();  // held since construction: the group may already be gone
   if (comm_) {
     try {
       be->sync(comm_);
@@ -69,7 +69,7 @@ Scheduler::~Scheduler() {
     for (void* e : *v) be->event_destroy(e);
 }
 
-Scheduler::Scheduler(Group& g, const SchedulerConfig& c) : g_(g), c_(c) {
+Scheduler::Scheduler(Group& g, const SchedulerConfig& c) : g_(g), c_(c), be_(g.backend()) {
   if (c.hidden <= 0) fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: hidden (activation columns) must be positive");
   if (c.dtype != TPPP_DTYPE_F32 && c.dtype != TPPP_DTYPE_F16 && c.dtype != TPPP_DTYPE_BF16)
     fail(TPPP_ERR_INVALID_ARGUMENT, "scheduler: dtype %s is not F32, F16 or BF16", dtype_name(c.dtype));

@@ -79,6 +79,7 @@ class Scheduler {
   int32_t forward(int32_t mb, int32_t step, const tppp_tensor& in, const tppp_tensor& out);
   Group& g_;
   SchedulerConfig c_;
+  std::shared_ptr<Backend> be_;  // the group's; kept for the streams and events below
   Plan plan_;
   StageFn fn_;
   std::vector<TpLayer*> layers_;
