@@ -18,6 +18,7 @@
 #include "backend/backend.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "cuda_util.hpp"
 #include "harness.hpp"
 #ifdef TPPP_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -30,40 +31,10 @@ namespace {
 
 using th::test_device;
 
-bool skip_without_gpu() {
-  if (test_device() >= 0) return false;
-  MESSAGE("TPPP_TEST_DEVICE is not set (no GPU here): skipped; scripts/gpu-check.sh runs it on a GPU");
-  return true;
-}
-
-// Host buffer <-> device buffer of the same bytes.
-struct Dev {
-  void* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t bytes) : n(bytes) { cudaMalloc(&p, bytes ? bytes : 1); }
-  Dev(const std::vector<char>& h) : Dev(h.size()) { cudaMemcpy(p, h.data(), n, cudaMemcpyHostToDevice); }
-  ~Dev() { cudaFree(p); }
-  std::vector<char> get() const {
-    std::vector<char> h(n);
-    cudaDeviceSynchronize();
-    cudaMemcpy(h.data(), p, n, cudaMemcpyDeviceToHost);
-    return h;
-  }
-  void poison() { cudaMemset(p, 0xff, n); }
-};
-
-std::vector<char> rnd(int32_t dt, uint64_t seed, size_t n, double scale = 1.0) {
-  std::vector<char> b(n * tppp::dtype_size(dt));
-  for (size_t i = 0; i < n; i++) th::store(dt, b.data(), i, th::value(dt, seed, 0, i) * scale);
-  return b;
-}
-
-// Relative error of got against the CPU backend's output `want` (both dt).
-double rel(int32_t dt, const std::vector<char>& got, const std::vector<char>& want) {
-  std::vector<double> ref(want.size() / tppp::dtype_size(dt));
-  for (size_t i = 0; i < ref.size(); i++) ref[i] = th::load(dt, want.data(), i);
-  return th::rel_err(dt, got.data(), ref);
-}
+using cu::Dev;
+using cu::rel;
+using cu::rnd;
+using cu::skip_without_gpu;
 
 double tol(int32_t dt) { return dt == TPPP_DTYPE_F32 ? 1e-5 : 1e-2; }
 

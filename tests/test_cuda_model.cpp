@@ -19,6 +19,7 @@
 
 #include "backend/backend.hpp"
 #include "core/dtype.hpp"
+#include "cuda_util.hpp"
 #include "harness.hpp"
 #include "model/kv_cache.hpp"
 #include "model_util.hpp"
@@ -33,40 +34,11 @@ namespace {
 
 using th::test_device;
 
-bool no_gpu() {
-  if (test_device() >= 0) return false;
-  MESSAGE("TPPP_TEST_DEVICE is not set (no GPU here): skipped; scripts/gpu-check.sh runs it on a GPU");
-  return true;
-}
+using Buf = cu::Dev;
+using cu::rel;
+using cu::rnd;
+bool no_gpu() { return cu::skip_without_gpu(); }
 
-struct Buf {  // device copy of host bytes
-  void* p = nullptr;
-  size_t n;
-  explicit Buf(size_t bytes) : n(bytes) { cudaMalloc(&p, bytes ? bytes : 1); }
-  template <typename T>
-  explicit Buf(const std::vector<T>& h) : Buf(h.size() * sizeof(T)) {
-    cudaMemcpy(p, h.data(), n, cudaMemcpyHostToDevice);
-  }
-  ~Buf() { cudaFree(p); }
-  std::vector<char> get() const {
-    std::vector<char> h(n);
-    cudaDeviceSynchronize();
-    cudaMemcpy(h.data(), p, n, cudaMemcpyDeviceToHost);
-    return h;
-  }
-  void poison() { cudaMemset(p, 0xff, n); }
-};
-
-std::vector<char> rnd(int32_t dt, uint64_t seed, size_t n, double scale = 1.0) {
-  std::vector<char> b(n * tppp::dtype_size(dt));
-  for (size_t i = 0; i < n; i++) th::store(dt, b.data(), i, th::value(dt, seed, 0, i) * scale);
-  return b;
-}
-double rel(int32_t dt, const std::vector<char>& got, const std::vector<char>& want) {
-  std::vector<double> ref(want.size() / tppp::dtype_size(dt));
-  for (size_t i = 0; i < ref.size(); i++) ref[i] = th::load(dt, want.data(), i);
-  return th::rel_err(dt, got.data(), ref);
-}
 double tol(int32_t dt) { return dt == TPPP_DTYPE_F32 ? 1e-5 : 2e-2; }
 
 // A batch over a paged cache: sequence 0 has `prefix` cached tokens and adds
