@@ -24,6 +24,7 @@ if ! python3 -c "import numpy, pytest, safetensors, setuptools, wheel" >/dev/nul
     setuptools wheel >/dev/null
 fi
 # FlashInfer's attention headers (pinned wheels from PyPI) when CUDA is here.
+# Optional: without them the CUDA backend attends with its generic kernel.
 if [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null 2>&1; then
-  "$(dirname "$0")/fetch-flashinfer.sh"
+  "$(dirname "$0")/fetch-flashinfer.sh" || echo "FlashInfer's headers were not fetched: CUDA attention uses the generic kernel"
 fi
