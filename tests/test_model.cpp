@@ -102,6 +102,30 @@ TEST_SUITE("model") {
     CHECK(dr.kv_indptr == std::vector<int32_t>{0, 3, 5});
   }
 
+  TEST_CASE("graph padding: extra rows write and read only the scratch page, one run each") {
+    tppp::KvBook k(6, 4, 3);
+    int32_t t0[5] = {1, 1, 1, 1, 1}, p0[5] = {0, 1, 2, 3, 4}, s0[5] = {0, 0, 0, 0, 0};
+    k.commit(k.plan(tppp::BatchView{5, t0, p0, s0, nullptr}, 10));
+    int32_t tok[2] = {1, 2}, pos[2] = {5, 0}, seq[2] = {0, 1};
+    const tppp::KvPlan p = k.plan(tppp::BatchView{2, tok, pos, seq, nullptr}, 10);
+    const int32_t scratch = k.num_pages();  // the page past the book's
+    const tppp::KvPlan q = tppp::pad_rows(p, 4, scratch, 4);
+    REQUIRE(q.slot.size() == 4);
+    CHECK(std::vector<int32_t>(q.slot.begin(), q.slot.begin() + 2) == p.slot);
+    CHECK(q.slot[2] == scratch * 4);
+    CHECK(q.slot[3] == scratch * 4);
+    CHECK(q.kv_len[2] == 1);
+    CHECK(q.pages[static_cast<size_t>(q.page_off[3])] == scratch);
+    CHECK(q.wanted == p.wanted);
+    const tppp::AttnRuns r = tppp::attn_runs(q, 4, 4);
+    CHECK(r.decode);
+    CHECK(r.runs() == 4);
+    CHECK(r.kv_indices.back() == scratch);
+    CHECK(r.kv_last == std::vector<int32_t>{2, 1, 1, 1});  // seq 0 holds 6 tokens: its second page has 2
+    for (int32_t pg : std::vector<int32_t>(r.kv_indices.begin(), r.kv_indices.begin() + r.kv_indptr[2]))
+      CHECK(pg != scratch);  // real rows never see the scratch page
+  }
+
   TEST_CASE("config: both RoPE styles, llama3 frequencies, and refusals naming the field") {
     const std::string base =
         R"("hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 96,

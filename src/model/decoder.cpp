@@ -202,16 +202,7 @@ void StageDecoder::prepare(const BatchView& b, const KvPlan& kv) {
     while (B < b.n) B *= 2;
     graph_rows_ = B;
     if (B > b.n) {
-      padded.slot = kv.slot;
-      padded.kv_len = kv.kv_len;
-      padded.page_off = kv.page_off;
-      padded.pages = kv.pages;
-      padded.pages.push_back(num_pages_);  // the scratch page
-      for (int64_t r = b.n; r < B; r++) {
-        padded.slot.push_back(num_pages_ * page_size_);
-        padded.kv_len.push_back(1);
-        padded.page_off.push_back(static_cast<int32_t>(padded.pages.size()) - 1);
-      }
+      padded = pad_rows(kv, static_cast<int32_t>(B), num_pages_, page_size_);
       k = &padded;
       runs = attn_runs(padded, static_cast<int32_t>(B), page_size_);
     }

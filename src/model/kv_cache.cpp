@@ -112,6 +112,23 @@ AttnRuns attn_runs(const KvPlan& p, int32_t n, int32_t page_size) {
   return r;
 }
 
+KvPlan pad_rows(const KvPlan& p, int32_t rows, int32_t scratch_page, int32_t page_size) {
+  KvPlan q;
+  q.slot = p.slot;
+  q.kv_len = p.kv_len;
+  q.page_off = p.page_off;
+  q.pages = p.pages;
+  q.wanted = p.wanted;
+  q.pages.push_back(scratch_page);
+  const int32_t off = static_cast<int32_t>(q.pages.size()) - 1;
+  for (size_t r = p.slot.size(); r < static_cast<size_t>(rows); r++) {
+    q.slot.push_back(scratch_page * page_size);
+    q.kv_len.push_back(1);
+    q.page_off.push_back(off);
+  }
+  return q;
+}
+
 void KvBook::commit(const KvPlan& p) {
   free_.resize(free_.size() - static_cast<size_t>(p.pages_taken));
   for (auto& g : p.grow) {

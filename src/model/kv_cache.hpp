@@ -42,6 +42,11 @@ struct KvPlan {
 // position. Pure; n = the batch's tokens.
 AttnRuns attn_runs(const KvPlan& p, int32_t n, int32_t page_size);
 
+// A decode batch padded to `rows` (a CUDA-graph bucket): rows past the
+// batch write their K/V to `scratch_page` (one the book never hands out) and
+// attend to it alone, one position each, so they touch no sequence. Pure.
+KvPlan pad_rows(const KvPlan& p, int32_t rows, int32_t scratch_page, int32_t page_size);
+
 class KvBook {
  public:
   KvBook(int32_t num_pages, int32_t page_size, int32_t max_seqs);
