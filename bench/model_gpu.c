@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "c_api.h"
 
 #define CHECK(call)                                                                                 \
@@ -29,20 +30,6 @@
       exit(1);                                                                                      \
     }                                                                                               \
   } while (0)
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-static int cmp_d(const void* a, const void* b) {
-  const double x = *(const double*)a, y = *(const double*)b;
-  return x < y ? -1 : x > y;
-}
-static double median(double* v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_d);
-  return v[n / 2];
-}
 
 int main(int argc, char** argv) {
   if (argc < 2) {

@@ -86,32 +86,42 @@ cudaError_t plan(Plan* p, const Workspace& ws, const int32_t* qo_indptr_h, const
   }
 }
 
+// What the decode and prefill Params share: q, the cache, o, strides, the
+// scale (no window, no fused RoPE), and the plan's common index arrays.
+template <typename T, typename Prm, typename Info>
+void common(Prm* prm, const Plan& p, const Workspace& ws, const Info& info, const void* q, int64_t ldq,
+            const void* k_cache, const void* v_cache, const int32_t* kv_indptr, const int32_t* kv_indices,
+            const int32_t* kv_last, float scale, void* out) {
+  using flashinfer::GetPtrFromBaseOffset;
+  prm->q = static_cast<T*>(const_cast<void*>(q));
+  prm->paged_kv = paged<T>(p, k_cache, v_cache, kv_indptr, kv_indices, kv_last);
+  prm->o = static_cast<T*>(out);
+  prm->lse = nullptr;
+  prm->num_qo_heads = static_cast<uint32_t>(p.nh);
+  prm->q_stride_n = static_cast<int32_t>(ldq);
+  prm->q_stride_h = static_cast<int32_t>(p.d);
+  prm->window_left = -1;
+  prm->sm_scale = scale;
+  prm->rope_rcp_scale = 1.0f;
+  prm->rope_rcp_theta = 1.0f;
+  prm->request_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.request_indices_offset);
+  prm->kv_tile_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.kv_tile_indices_offset);
+  prm->o_indptr = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.o_indptr_offset);
+  prm->kv_chunk_size_ptr = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.kv_chunk_size_ptr_offset);
+  prm->padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
+}
+
 template <typename T, uint32_t D>
 cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, const void* k_cache,
                 const void* v_cache, const int32_t* qo_indptr, const int32_t* kv_indptr, const int32_t* kv_indices,
                 const int32_t* kv_last, float scale, void* out, cudaStream_t s) {
   using flashinfer::GetPtrFromBaseOffset;
-  const uint32_t nh = static_cast<uint32_t>(p.nh);
   try {
     if (p.kind == 1) {
       flashinfer::DecodePlanInfo info;
       info.FromVector(std::vector<int64_t>(p.info, p.info + p.ninfo));
       DecodeParams<T> prm;
-      prm.q = static_cast<T*>(const_cast<void*>(q));
-      prm.paged_kv = paged<T>(p, k_cache, v_cache, kv_indptr, kv_indices, kv_last);
-      prm.o = static_cast<T*>(out);
-      prm.lse = nullptr;
-      prm.num_qo_heads = nh;
-      prm.q_stride_n = static_cast<int32_t>(ldq);
-      prm.q_stride_h = static_cast<int32_t>(p.d);
-      prm.window_left = -1;
-      prm.sm_scale = scale;
-      prm.rope_rcp_scale = 1.0f;
-      prm.rope_rcp_theta = 1.0f;
-      prm.request_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.request_indices_offset);
-      prm.kv_tile_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.kv_tile_indices_offset);
-      prm.o_indptr = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.o_indptr_offset);
-      prm.kv_chunk_size_ptr = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.kv_chunk_size_ptr_offset);
+      common<T>(&prm, p, ws, info, q, ldq, k_cache, v_cache, kv_indptr, kv_indices, kv_last, scale, out);
       T* tmp_v = nullptr;
       float* tmp_s = nullptr;
       if (info.split_kv) {
@@ -120,7 +130,6 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
         if (info.enable_cuda_graph)
           prm.block_valid_mask = GetPtrFromBaseOffset<bool>(ws.int_buf, info.block_valid_mask_offset);
       }
-      prm.padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
       return flashinfer::BatchDecodeWithPagedKVCacheDispatched<D, PosEncodingMode::kNone, Variant>(
           prm, tmp_v, tmp_s, /*enable_pdl=*/false, s);
     }
@@ -128,24 +137,10 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
     flashinfer::PrefillPlanInfo info;
     info.FromVector(std::vector<int64_t>(p.info, p.info + p.ninfo));
     PrefillParams<T> prm;
-    prm.q = static_cast<T*>(const_cast<void*>(q));
-    prm.paged_kv = paged<T>(p, k_cache, v_cache, kv_indptr, kv_indices, kv_last);
+    common<T>(&prm, p, ws, info, q, ldq, k_cache, v_cache, kv_indptr, kv_indices, kv_last, scale, out);
     prm.q_indptr = const_cast<int32_t*>(qo_indptr);
-    prm.o = static_cast<T*>(out);
-    prm.lse = nullptr;
-    prm.num_qo_heads = nh;
     prm.group_size = flashinfer::uint_fastdiv(static_cast<uint32_t>(p.nh / p.kvh));
-    prm.q_stride_n = static_cast<int32_t>(ldq);
-    prm.q_stride_h = static_cast<int32_t>(p.d);
-    prm.window_left = -1;
-    prm.sm_scale = scale;
-    prm.rope_rcp_scale = 1.0f;
-    prm.rope_rcp_theta = 1.0f;
-    prm.request_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.request_indices_offset);
     prm.qo_tile_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.qo_tile_indices_offset);
-    prm.kv_tile_indices = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.kv_tile_indices_offset);
-    prm.o_indptr = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.o_indptr_offset);
-    prm.kv_chunk_size_ptr = GetPtrFromBaseOffset<int32_t>(ws.int_buf, info.kv_chunk_size_ptr_offset);
     T* tmp_v = nullptr;
     float* tmp_s = nullptr;
     if (info.split_kv) {
@@ -153,7 +148,6 @@ cudaError_t run(const Plan& p, const Workspace& ws, const void* q, int64_t ldq, 
       tmp_v = GetPtrFromBaseOffset<T>(ws.float_buf, info.v_offset);
       tmp_s = GetPtrFromBaseOffset<float>(ws.float_buf, info.s_offset);
     }
-    prm.padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
     prm.max_total_num_rows = static_cast<uint32_t>(info.total_num_rows);
     if (info.enable_cuda_graph) {
       prm.block_valid_mask = GetPtrFromBaseOffset<bool>(ws.int_buf, info.block_valid_mask_offset);

@@ -12,6 +12,7 @@
 #include "core/dtype.hpp"
 #include "core/env.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/trace.hpp"
 #include "group/group.hpp"
 #include "model/bind.hpp"
@@ -264,17 +265,13 @@ void StageDecoder::attention_block(Layer& L, int64_t n) {
 }
 
 uint64_t StageDecoder::graph_signature() const {
-  // FNV-1a over every address and shape a captured step bakes in.
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](uint64_t v) {
-    for (int i = 0; i < 8; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ull;
-  };
+  Fnv1a h;  // every address and shape a captured step bakes in
   for (const DevBuf* b : {&hidden_, &residual_, &normed_, &qkv_, &attn_, &pos_, &slot_, &kv_len_, &page_off_, &pages_})
-    mix(reinterpret_cast<uintptr_t>(b->data()));
-  mix(be_->attention_signature());
+    h.value(b->data());
+  h.value(be_->attention_signature());
   for (const Layer& L : layers_)
-    for (const TpLayer* t : {L.qkv.get(), L.o.get(), L.mlp.get()}) mix(t->scratch_epoch());
-  return h;
+    for (const TpLayer* t : {L.qkv.get(), L.o.get(), L.mlp.get()}) h.value(t->scratch_epoch());
+  return h.get();
 }
 
 void StageDecoder::run_layers(int64_t n, bool residual_started) {

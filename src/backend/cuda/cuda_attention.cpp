@@ -6,6 +6,7 @@
 #include "c_api.h"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/log.hpp"
 #include "cuda/cuda_check.hpp"
 #include "tppp_kernels.h"
@@ -40,19 +41,15 @@ void CudaAttention::wait_staging() {
 }
 
 uint64_t CudaAttention::signature() const {
-  // FNV-1a over what a launch bakes in: the plan and every buffer address.
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const void* p, size_t n) {
-    const unsigned char* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  };
-  mix(&plan_, sizeof plan_);
-  mix(&runs_dev_, sizeof runs_dev_);
-  mix(&ws_.float_buf, sizeof ws_.float_buf);
-  mix(&ws_.int_buf, sizeof ws_.int_buf);
-  const size_t offs[3] = {off_kvp_, off_kvl_, off_kvi_};
-  mix(offs, sizeof offs);
-  return h;
+  Fnv1a h;  // what a launch bakes in: the plan and every buffer address
+  h.value(plan_);
+  h.value(runs_dev_);
+  h.value(ws_.float_buf);
+  h.value(ws_.int_buf);
+  h.value(off_kvp_);
+  h.value(off_kvl_);
+  h.value(off_kvi_);
+  return h.get();
 }
 
 void CudaAttention::plan(const AttnRuns& r, int64_t m, int64_t nh, int64_t kvh, int64_t d, int64_t page_size,
