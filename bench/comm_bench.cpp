@@ -31,7 +31,7 @@ static int bw_iters(size_t size) {
 static void bw(tppp_group_t g, int rank, size_t size, int iters, bool report) {
   // Like ucx_perftest tag_bw: one buffer for every message and a sliding
   // window of outstanding operations (a new one posted as the oldest ends).
-  const int window = 32;
+  const int window = std::getenv("COMM_BENCH_WINDOW") ? std::atoi(std::getenv("COMM_BENCH_WINDOW")) : 32;
   std::vector<char> buf(size, 1);  // [size] bytes, host
   std::vector<tppp_request_t> reqs(window);
   char ack = 0;

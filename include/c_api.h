@@ -70,8 +70,10 @@ typedef int32_t tppp_status;
 
 /* Static text for a status ("TPPP_ERR_TIMEOUT"); never NULL. */
 TPPP_API const char* tppp_status_string(tppp_status s);
-/* Thread-local detail of the last failure on this thread ("" if none). Valid
- * until the next tppp_* call on this thread. */
+/* Thread-local detail of the last failed call on this thread ("" if none yet);
+ * a successful call leaves it as it was (like ncclGetLastError), so read it
+ * right after the status says failure. Valid until the next failure on this
+ * thread. */
 TPPP_API const char* tppp_last_error(void);
 
 /* ---------------------------------------------------------------- logging */

@@ -17,6 +17,18 @@ TEST_SUITE("c_api") {
     CHECK(tppp_abi_check(TPPP_VERSION_MAJOR, TPPP_VERSION_MINOR + 1) == TPPP_ERR_VERSION_MISMATCH);
   }
 
+  TEST_CASE("the last error is the last failure's: success leaves it (like ncclGetLastError)") {
+    size_t s = 0;
+    CHECK(tppp_dtype_size(42, &s) == TPPP_ERR_INVALID_ARGUMENT);
+    const std::string failed = tppp_last_error();
+    CHECK(failed.find("dtype 42") != std::string::npos);
+    CHECK(tppp_dtype_size(TPPP_DTYPE_F32, &s) == TPPP_OK);
+    CHECK(tppp_abi_check(TPPP_VERSION_MAJOR, TPPP_VERSION_MINOR) == TPPP_OK);
+    CHECK(std::string(tppp_last_error()) == failed);
+    CHECK(tppp_dtype_size(43, &s) == TPPP_ERR_INVALID_ARGUMENT);  // the next failure replaces it
+    CHECK(std::string(tppp_last_error()).find("dtype 43") != std::string::npos);
+  }
+
   TEST_CASE("status strings are fixed and total") {
     CHECK(std::string(tppp_status_string(TPPP_OK)) == "TPPP_OK");
     CHECK(std::string(tppp_status_string(TPPP_ERR_TIMEOUT)) == "TPPP_ERR_TIMEOUT");

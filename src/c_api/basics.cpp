@@ -22,7 +22,6 @@ extern "C" {
 uint32_t tppp_version(void) { return TPPP_VERSION_CODE; }
 
 int32_t tppp_abi_check(uint32_t major, uint32_t minor) {
-  tppp_shim::last_error().clear();
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR)
     return set_error(TPPP_ERR_VERSION_MISMATCH,
                      tppp::strf("header version %u.%u is not served by library %d.%d.%d", major, minor,

@@ -16,7 +16,7 @@
 
 struct tppp_request_s {
   tppp_shim::RequestHome* home = nullptr;  // where it goes back when freed
-  tppp::RequestPtr r;
+  tppp::Request* r = nullptr;              // the transport's, released by tppp_request_free
   tppp_status result = TPPP_ERR_IN_PROGRESS;
   std::string message;  // of a failed result, repeated on later calls
 };
@@ -31,7 +31,8 @@ namespace tppp_shim {
 // the host (c_api.h, thread safety).
 struct RequestHome {
   std::shared_ptr<tppp::Transport> transport;
-  std::vector<tppp_request_s*> free;  // handles to reuse
+  std::vector<tppp_request_s*> free;  // handles to reuse; capacity >= made, so a free never allocates
+  size_t made = 0;                    // handles ever made
   size_t live = 0;                    // handed out, not yet freed
   bool group_gone = false;
   ~RequestHome() {
@@ -63,30 +64,49 @@ size_t checked_bytes(size_t count, size_t es, const char* op) {
   return count * es;
 }
 
-tppp_status make_request(tppp_group_t g, tppp::RequestPtr r, tppp_request_t* out) {
+// The first handles of a group (and more when more are in flight than ever
+// before): out of line, so the hot path stays a pop from the free list.
+__attribute__((noinline)) tppp_request_s* new_handle(tppp_group_t g) {
   tppp_shim::RequestHome*& home = g->requests;
   if (!home) {
     home = new tppp_shim::RequestHome();
     home->transport = g->g->transport_ptr();
   }
+  home->free.reserve(home->made + 1);  // before the handle exists: nothing to leak if it throws
+  tppp_request_s* h = new tppp_request_s();
+  h->home = home;
+  home->made++;
+  return h;
+}
+
+tppp_status make_request(tppp_group_t g, tppp::RequestPtr r, tppp_request_t* out) {
+  tppp_shim::RequestHome* home = g->requests;
   tppp_request_s* h;
-  if (home->free.empty()) {
-    h = new tppp_request_s();
-    h->home = home;
-  } else {
+  if (home && !home->free.empty()) {
     h = home->free.back();
     home->free.pop_back();
+  } else {
+    h = new_handle(g);
+    home = h->home;
   }
-  h->r = std::move(r);
+  h->r = r.release();
   h->result = TPPP_ERR_IN_PROGRESS;
-  h->message.clear();
   home->live++;
   *out = h;
   return TPPP_OK;
 }
 
-// Drives a request to a final result, remembering it.
-tppp_status finish(tppp_request_t r, bool block, int32_t* done) {
+// The last request of a destroyed group is freed: the handles go, and the
+// transport with them. Out of line: tppp_request_free stays a few stores.
+__attribute__((noinline)) void last_request_gone(tppp_request_t r, tppp_shim::RequestHome* home) noexcept {
+  delete r;
+  delete home;
+}
+
+// Drives a request to a final result, remembering it (a failure's message
+// too, repeated on later calls). Out of line: tppp_request_wait and _test
+// first read the transport's ok flag, the hot path.
+__attribute__((noinline)) tppp_status finish(tppp_request_t r, bool block, int32_t* done) {
   if (r->result == TPPP_ERR_IN_PROGRESS) {
     try {
       bool ok = true;
@@ -163,6 +183,10 @@ tppp_status tppp_irecv(tppp_group_t g, int32_t scope, int32_t peer, int32_t tag,
 }
 
 tppp_status tppp_request_test(tppp_request_t r, int32_t* done) {
+  if (r && done && r->r->ok) {  // the hot path: finished fine, nothing to check
+    *done = 1;
+    return TPPP_OK;
+  }
   API_BEGIN
   REQUIRE(r, "tppp_request_test: request is NULL");
   REQUIRE(done, "tppp_request_test: done is NULL");
@@ -171,6 +195,7 @@ tppp_status tppp_request_test(tppp_request_t r, int32_t* done) {
 }
 
 tppp_status tppp_request_wait(tppp_request_t r) {
+  if (r && r->r->ok) return TPPP_OK;  // the hot path: finished fine, nothing to check
   API_BEGIN
   REQUIRE(r, "tppp_request_wait: request is NULL");
   return finish(r, true, nullptr);
@@ -179,19 +204,12 @@ tppp_status tppp_request_wait(tppp_request_t r) {
 
 void tppp_request_free(tppp_request_t r) {
   if (!r) return;
-  try {
-    r->r.reset();  // cancels a pending operation
-    tppp_shim::RequestHome* home = r->home;
-    home->live--;
-    if (home->group_gone && home->live == 0) {
-      delete r;
-      delete home;  // the last request of a destroyed group: the transport goes too
-    } else {
-      home->free.push_back(r);
-    }
-  } catch (...) {
-    TPPP_LOG(TPPP_LOG_ERROR, "tppp_request_free: an exception escaped teardown");
-  }
+  r->r->release();  // noexcept; cancels a pending operation
+  tppp_shim::RequestHome* home = r->home;
+  if (--home->live == 0 && home->group_gone)
+    last_request_gone(r, home);
+  else
+    home->free.push_back(r);  // never allocates: capacity >= every handle made (new_handle)
 }
 
 tppp_status tppp_send(tppp_group_t g, int32_t scope, int32_t peer, int32_t tag, const void* buf, size_t bytes,

@@ -1,5 +1,7 @@
 // Shared by the extern "C" shim files: the thread-local last error and the
-// API_BEGIN/API_END guard that turns every exception into a status.
+// API_BEGIN/API_END guard that turns every exception into a status. Only a
+// failure writes the last error (like ncclGetLastError): a successful call
+// touches no thread-local state, which keeps the p2p hot path short.
 #pragma once
 #include <cstring>
 #include <new>
@@ -54,8 +56,7 @@ void init_versioned(T* p, size_t size, const T& defaults, const char* fn) {
 
 }  // namespace tppp_shim
 
-#define API_BEGIN                   \
-  ::tppp_shim::last_error().clear(); \
+#define API_BEGIN \
   try {
 #define API_END                                                                        \
   }                                                                                    \

@@ -89,13 +89,8 @@ Group::Group(const GroupConfig& cfg, const BootstrapAddr& addr, Fd listener)
            cfg_.tp, pos_.pp_rank, cfg_.pp, transport_->name());
 }
 
-const Comm& Group::comm(int32_t scope) const {
-  switch (scope) {
-    case TPPP_SCOPE_WORLD: return world_;
-    case TPPP_SCOPE_TP: return tp_;
-    case TPPP_SCOPE_PP: return pp_;
-    default: fail(TPPP_ERR_INVALID_ARGUMENT, "scope %d is not TPPP_SCOPE_WORLD, _TP or _PP", scope);
-  }
+void Group::bad_scope(int32_t scope) const {
+  fail(TPPP_ERR_INVALID_ARGUMENT, "scope %d is not TPPP_SCOPE_WORLD, _TP or _PP", scope);
 }
 
 std::shared_ptr<Backend> Group::backend() {
@@ -104,9 +99,8 @@ std::shared_ptr<Backend> Group::backend() {
   return backend_;
 }
 
-void Group::check_live(const char* op) const {
-  if (abort_->load())
-    fail(TPPP_ERR_ABORTED, "rank %d: %s on an aborted group (tppp_group_abort was called)", cfg_.rank, op);
+void Group::aborted(const char* op) const {
+  fail(TPPP_ERR_ABORTED, "rank %d: %s on an aborted group (tppp_group_abort was called)", cfg_.rank, op);
 }
 
 void Group::abort() noexcept {

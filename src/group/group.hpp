@@ -43,7 +43,14 @@ class Group {
 
   const GroupConfig& config() const { return cfg_; }
   const GridPos& pos() const { return pos_; }
-  const Comm& comm(int32_t scope) const;  // throws INVALID_ARGUMENT
+  // Throws INVALID_ARGUMENT for a scope that is not TPPP_SCOPE_*. Inline:
+  // every p2p call asks it (the hot path).
+  const Comm& comm(int32_t scope) const {
+    if (scope == TPPP_SCOPE_WORLD) return world_;
+    if (scope == TPPP_SCOPE_TP) return tp_;
+    if (scope == TPPP_SCOPE_PP) return pp_;
+    bad_scope(scope);
+  }
   Transport& transport() { return *transport_; }
   const std::shared_ptr<Transport>& transport_ptr() const { return transport_; }
   const std::shared_ptr<std::atomic<int>>& abort_flag() const { return abort_; }
@@ -55,10 +62,14 @@ class Group {
   std::shared_ptr<Backend> backend();
 
   // Throws ABORTED once tppp_group_abort has been called.
-  void check_live(const char* op) const;
+  void check_live(const char* op) const {
+    if (abort_->load()) aborted(op);
+  }
   void abort() noexcept;
 
  private:
+  [[noreturn]] void bad_scope(int32_t scope) const;
+  [[noreturn]] void aborted(const char* op) const;
   GroupConfig cfg_;
   GridPos pos_;
   Comm world_, tp_, pp_;

@@ -62,6 +62,11 @@ class Request {
   virtual bool test() = 0;
   virtual void wait() = 0;
   virtual void release() noexcept { delete this; }
+  // Set by a transport that knows, at no cost, that the operation finished
+  // and checked out fine (UCX: a send done in place, a receive of the posted
+  // length): test() and wait() would only say so, and a caller may skip
+  // them (the C API's hot path). false says nothing: call them.
+  bool ok = false;
 
  protected:
   virtual ~Request() = default;

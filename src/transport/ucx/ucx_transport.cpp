@@ -292,31 +292,19 @@ void UcxTransport::throw_aborted(const char* what) const {
   fail(TPPP_ERR_ABORTED, "rank %d: %s cancelled: the group was aborted (tppp_group_abort)", cfg_.rank, what);
 }
 
-uint64_t UcxTransport::make_tag(bool coll, const Comm& c, int src_global, uint64_t low) const {
-  return (static_cast<uint64_t>(coll) << 63) | (static_cast<uint64_t>(c.id) << 56) |
-         (static_cast<uint64_t>(src_global & 0xffff) << 40) | (low & 0xffffffffffull);
-}
-
 UcxTransport::Op* UcxTransport::new_op() {
-  if (free_ops_.empty()) {
-    all_ops_.emplace_back(new Op());
-    free_ops_.push_back(all_ops_.back().get());
-  }
+  if (free_ops_.empty()) grow_ops();
   Op* op = free_ops_.back();
   free_ops_.pop_back();
   // Field by field: the inline buffer (2 KiB) is written before it is read.
-  op->t = this;
   op->ucx_req = nullptr;
   op->status = UCS_OK;
-  op->length = op->expected = 0;
-  op->peer = -1;
+  op->length = 0;
   op->is_recv = op->done = op->released = op->coll = false;
   op->inline_data = op->delivered = false;
-  op->user = nullptr;
-  op->what = "";
-  op->req.op = op;
   op->req.deadline = {};
-  return op;
+  op->req.ok = false;
+  return op;  // the caller sets peer, expected, what (and user for an inline receive)
 }
 
 void UcxTransport::free_op(Op* op) {
@@ -330,6 +318,7 @@ void UcxTransport::send_cb(void* request, ucs_status_t status, void* user) {
   Op* op = static_cast<Op*>(user);
   op->status = status;
   op->done = true;
+  op->req.ok = settled_ok(op);
   op->ucx_req = nullptr;
   ucp_request_free(request);
   if (op->released) op->t->free_op(op);
@@ -340,6 +329,7 @@ void UcxTransport::recv_cb(void* request, ucs_status_t status, const ucp_tag_rec
   op->status = status;
   op->length = (status == UCS_OK && info) ? info->length : 0;
   op->done = true;
+  op->req.ok = settled_ok(op);
   op->ucx_req = nullptr;
   ucp_request_free(request);
   if (op->released) op->t->free_op(op);
@@ -382,7 +372,7 @@ UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* bu
   op->peer = peer;
   op->expected = n;
   op->what = what;
-  ucp_request_param_t prm{};
+  ucp_request_param_t prm;  // UCX reads only the fields op_attr_mask names
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   prm.cb.send = &UcxTransport::send_cb;
   prm.user_data = op;
@@ -394,6 +384,7 @@ UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* bu
   ucs_status_ptr_t sp = ucp_tag_send_nbx(eps_[static_cast<size_t>(peer)], buf, count, tag, &prm);
   if (sp == nullptr) {
     op->done = true;
+    op->req.ok = !op->coll;
   } else if (UCS_PTR_IS_ERR(sp)) {
     op->done = true;
     op->status = UCS_PTR_STATUS(sp);
@@ -410,19 +401,9 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
   op->expected = coll ? n + sizeof(CollHeader) : n;
   op->is_recv = true;
   op->what = what;
-  // UCX 1.13 leaves recv_info.tag_info's length at 0 on immediate completion
-  // (openucx/ucx#9425, fixed in 1.16), so completion goes through the
-  // callback, which reports the length, unless a probe shows the message
-  // already here with exactly the posted length: then it may complete in
-  // place, without a UCX request (a receiver behind its sender saves the
-  // request and the callback per message).
-  ucp_request_param_t prm{};
+  op->user = nullptr;
+  ucp_request_param_t prm;  // UCX reads only the fields op_attr_mask names
   prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  if (!coll) {
-    ucp_tag_recv_info_t info{};
-    if (ucp_tag_probe_nb(worker_, tag, ~0ull, 0, &info) && info.length == n)
-      prm.op_attr_mask &= ~static_cast<uint32_t>(UCP_OP_ATTR_FLAG_NO_IMM_CMPL);
-  }
   prm.cb.recv = &UcxTransport::recv_cb;
   prm.user_data = op;
   size_t count = n;
@@ -431,10 +412,7 @@ UcxTransport::Op* UcxTransport::post_recv(int peer, uint64_t tag, void* buf, siz
   if (UCS_PTR_IS_ERR(sp)) {
     op->done = true;
     op->status = UCS_PTR_STATUS(sp);
-  } else if (sp == nullptr && !op->done) {  // completed in place: the probed message, n bytes
-    op->done = true;
-    op->length = n;
-  } else if (sp != nullptr && !op->done) {  // the callback may already have run
+  } else if (sp != nullptr && !op->done) {  // NO_IMM_CMPL: always a request (or an error)
     op->ucx_req = sp;
   }
   return op;
@@ -563,25 +541,6 @@ void UcxTransport::settle_released() noexcept {
     for (int i = 0; i < 64; i++)
       if (!ucp_worker_progress(worker_)) sched_yield();
   unsettled_.clear();
-}
-
-RequestPtr UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n, Place) {
-  Op* op = post_send(c.ranks[static_cast<size_t>(peer)], make_tag(false, c, cfg_.rank, tag), buf, n, "send");
-  return RequestPtr(&op->req);
-}
-
-RequestPtr UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf, size_t n, Place) {
-  int src = c.ranks[static_cast<size_t>(peer)];
-  Op* op = post_recv(src, make_tag(false, c, src, tag), buf, n, "recv");
-  return RequestPtr(&op->req);
-}
-
-bool UcxTransport::OpRequest::test() { return op->t->test_op(op, &deadline); }
-void UcxTransport::OpRequest::wait() { op->t->wait_op(op, &deadline); }
-void UcxTransport::OpRequest::release() noexcept {
-  UcxTransport* t = op->t;
-  t->release_op(op);
-  t->settle_released();
 }
 
 }  // namespace tppp

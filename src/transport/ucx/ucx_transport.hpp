@@ -59,30 +59,38 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
     std::chrono::steady_clock::time_point deadline{};
   };
 
-  // One in-flight UCX operation. Pooled; owned by the transport.
+  // One in-flight UCX operation. Pooled; owned by the transport. The fields
+  // a p2p call writes come first, together (a few stores, two cache lines).
   struct Op {
     UcxTransport* t = nullptr;
     void* ucx_req = nullptr;  // UCX request while pending
-    ucs_status_t status = UCS_OK;
     size_t length = 0;        // bytes received
     size_t expected = 0;      // bytes posted
     int peer = -1;            // global rank
+    ucs_status_t status = UCS_OK;
     bool is_recv = false;
     bool done = false;
     bool released = false;    // the owner let go; free on completion
     bool coll = false;        // a collective message: a CollHeader, then the data
+    bool inline_data = false;
+    bool delivered = false;   // done and checked (an inline receive: copied out to `user`)
     const char* what = "";    // op name for messages
+    OpRequest req;            // p2p: what isend/irecv hand out
+    void* user = nullptr;     // inline receive: where the data goes
     CollHeader hdr{};         // collective: the header sent, or received
     ucp_dt_iov_t iov[2]{};    // collective, large: [hdr, data] while in flight
     // Collective, small: [hdr | data] copied here, one contiguous message
     // (UCX's IOV path costs ~0.1 us a message; a copy of a few KiB less).
     static constexpr size_t kInlineData = 2048;
-    bool inline_data = false;
-    bool delivered = false;   // done and checked (an inline receive: copied out to `user`)
-    void* user = nullptr;     // inline receive: where the data goes
     alignas(8) char inline_buf[sizeof(CollHeader) + kInlineData];
-    OpRequest req;            // p2p: what isend/irecv hand out
   };
+
+  // A p2p op that completed as posted: nothing left to check (the hot path
+  // of test, wait and release: inline, no progress call, no clock read).
+  // Kept in req.ok (Request), which the C API reads without a virtual call.
+  static bool settled_ok(const Op* op) {
+    return op->done && op->status == UCS_OK && !op->coll && (!op->is_recv || op->length == op->expected);
+  }
 
   // Progress until op completes; throws on error, abort, dead peer or
   // deadline. *deadline is set (now + timeout) by the first round that finds
@@ -127,10 +135,17 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   template <typename F>
   void collective(const Comm& c, F&& run);
   Op* new_op();
+  Op* take_op(int peer, size_t n, bool is_recv);          // p2p: see ucx_p2p.cpp
+  RequestPtr posted(Op* op, ucs_status_ptr_t sp);
+  __attribute__((noinline)) void grow_ops();
   void free_op(Op* op);
   void check_op(Op* op);  // throws if op completed with an error
   [[noreturn]] void throw_aborted(const char* what) const;
-  uint64_t make_tag(bool coll, const Comm& c, int src_global, uint64_t low) const;
+  // The 64-bit UCX tag (layout atop ucx_transport.cpp). Inline: every p2p call makes one.
+  uint64_t make_tag(bool coll, const Comm& c, int src_global, uint64_t low) const {
+    return (static_cast<uint64_t>(coll) << 63) | (static_cast<uint64_t>(c.id) << 56) |
+           (static_cast<uint64_t>(src_global & 0xffff) << 40) | (low & 0xffffffffffull);
+  }
   static void send_cb(void* request, ucs_status_t status, void* user);
   static void recv_cb(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user);
   static void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status);
@@ -150,6 +165,10 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   std::chrono::steady_clock::time_point next_liveness_check_{};
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<Op*> free_ops_;
+  // irecv probes for the message first only while that pays: a receiver
+  // behind its sender finds it (and completes in place); one ahead would
+  // only search an empty unexpected queue twice. See ucx_p2p.cpp.
+  bool probe_first_ = true;
   std::vector<Op*> unsettled_;  // released while pending, on the caller's memory: see settle_released
   std::chrono::steady_clock::time_point settle_window_end_{};
   std::vector<std::unique_ptr<Op>> all_ops_;
