@@ -2,6 +2,9 @@
 # bench/comm: libtppp p2p and all_reduce between local processes, beside
 # ucx_perftest (tag_bw, tag_lat; same sizes, same message counts, same
 # UCX_TLS) and Open MPI's MPI_Allreduce (2 and 4 ranks), all in this one run.
+# A third p2p column is UCX alone in comm_bench's own loop (comm_raw_ucx):
+# libtppp against it is what libtppp's p2p path costs; it against
+# ucx_perftest is what the loop's shape costs.
 # Every figure is taken REPS times (default 3), ours and the peer's
 # alternately so a shared machine's drift hits both; the table shows the
 # median and the spread (min-max). Writes bench/results/comm-<date>-<host>.md.
@@ -9,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B="${1:-build}"
-run="$B/tppp-run"; cb="$B/bench/comm_bench"; mpi="$B/bench/mpi_allreduce"
-for f in "$run" "$cb" "$mpi"; do [ -x "$f" ] || { echo "missing $f: build first (scripts/test.sh)"; exit 1; }; done
+run="$B/tppp-run"; cb="$B/bench/comm_bench"; mpi="$B/bench/mpi_allreduce"; raw="$B/bench/comm_raw_ucx"
+for f in "$run" "$cb" "$mpi" "$raw"; do [ -x "$f" ] || { echo "missing $f: build first (scripts/test.sh)"; exit 1; }; done
 command -v ucx_perftest >/dev/null || { echo "ucx_perftest missing: apt-get install ucx-utils"; exit 1; }
 command -v mpirun >/dev/null || { echo "mpirun missing: apt-get install openmpi-bin"; exit 1; }
 tls="${UCX_TLS:-default}"
@@ -35,6 +38,7 @@ for rep in $(seq "$reps"); do
   echo "round $rep/$reps: p2p bandwidth..." >&2
   while read -r _ s v; do add bw "$s" "$v"; done < <("$run" -n 2 -- "$cb" bw $sizes | sed 's/^\[[0-9]*\] //' | grep '^bw')
   for s in $sizes; do add ref_bw "$s" "$(perftest tag_bw "$s" "$(iters "$s")" | awk '{print $7}')"; done
+  while read -r _ s v; do add raw_bw "$s" "$v"; done < <("$run" -n 2 -- "$raw" $sizes | sed 's/^\[[0-9]*\] //' | grep '^raw')
   echo "round $rep/$reps: latency..." >&2
   add lat 8 "$("$run" -n 2 -- "$cb" lat 8 | sed 's/^\[[0-9]*\] //' | awk '/^lat/{print $3}')"
   add ref_lat 8 "$(perftest tag_lat 8 200000 | awk '{print $4}')"
@@ -65,13 +69,13 @@ out="bench/results/comm-$date-$host.md"
   echo
   echo "## P2P bandwidth and message rate (window of 32 isends) vs ucx_perftest tag_bw, 2 ranks"
   echo
-  echo "| size (B) | messages | libtppp MB/s | ucx_perftest MB/s | libtppp Mmsg/s | ucx_perftest Mmsg/s | ratio |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| size (B) | messages | libtppp MB/s | ucx_perftest MB/s | libtppp Mmsg/s | ucx_perftest Mmsg/s | ratio | UCX alone, same loop MB/s | libtppp / UCX alone |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for s in $sizes; do
     o=$(med bw "$s"); r=$(med ref_bw "$s")
     mo=$(awk -v b="$o" -v s="$s" 'BEGIN{printf "%.3f", b*1048576/s/1e6}')
     mr=$(awk -v b="$r" -v s="$s" 'BEGIN{printf "%.3f", b*1048576/s/1e6}')
-    echo "| $s | $(iters "$s") | $(cell bw "$s") | $(cell ref_bw "$s") | $mo | $mr | $(ratio "$o" "$r") |"
+    echo "| $s | $(iters "$s") | $(cell bw "$s") | $(cell ref_bw "$s") | $mo | $mr | $(ratio "$o" "$r") | $(cell raw_bw "$s") | $(ratio "$o" "$(med raw_bw "$s")") |"
   done
   echo
   echo "## 8-byte latency (half round trip) vs ucx_perftest tag_lat"
