@@ -57,72 +57,110 @@ TEST_SUITE("faults") {
     // a receive of a message already here (probed, finished in place), a
     // send finished in place (the shared done-request). Every path must
     // deliver each message intact and in order, and refuse a size mismatch.
-    auto codes = th::run_ranks(2, 60, [](int rank, const tppp_unique_id& id) {
-      tppp_group_params p = th::params(2, 1, 5000);
-      tppp_group_t g = nullptr;
-      RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
-      const int window = 8, n = 2000;
-      for (int behind = 0; behind < 2; behind++) {  // 0: receives posted first; 1: messages sent first
-        for (size_t size : {size_t(8), size_t(64), size_t(3000), size_t(40000)}) {
-          std::vector<std::vector<uint32_t>> bufs(window, std::vector<uint32_t>(size / 4));
-          std::vector<tppp_request_t> reqs(window, nullptr);
-          if (rank == 1 && behind) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // after the sender's window
-          for (int i = 0; i < n + window; i++) {
-            const int slot = i % window;
-            if (i >= window) {
-              RANK_OK(tppp_request_wait(reqs[slot]));
-              int32_t done = 0;
-              RANK_OK(tppp_request_test(reqs[slot], &done));
-              RANK_CHECK(done == 1, "a waited request tests done");
-              tppp_request_free(reqs[slot]);
-              if (rank == 1) {
-                const uint32_t k = static_cast<uint32_t>(i - window);
-                for (size_t j = 0; j < size / 4; j += 97)
-                  RANK_CHECK(bufs[slot][j] == k * 131u + static_cast<uint32_t>(j), "size %zu message %u word %zu: %u",
-                             size, k, j, bufs[slot][j]);
+    // A window of 8 is a stream (UcxTransport::kStreamDepth): the receiver
+    // ahead steps back before it polls, unless TPPP_UCX_STREAM_BACKOFF_NS=0.
+    for (const char* backoff : {"0", "150", "5000"}) {
+      CAPTURE(backoff);
+      auto codes = th::run_ranks(2, 60, [backoff](int rank, const tppp_unique_id& id) {
+        setenv("TPPP_UCX_STREAM_BACKOFF_NS", backoff, 1);  // read once, at the group's transport
+        tppp_group_params p = th::params(2, 1, 5000);
+        tppp_group_t g = nullptr;
+        RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
+        const int window = 8, n = 2000;
+        for (int behind = 0; behind < 2; behind++) {  // 0: receives posted first; 1: messages sent first
+          for (size_t size : {size_t(8), size_t(64), size_t(3000), size_t(40000)}) {
+            std::vector<std::vector<uint32_t>> bufs(window, std::vector<uint32_t>(size / 4));
+            std::vector<tppp_request_t> reqs(window, nullptr);
+            if (rank == 1 && behind) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // after the sender's window
+            for (int i = 0; i < n + window; i++) {
+              const int slot = i % window;
+              if (i >= window) {
+                RANK_OK(tppp_request_wait(reqs[slot]));
+                int32_t done = 0;
+                RANK_OK(tppp_request_test(reqs[slot], &done));
+                RANK_CHECK(done == 1, "a waited request tests done");
+                tppp_request_free(reqs[slot]);
+                if (rank == 1) {
+                  const uint32_t k = static_cast<uint32_t>(i - window);
+                  for (size_t j = 0; j < size / 4; j += 97)
+                    RANK_CHECK(bufs[slot][j] == k * 131u + static_cast<uint32_t>(j), "size %zu message %u word %zu: %u",
+                               size, k, j, bufs[slot][j]);
+                }
+              }
+              if (i >= n) continue;
+              if (rank == 0) {
+                for (size_t j = 0; j < size / 4; j++) bufs[slot][j] = static_cast<uint32_t>(i) * 131u + static_cast<uint32_t>(j);
+                RANK_OK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 9, bufs[slot].data(), size, nullptr, &reqs[slot]));
+                if (behind && i == window - 1) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+              } else {
+                std::fill(bufs[slot].begin(), bufs[slot].end(), 0xdeadbeefu);  // poison
+                RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 9, bufs[slot].data(), size, nullptr, &reqs[slot]));
               }
             }
-            if (i >= n) continue;
+            // A mismatched message in this regime: the receive refuses it.
+            std::vector<char> big(size + 8, 1);
             if (rank == 0) {
-              for (size_t j = 0; j < size / 4; j++) bufs[slot][j] = static_cast<uint32_t>(i) * 131u + static_cast<uint32_t>(j);
-              RANK_OK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 9, bufs[slot].data(), size, nullptr, &reqs[slot]));
-              if (behind && i == window - 1) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+              if (!behind) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // the receive is posted by now
+              tppp_request_t r = nullptr;  // a large one completes only once the receiver has seen it
+              RANK_OK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 10, big.data(), size + 8, nullptr, &r));
+              if (behind) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+              RANK_OK(tppp_request_wait(r));
+              tppp_request_free(r);
             } else {
-              std::fill(bufs[slot].begin(), bufs[slot].end(), 0xdeadbeefu);  // poison
-              RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 9, bufs[slot].data(), size, nullptr, &reqs[slot]));
+              tppp_request_t r = nullptr;
+              if (behind) {
+                RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // the message is here (or on its way) by now
+                RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 10, big.data(), size, nullptr, &r));
+              } else {
+                RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 10, big.data(), size, nullptr, &r));
+                RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+              }
+              tppp_status st = tppp_request_wait(r);
+              RANK_CHECK(st == TPPP_ERR_INVALID_USAGE && has(tppp_last_error(), "mismatched size"),
+                         "size %zu behind %d: %s %s", size, behind, tppp_status_string(st), tppp_last_error());
+              RANK_CHECK(tppp_request_wait(r) == st, "a failed request repeats its status");
+              tppp_request_free(r);
             }
-          }
-          // A mismatched message in this regime: the receive refuses it.
-          std::vector<char> big(size + 8, 1);
-          if (rank == 0) {
-            if (!behind) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // the receive is posted by now
-            tppp_request_t r = nullptr;  // a large one completes only once the receiver has seen it
-            RANK_OK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 10, big.data(), size + 8, nullptr, &r));
-            if (behind) RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
-            RANK_OK(tppp_request_wait(r));
-            tppp_request_free(r);
-          } else {
-            tppp_request_t r = nullptr;
-            if (behind) {
-              RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // the message is here (or on its way) by now
-              RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 10, big.data(), size, nullptr, &r));
-            } else {
-              RANK_OK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 10, big.data(), size, nullptr, &r));
-              RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
-            }
-            tppp_status st = tppp_request_wait(r);
-            RANK_CHECK(st == TPPP_ERR_INVALID_USAGE && has(tppp_last_error(), "mismatched size"),
-                       "size %zu behind %d: %s %s", size, behind, tppp_status_string(st), tppp_last_error());
-            RANK_CHECK(tppp_request_wait(r) == st, "a failed request repeats its status");
-            tppp_request_free(r);
           }
         }
+        RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+        tppp_group_destroy(g);
+        return 0;
+      });
+      CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
+  }
+
+  TEST_CASE("a bad TPPP_UCX_STREAM_BACKOFF_NS fails group creation, naming it; on one rank, the other fails too") {
+    for (const char* bad : {"abc", "-5", "100001", "15x", ""}) {
+      CAPTURE(bad);
+      for (int who = 0; who < 3; who++) {  // 0, 1: that rank's value is bad; 2: both
+        auto codes = th::run_ranks(2, 30, [bad, who](int rank, const tppp_unique_id& id) {
+          const bool mine = who == 2 || who == rank;
+          if (mine) setenv("TPPP_UCX_STREAM_BACKOFF_NS", bad, 1);
+          tppp_group_params p = th::params(2, 1, 1500);
+          tppp_group_t g = nullptr;
+          const auto t0 = std::chrono::steady_clock::now();
+          tppp_status st = tppp_group_create(&id, 2, rank, &p, &g);
+          const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (*bad == '\0') {  // set but empty: the default
+            RANK_OK(st);
+            tppp_group_destroy(g);
+            return 0;
+          }
+          RANK_CHECK(g == nullptr, "no group on failure");
+          if (mine)
+            RANK_CHECK(st == TPPP_ERR_INVALID_ARGUMENT && has(tppp_last_error(), "TPPP_UCX_STREAM_BACKOFF_NS"),
+                       "%s %s", tppp_status_string(st), tppp_last_error());
+          else  // its peer left during creation
+            RANK_CHECK((st == TPPP_ERR_REMOTE || st == TPPP_ERR_TIMEOUT) && has(tppp_last_error(), "rank"),
+                       "%s %s", tppp_status_string(st), tppp_last_error());
+          RANK_CHECK(secs < 1.5 + 1.0, "returned after %.2f s", secs);
+          return 0;
+        });
+        CHECK_MESSAGE(th::all_zero(codes), "who ", who, ": ", th::codes_str(codes));
       }
-      RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
-      tppp_group_destroy(g);
-      return 0;
-    });
-    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
   }
 
   TEST_CASE("collectives with mismatched counts fail on every rank within the timeout") {

@@ -19,6 +19,7 @@ enum class Env : int {
   CublasLtAutotune,  // TPPP_CUBLASLT_AUTOTUNE
   UcxErrMode,        // TPPP_UCX_ERR_MODE
   CollShm,           // TPPP_COLL_SHM
+  UcxStreamBackoffNs,  // TPPP_UCX_STREAM_BACKOFF_NS
   CudaGraphs,        // TPPP_CUDA_GRAPHS
   BootstrapAddr,     // TPPP_BOOTSTRAP_ADDR
   BootstrapPort,     // TPPP_BOOTSTRAP_PORT

@@ -4,8 +4,14 @@
 // API then reads the request's ok flag instead of calling test or wait.
 // Every store here counts: a sender's stores queue behind the cache line
 // UCX's shared-memory FIFO write is still fetching (bench/results/comm-*).
+// Also here: the settings check and the stream backoff of a receive's wait.
 #include "transport/ucx/ucx_transport.hpp"
 
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "core/env.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -132,6 +138,45 @@ void UcxTransport::OpRequest::release() noexcept {
   }
   t->release_op(op);
   t->settle_released();
+}
+
+// TPPP_UCX_STREAM_BACKOFF_NS, checked: 0 .. 100000 ns (default in the registry).
+std::chrono::nanoseconds UcxTransport::stream_backoff_setting() {
+  std::string v = env_str(Env::UcxStreamBackoffNs);
+  if (v.empty()) v = env_setting(Env::UcxStreamBackoffNs).dflt;
+  char* end = nullptr;
+  errno = 0;
+  const long ns = std::strtol(v.c_str(), &end, 10);
+  if (end == v.c_str() || *end != '\0' || errno != 0 || ns < 0 || ns > 100000)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "TPPP_UCX_STREAM_BACKOFF_NS=%s is not a whole number of nanoseconds from 0 to 100000",
+         v.c_str());
+  return std::chrono::nanoseconds(ns);
+}
+
+// On one host, a stream of small messages runs at the pace of a race on
+// UCX's shared-memory FIFO (docs/DESIGN.md section 3; measured in
+// bench/results/comm-2026-12-06-vm.md): each send's lock cmpxchg on the FIFO
+// head waits for its previous element's cache line, and a receiver that keeps
+// up polls the very element the sender is filling and pulls that line back,
+// so every message pays cross-core transfers. A receiver that steps back
+// briefly whenever it finds itself ahead lets the sender fill several
+// elements uncontended and then takes them in one sweep: with 150 ns, 32 B
+// and 64 B streams ran ~1.8x faster (medians of 4 alternating rounds), the
+// 8-byte ping-pong latency unchanged. It costs a wait up to that much
+// latency, so only a stream steps back: a receive still pending at its wait,
+// from a peer on this host, with kStreamDepth or more operations in flight (a
+// lone receive, a ping-pong, polls at once). A receiver behind its sender
+// finds its message done and never gets here. The clock bounds the step, not
+// a count of PAUSE instructions, whose length differs by an order of
+// magnitude between CPUs (Intel's optimization manual: ~140 cycles from
+// Skylake on, a tenth of that before).
+void UcxTransport::stream_backoff(const Op* op) const {
+  if (stream_backoff_.count() == 0 || !op->is_recv || op->coll || op->peer < 0) return;
+  if (all_ops_.size() - free_ops_.size() < kStreamDepth) return;
+  if (!peers_[static_cast<size_t>(op->peer)]->local) return;
+  const auto until = std::chrono::steady_clock::now() + stream_backoff_;
+  while (std::chrono::steady_clock::now() < until) {
+  }
 }
 
 }  // namespace tppp

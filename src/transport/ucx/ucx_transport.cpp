@@ -67,6 +67,7 @@ void check_ucs(ucs_status_t s, const char* what) {
 
 UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg), coll_(*this) {
   try {
+    stream_backoff_ = stream_backoff_setting();  // a bad value fails every rank before any exchange
     ucp_config_t* config = nullptr;
     check_ucs(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
     ucp_params_t p{};
@@ -488,6 +489,7 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point* deadline) {
 
 void UcxTransport::wait_op(Op* op, steady_clock::time_point* deadline) {
   unsigned spins = 0, idle = 0;
+  if (!op->done) stream_backoff(op);
   while (!op->done) {
     if (ucp_worker_progress(worker_)) {
       idle = 0;
