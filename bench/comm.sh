@@ -17,7 +17,7 @@ for f in "$run" "$cb" "$mpi" "$raw"; do [ -x "$f" ] || { echo "missing $f: build
 command -v ucx_perftest >/dev/null || { echo "ucx_perftest missing: apt-get install ucx-utils"; exit 1; }
 command -v mpirun >/dev/null || { echo "mpirun missing: apt-get install openmpi-bin"; exit 1; }
 tls="${UCX_TLS:-default}"
-sizes="8 64 512 4096 65536 1048576 4194304 16777216"
+sizes="8 16 32 64 128 256 512 1024 2048 4096 65536 1048576 4194304 16777216"
 port=$(( 20000 + RANDOM % 20000 ))
 iters() { local s=$1; if [ "$s" -le 4096 ]; then echo 200000; elif [ "$s" -le 65536 ]; then echo 20000;
           elif [ "$s" -le 1048576 ]; then echo 2000; else echo 500; fi; }  # as comm_bench's bw_iters
@@ -67,7 +67,7 @@ out="bench/results/comm-$date-$host.md"
   echo "Local processes; each cell is the median of $reps alternating runs, (min-max) beside it. MB/s = 2^20 bytes/s."
   echo "Ratios are of medians; > 1 favours libtppp."
   echo
-  echo "## P2P bandwidth and message rate (window of 32 isends) vs ucx_perftest tag_bw, 2 ranks"
+  echo "## P2P bandwidth and message rate (32 sends in flight, one receive posted at a time) vs ucx_perftest tag_bw, 2 ranks"
   echo
   echo "| size (B) | messages | libtppp MB/s | ucx_perftest MB/s | libtppp Mmsg/s | ucx_perftest Mmsg/s | ratio | UCX alone, same loop MB/s | libtppp / UCX alone |"
   echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

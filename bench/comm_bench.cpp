@@ -2,7 +2,8 @@
 // processes, measured the way the peers measure (bench/comm.sh runs it
 // beside ucx_perftest and Open MPI):
 //   bw  SIZE : rank 0 streams ITERS messages of one buffer to rank 1, 32
-//              in flight (like ucx_perftest tag_bw); MB/s = 2^20 B/s
+//              sends in flight, one receive posted at a time (like
+//              ucx_perftest tag_bw); MB/s = 2^20 B/s
 //   lat 8    : ping-pong, half the round trip (like ucx_perftest tag_lat)
 //   ar  BYTES: all_reduce f32 sum, 8 B .. BYTES, mean per call of the slowest
 //              rank (like mpi_allreduce.c); any number of ranks
@@ -33,7 +34,9 @@ static void bw(tppp_group_t g, int rank, size_t size, int iters, bool report) {
   // Like ucx_perftest tag_bw: one buffer for every message and a sliding
   // window of outstanding operations (a new one posted as the oldest ends).
   const char* w = std::getenv("COMM_BENCH_WINDOW");  // for profiling; the table uses 32
-  const int window = w ? std::max(1, std::atoi(w)) : 32;
+  // The receiver keeps one receive posted, as ucx_perftest's does
+  // (ucp_tests.cc: wait_recv_window(1) before each receive).
+  const int window = rank == 1 ? 1 : w ? std::max(1, std::atoi(w)) : 32;
   std::vector<char> buf(size, 1);  // [size] bytes, host
   std::vector<tppp_request_t> reqs(window);
   char ack = 0;

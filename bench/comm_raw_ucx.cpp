@@ -49,10 +49,10 @@ void wait(Ucx& u, ucs_status_ptr_t sp) {
 }
 
 // comm_bench's bw (bench/comm_bench.cpp), message for message: one buffer,
-// a window of 32 outstanding operations (a new one posted as the oldest
-// ends), a warm-up pass, a one-byte ack at the end.
+// 32 sends in flight (a new one posted as the oldest ends), one receive
+// posted at a time (as ucx_perftest), a warm-up pass, a one-byte ack.
 void bw(Ucx& u, tppp_group_t g, int rank, size_t size, int iters, bool report, int work) {
-  const int window = 32;
+  const int window = rank == 0 ? 32 : 1;
   std::vector<char> buf(size, 1);  // [size] bytes, host
   std::vector<ucs_status_ptr_t> reqs(window);
   char ack = 0;

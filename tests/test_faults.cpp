@@ -57,8 +57,9 @@ TEST_SUITE("faults") {
     // a receive of a message already here (probed, finished in place), a
     // send finished in place (the shared done-request). Every path must
     // deliver each message intact and in order, and refuse a size mismatch.
-    // A window of 8 is a stream (UcxTransport::kStreamDepth): the receiver
-    // ahead steps back before it polls, unless TPPP_UCX_STREAM_BACKOFF_NS=0.
+    // The receiver never sends p2p: the receiving end of a one-way stream,
+    // which steps back before it polls when ahead, unless
+    // TPPP_UCX_STREAM_BACKOFF_NS=0.
     for (const char* backoff : {"0", "150", "5000"}) {
       CAPTURE(backoff);
       auto codes = th::run_ranks(2, 60, [backoff](int rank, const tppp_unique_id& id) {

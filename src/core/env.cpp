@@ -19,7 +19,7 @@ const EnvSetting kSettings[] = {
     {Env::CollShm, "TPPP_COLL_SHM", "bool", "1", true,
      "`0`: all_reduce between processes of one host goes over UCX messages instead of shared memory (every rank must agree)"},
     {Env::UcxStreamBackoffNs, "TPPP_UCX_STREAM_BACKOFF_NS", "int", "150", true,
-     "a p2p receive that waits on a peer of this host while 8 or more operations are in flight first steps back this many ns (0 to 100000), so the sender fills UCX's shared-memory FIFO uncontended; `0`: poll at once"},
+     "a p2p receive from a peer of this host, on a rank that has sent nothing since its last receive finished (a one-way stream), first steps back this many ns (0 to 100000) when its wait finds it pending, so the sender fills UCX's shared-memory FIFO uncontended; `0`: poll at once"},
     {Env::CudaGraphs, "TPPP_CUDA_GRAPHS", "bool", "1", true,
      "`0`: the model runtime runs decode steps eagerly instead of replaying CUDA graphs per batch-size bucket"},
     {Env::BootstrapAddr, "TPPP_BOOTSTRAP_ADDR", "string", "", false,

@@ -76,6 +76,7 @@ RequestPtr UcxTransport::posted(Op* op, ucs_status_ptr_t sp) {
 // later calls back from a progress call, after take_op.
 RequestPtr UcxTransport::isend(const Comm& c, int peer, uint32_t tag, const void* buf, size_t n, Place) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted("send");
+  sends_++;
   const int dst = c.ranks[static_cast<size_t>(peer)];
   if (free_ops_.empty()) grow_ops();
   ucp_request_param_t prm;  // UCX reads only the fields op_attr_mask names
@@ -109,7 +110,10 @@ RequestPtr UcxTransport::irecv(const Comm& c, int peer, uint32_t tag, void* buf,
         prm.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
         prm.user_data = free_ops_.back();
         ucs_status_ptr_t sp = ucp_tag_recv_nbx(worker_, buf, n, full_tag, ~0ull, &prm);
-        if (sp == nullptr) return RequestPtr(&g_done);  // the probed message, n bytes
+        if (sp == nullptr) {  // the probed message, n bytes
+          sends_at_recv_ = sends_;
+          return RequestPtr(&g_done);
+        }
         return posted(take_op(src, n, true), sp);       // a rendezvous: UCX fetches it later
       }
     } else {
@@ -160,19 +164,20 @@ std::chrono::nanoseconds UcxTransport::stream_backoff_setting() {
 // up polls the very element the sender is filling and pulls that line back,
 // so every message pays cross-core transfers. A receiver that steps back
 // briefly whenever it finds itself ahead lets the sender fill several
-// elements uncontended and then takes them in one sweep: with 150 ns, 32 B
-// and 64 B streams ran ~1.8x faster (medians of 4 alternating rounds), the
-// 8-byte ping-pong latency unchanged. It costs a wait up to that much
-// latency, so only a stream steps back: a receive still pending at its wait,
-// from a peer on this host, with kStreamDepth or more operations in flight (a
-// lone receive, a ping-pong, polls at once). A receiver behind its sender
+// elements uncontended and then takes them in one sweep: with 150 ns, 64 B
+// streams ran ~1.6-1.8x faster (bench/results/comm-2026-12-06-vm.md). It
+// costs a wait up to that much latency, so only the receiving end of a
+// one-way stream steps back: a p2p receive still pending at its wait, from a
+// peer on this host, on a rank that has sent nothing since its last receive
+// finished. A ping-pong or any request and reply answers between receives
+// and polls at once (its latency is unchanged); a receiver behind its sender
 // finds its message done and never gets here. The clock bounds the step, not
 // a count of PAUSE instructions, whose length differs by an order of
 // magnitude between CPUs (Intel's optimization manual: ~140 cycles from
 // Skylake on, a tenth of that before).
 void UcxTransport::stream_backoff(const Op* op) const {
   if (stream_backoff_.count() == 0 || !op->is_recv || op->coll || op->peer < 0) return;
-  if (all_ops_.size() - free_ops_.size() < kStreamDepth) return;
+  if (sends_ != sends_at_recv_) return;  // it answered since its last receive: latency first
   if (!peers_[static_cast<size_t>(op->peer)]->local) return;
   const auto until = std::chrono::steady_clock::now() + stream_backoff_;
   while (std::chrono::steady_clock::now() < until) {

@@ -327,6 +327,7 @@ void UcxTransport::send_cb(void* request, ucs_status_t status, void* user) {
 
 void UcxTransport::recv_cb(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user) {
   Op* op = static_cast<Op*>(user);
+  if (!op->coll) op->t->sends_at_recv_ = op->t->sends_;
   op->status = status;
   op->length = (status == UCS_OK && info) ? info->length : 0;
   op->done = true;
@@ -369,6 +370,7 @@ const void* with_header(UcxTransport::Op* op, const void* buf, size_t n, ucp_req
 UcxTransport::Op* UcxTransport::post_send(int peer, uint64_t tag, const void* buf, size_t n, const char* what,
                                           const CollHeader* hdr) {
   if (cfg_.abort_flag && cfg_.abort_flag->load()) throw_aborted(what);
+  sends_++;
   Op* op = new_op();
   op->peer = peer;
   op->expected = n;
