@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/env.hpp"
+#include "core/error.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -71,6 +72,32 @@ TEST_SUITE("env") {
     {
       th::ScopedEnv e("TPPP_BOOTSTRAP_PORT", "0");
       CHECK_FALSE(tppp::env_flag(tppp::Env::BootstrapPort));
+    }
+  }
+
+  TEST_CASE("int settings: whole numbers in range, the registry's default when unset, else INVALID_ARGUMENT naming it") {
+    {
+      th::ScopedEnv e("TPPP_BOOTSTRAP_PORT", nullptr);
+      CHECK(tppp::env_int(tppp::Env::BootstrapPort, 0, 65535) == 0);  // the registry's "0"
+    }
+    {
+      th::ScopedEnv e("TPPP_BOOTSTRAP_PORT", "");
+      CHECK(tppp::env_int(tppp::Env::BootstrapPort, 0, 65535) == 0);
+    }
+    {
+      th::ScopedEnv e("TPPP_BOOTSTRAP_PORT", "4242");
+      CHECK(tppp::env_int(tppp::Env::BootstrapPort, 0, 65535) == 4242);
+    }
+    for (const char* bad : {"abc", "12ab", "-1", "65536", " ", "99999999999999999999"}) {
+      CAPTURE(bad);
+      th::ScopedEnv e("TPPP_BOOTSTRAP_PORT", bad);
+      try {
+        tppp::env_int(tppp::Env::BootstrapPort, 0, 65535);
+        FAIL("accepted");
+      } catch (const tppp::Error& err) {
+        CHECK(err.status() == TPPP_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(err.what()).find("TPPP_BOOTSTRAP_PORT") != std::string::npos);
+      }
     }
   }
 }

@@ -63,7 +63,7 @@ TEST_SUITE("faults") {
     for (const char* backoff : {"0", "150", "5000"}) {
       CAPTURE(backoff);
       auto codes = th::run_ranks(2, 60, [backoff](int rank, const tppp_unique_id& id) {
-        setenv("TPPP_UCX_STREAM_BACKOFF_NS", backoff, 1);  // read once, at the group's transport
+        setenv("TPPP_UCX_STREAM_BACKOFF_NS", backoff, 1);  // read as the group is made
         tppp_group_params p = th::params(2, 1, 5000);
         tppp_group_t g = nullptr;
         RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));

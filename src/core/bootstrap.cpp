@@ -106,13 +106,7 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
 }
 
 void make_unique_id(tppp_unique_id* out) {
-  uint16_t port = 0;
-  const std::string e = env_str(Env::BootstrapPort);
-  if (!e.empty()) {
-    long v = std::strtol(e.c_str(), nullptr, 10);
-    if (v < 0 || v > 65535) fail(TPPP_ERR_INVALID_ARGUMENT, "TPPP_BOOTSTRAP_PORT=%s is not a port", e.c_str());
-    port = static_cast<uint16_t>(v);
-  }
+  const uint16_t port = static_cast<uint16_t>(env_int(Env::BootstrapPort, 0, 65535));  // 0: any free port
   uint32_t ip = default_advertised_ipv4();
   uint16_t bound = 0;
   Fd fd = listen_tcp(port, &bound);

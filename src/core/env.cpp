@@ -1,8 +1,11 @@
 // The settings registry (see env.hpp): the only getenv in the library.
 #include "core/env.hpp"
 
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
+
+#include "core/error.hpp"
 
 namespace tppp {
 namespace {
@@ -18,8 +21,8 @@ const EnvSetting kSettings[] = {
      "`peer`: UCX error mode PEER on every endpoint (default: NONE between processes of one host, which are watched by pid)"},
     {Env::CollShm, "TPPP_COLL_SHM", "bool", "1", true,
      "`0`: all_reduce between processes of one host goes over UCX messages instead of shared memory (every rank must agree)"},
-    {Env::UcxStreamBackoffNs, "TPPP_UCX_STREAM_BACKOFF_NS", "int", "150", true,
-     "a p2p receive from a peer of this host, on a rank that has sent nothing since its last receive finished (a one-way stream), first steps back this many ns (0 to 100000) when its wait finds it pending, so the sender fills UCX's shared-memory FIFO uncontended; `0`: poll at once"},
+    {Env::UcxStreamBackoffNs, "TPPP_UCX_STREAM_BACKOFF_NS", "int", "150", false,
+     "read as each group is made: a p2p receive from a peer of this host, on a rank that has sent nothing since its last receive finished (a one-way stream), first steps back this many ns (0 to 100000) when its wait finds it pending, so the sender fills UCX's shared-memory FIFO uncontended; `0`: poll at once"},
     {Env::CudaGraphs, "TPPP_CUDA_GRAPHS", "bool", "1", true,
      "`0`: the model runtime runs decode steps eagerly instead of replaying CUDA graphs per batch-size bucket"},
     {Env::BootstrapAddr, "TPPP_BOOTSTRAP_ADDR", "string", "", false,
@@ -64,6 +67,21 @@ std::string env_str(Env e) {
 bool env_flag(Env e) {
   const std::string v = env_str(e);
   return !v.empty() && v != "0";
+}
+
+long parse_env_int(const char* name, const char* value, long lo, long hi) {
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(value, &end, 10);
+  if (end == value || *end != '\0' || errno != 0 || x < lo || x > hi)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "environment variable %s='%s' is not an integer in [%ld, %ld]", name, value, lo, hi);
+  return x;
+}
+
+long env_int(Env e, long lo, long hi) {
+  const EnvSetting& s = env_setting(e);
+  const std::string v = env_str(e);
+  return parse_env_int(s.name, v.empty() ? s.dflt : v.c_str(), lo, hi);
 }
 
 const char* process_env(const char* name) { return std::getenv(name); }

@@ -6,7 +6,9 @@
 // launchers' variables (RANK, ..., and TPPP_RUN_ID, which tppp-run sets)
 // through process_env, the lookup read_launch_env takes. Tuning knobs are
 // read once per process, at first use, and cached; addresses and ports are
-// read each time they are used, like MASTER_ADDR and MASTER_PORT.
+// read each time they are used, like MASTER_ADDR and MASTER_PORT, and so is
+// TPPP_UCX_STREAM_BACKOFF_NS, as each group is made (off any hot path, and
+// a process's groups may differ).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -45,6 +47,13 @@ const EnvSetting& env_setting(Env e);
 std::string env_str(Env e);
 // Set, non-empty and not "0".
 bool env_flag(Env e);
+// An "int" setting as a whole number in [lo, hi]: the registry's default
+// when unset or empty; anything else throws INVALID_ARGUMENT naming it.
+long env_int(Env e, long lo, long hi);
+
+// A whole decimal number in [lo, hi] from the variable `name`'s value, or
+// INVALID_ARGUMENT naming both (the settings and the launchers' variables).
+long parse_env_int(const char* name, const char* value, long lo, long hi);
 
 // The process environment for launcher variables (RANK, WORLD_SIZE,
 // MASTER_ADDR, ...: read_launch_env takes it as its lookup); NULL if unset.

@@ -11,10 +11,10 @@
 // from the job id. TPPP_BOOTSTRAP_PORT overrides the port in every case.
 #include "core/launch_env.hpp"
 
-#include <cerrno>
 #include <cstdlib>
 
 #include "core/bootstrap.hpp"
+#include "core/env.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -33,12 +33,7 @@ std::string get(const EnvLookup& env, const char* k) {
 long parse_int(const EnvLookup& env, const char* k, long lo, long hi) {
   const char* v = env(k);
   if (!v || !*v) fail(TPPP_ERR_INVALID_ARGUMENT, "environment variable %s is not set", k);
-  char* end = nullptr;
-  errno = 0;
-  long x = std::strtol(v, &end, 10);
-  if (errno || *end != '\0' || x < lo || x > hi)
-    fail(TPPP_ERR_INVALID_ARGUMENT, "environment variable %s='%s' is not an integer in [%ld, %ld]", k, v, lo, hi);
-  return x;
+  return parse_env_int(k, v, lo, hi);
 }
 
 uint16_t port_from_job(const std::string& job) {

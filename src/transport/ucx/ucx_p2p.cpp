@@ -4,14 +4,9 @@
 // API then reads the request's ok flag instead of calling test or wait.
 // Every store here counts: a sender's stores queue behind the cache line
 // UCX's shared-memory FIFO write is still fetching (bench/results/comm-*).
-// Also here: the settings check and the stream backoff of a receive's wait.
+// Also here: the stream backoff of a receive's wait.
 #include "transport/ucx/ucx_transport.hpp"
 
-#include <cerrno>
-#include <cstdlib>
-#include <string>
-
-#include "core/env.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -144,19 +139,6 @@ void UcxTransport::OpRequest::release() noexcept {
   t->settle_released();
 }
 
-// TPPP_UCX_STREAM_BACKOFF_NS, checked: 0 .. 100000 ns (default in the registry).
-std::chrono::nanoseconds UcxTransport::stream_backoff_setting() {
-  std::string v = env_str(Env::UcxStreamBackoffNs);
-  if (v.empty()) v = env_setting(Env::UcxStreamBackoffNs).dflt;
-  char* end = nullptr;
-  errno = 0;
-  const long ns = std::strtol(v.c_str(), &end, 10);
-  if (end == v.c_str() || *end != '\0' || errno != 0 || ns < 0 || ns > 100000)
-    fail(TPPP_ERR_INVALID_ARGUMENT, "TPPP_UCX_STREAM_BACKOFF_NS=%s is not a whole number of nanoseconds from 0 to 100000",
-         v.c_str());
-  return std::chrono::nanoseconds(ns);
-}
-
 // On one host, a stream of small messages runs at the pace of a race on
 // UCX's shared-memory FIFO (docs/DESIGN.md section 3; measured in
 // bench/results/comm-2026-12-06-vm.md): each send's lock cmpxchg on the FIFO
@@ -164,8 +146,8 @@ std::chrono::nanoseconds UcxTransport::stream_backoff_setting() {
 // up polls the very element the sender is filling and pulls that line back,
 // so every message pays cross-core transfers. A receiver that steps back
 // briefly whenever it finds itself ahead lets the sender fill several
-// elements uncontended and then takes them in one sweep: with 150 ns, 64 B
-// streams ran ~1.6-1.8x faster (bench/results/comm-2026-12-06-vm.md). It
+// elements uncontended and then takes them in one sweep: with 150 ns, 32-64
+// B streams ran 1.5-1.65x faster (bench/results/comm-2026-12-06-vm.md). It
 // costs a wait up to that much latency, so only the receiving end of a
 // one-way stream steps back: a p2p receive still pending at its wait, from a
 // peer on this host, on a rank that has sent nothing since its last receive

@@ -67,7 +67,8 @@ void check_ucs(ucs_status_t s, const char* what) {
 
 UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg), coll_(*this) {
   try {
-    stream_backoff_ = stream_backoff_setting();  // a bad value fails every rank before any exchange
+    // A bad value fails every rank before any exchange.
+    stream_backoff_ = std::chrono::nanoseconds(env_int(Env::UcxStreamBackoffNs, 0, 100000));
     ucp_config_t* config = nullptr;
     check_ucs(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
     ucp_params_t p{};

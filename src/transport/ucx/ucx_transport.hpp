@@ -164,9 +164,8 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   bool peer_dead(int rank);      // polls a local peer's pid, rate-limited
   // A receiver ahead of a one-way stream from a peer on this host steps
   // back before it polls (TPPP_UCX_STREAM_BACKOFF_NS; why: ucx_p2p.cpp).
-  static std::chrono::nanoseconds stream_backoff_setting();  // throws INVALID_ARGUMENT
   void stream_backoff(const Op* op) const;
-  std::chrono::nanoseconds stream_backoff_{0};
+  std::chrono::nanoseconds stream_backoff_{0};  // TPPP_UCX_STREAM_BACKOFF_NS
   uint64_t sends_ = 0;          // sends posted, p2p and collective
   uint64_t sends_at_recv_ = 0;  // sends_ when a p2p receive last finished: equal = one-way
   std::chrono::steady_clock::time_point next_liveness_check_{};
