@@ -20,7 +20,7 @@ tls="${UCX_TLS:-default}"
 sizes="8 16 32 64 128 256 512 1024 2048 4096 65536 1048576 4194304 16777216"
 port=$(( 20000 + RANDOM % 20000 ))
 iters() { local s=$1; if [ "$s" -le 4096 ]; then echo 200000; elif [ "$s" -le 65536 ]; then echo 20000;
-          elif [ "$s" -le 1048576 ]; then echo 2000; else echo 500; fi; }  # as comm_bench's bw_iters
+          elif [ "$s" -le 1048576 ]; then echo 2000; else echo 500; fi; }  # as bench_util.hpp's bw_messages
 
 perftest() {  # test size iters -> the "Final:" line
   port=$((port + 1))

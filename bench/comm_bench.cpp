@@ -23,39 +23,36 @@
 using Clock = std::chrono::steady_clock;
 static double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// Messages per size, the same as bench/comm.sh gives ucx_perftest: enough
-// that the run lasts tens of milliseconds at every size.
 static int bw_iters(size_t size) {
-  if (const char* e = std::getenv("COMM_BENCH_ITERS")) return std::atoi(e);
-  return size <= 4096 ? 200000 : size <= (64u << 10) ? 20000 : size <= (1u << 20) ? 2000 : 500;
+  if (const char* e = std::getenv("COMM_BENCH_ITERS")) return std::atoi(e);  // for profiling
+  return bw_messages(size);
 }
 
 static void bw(tppp_group_t g, int rank, size_t size, int iters, bool report) {
-  // Like ucx_perftest tag_bw: one buffer for every message and a sliding
-  // window of outstanding operations (a new one posted as the oldest ends).
-  const char* w = std::getenv("COMM_BENCH_WINDOW");  // for profiling; the table uses 32
-  // The receiver keeps one receive posted, as ucx_perftest's does
-  // (ucp_tests.cc: wait_recv_window(1) before each receive).
-  const int window = rank == 1 ? 1 : w ? std::max(1, std::atoi(w)) : 32;
+  // Like ucx_perftest tag_bw: one buffer for every message, the sends and
+  // receives in flight of bench_util.hpp's windowed loop.
+  const char* w = std::getenv("COMM_BENCH_WINDOW");  // for profiling; the table uses kBwSendWindow
+  const int window = rank == 1 ? kBwRecvWindow : w ? std::max(1, std::atoi(w)) : kBwSendWindow;
   std::vector<char> buf(size, 1);  // [size] bytes, host
-  std::vector<tppp_request_t> reqs(window);
+  std::vector<tppp_request_t> reqs(static_cast<size_t>(window));
   char ack = 0;
+  auto post = [&] {
+    tppp_request_t r = nullptr;
+    if (rank == 0)
+      CHECK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 1, buf.data(), size, nullptr, &r));
+    else
+      CHECK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 1, buf.data(), size, nullptr, &r));
+    return r;
+  };
+  auto finish = [](tppp_request_t r) {
+    CHECK(tppp_request_wait(r));
+    tppp_request_free(r);
+  };
   for (int pass = 0; pass < 2; pass++) {  // pass 0 warms up
     int n = pass == 0 ? std::max(iters / 10, window) : iters;
     CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
     auto t0 = Clock::now();
-    for (int i = 0; i < n + window; i++) {
-      tppp_request_t& r = reqs[static_cast<size_t>(i % window)];
-      if (i >= window) {
-        CHECK(tppp_request_wait(r));
-        tppp_request_free(r);
-      }
-      if (i >= n) continue;
-      if (rank == 0)
-        CHECK(tppp_isend(g, TPPP_SCOPE_WORLD, 1, 1, buf.data(), size, nullptr, &r));
-      else
-        CHECK(tppp_irecv(g, TPPP_SCOPE_WORLD, 0, 1, buf.data(), size, nullptr, &r));
-    }
+    windowed(reqs, n, post, finish);
     if (rank == 0)
       CHECK(tppp_recv(g, TPPP_SCOPE_WORLD, 1, 2, &ack, 1, nullptr));
     else
@@ -118,14 +115,8 @@ static void allreduce(tppp_group_t g, int rank, int world, size_t max_bytes) {
 
 int main(int argc, char** argv) {
   std::string what = argc > 1 ? argv[1] : "ar";
-  tppp_group_params p;
-  CHECK(tppp_group_params_init(&p, sizeof p));
-  p.timeout_ms = 120000;
-  tppp_group_t g = nullptr;
-  CHECK(tppp_group_create_from_env(&p, &g));
   tppp_group_info info;
-  info.struct_size = sizeof info;
-  CHECK(tppp_group_get_info(g, &info));
+  tppp_group_t g = group_from_env(120000, &info);
   if (what != "ar" && info.world_size != 2) {
     std::fprintf(stderr, "comm_bench %s runs on exactly 2 ranks\n", what.c_str());
     return 1;

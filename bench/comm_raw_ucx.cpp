@@ -49,28 +49,26 @@ void wait(Ucx& u, ucs_status_ptr_t sp) {
 }
 
 // comm_bench's bw (bench/comm_bench.cpp), message for message: one buffer,
-// 32 sends in flight (a new one posted as the oldest ends), one receive
-// posted at a time (as ucx_perftest), a warm-up pass, a one-byte ack.
+// bench_util.hpp's windowed loop and windows, a warm-up pass, a one-byte ack.
 void bw(Ucx& u, tppp_group_t g, int rank, size_t size, int iters, bool report, int work) {
-  const int window = rank == 0 ? 32 : 1;
+  const int window = rank == 0 ? kBwSendWindow : kBwRecvWindow;
   std::vector<char> buf(size, 1);  // [size] bytes, host
-  std::vector<ucs_status_ptr_t> reqs(window);
+  std::vector<ucs_status_ptr_t> reqs(static_cast<size_t>(window));
   char ack = 0;
   ucp_request_param_t prm;
   prm.op_attr_mask = 0;
   volatile int sink = 0;  // --work-*'s increments land here
+  auto post = [&] {
+    ucs_status_ptr_t r = rank == 0 ? ucp_tag_send_nbx(u.ep, buf.data(), size, 1, &prm)
+                                   : ucp_tag_recv_nbx(u.worker, buf.data(), size, 1, ~0ull, &prm);
+    for (int k = 0; k < work; k++) sink = sink + 1;
+    return r;
+  };
   for (int pass = 0; pass < 2; pass++) {
     const int n = pass == 0 ? std::max(iters / 10, window) : iters;
     CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < n + window; i++) {
-      ucs_status_ptr_t& r = reqs[static_cast<size_t>(i % window)];
-      if (i >= window) wait(u, r);
-      if (i >= n) continue;
-      r = rank == 0 ? ucp_tag_send_nbx(u.ep, buf.data(), size, 1, &prm)
-                    : ucp_tag_recv_nbx(u.worker, buf.data(), size, 1, ~0ull, &prm);
-      for (int k = 0; k < work; k++) sink = sink + 1;
-    }
+    windowed(reqs, n, post, [&](ucs_status_ptr_t r) { wait(u, r); });
     wait(u, rank == 0 ? ucp_tag_recv_nbx(u.worker, &ack, 1, 2, ~0ull, &prm) : ucp_tag_send_nbx(u.ep, &ack, 1, 2, &prm));
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (pass == 1 && rank == 0 && report)
@@ -81,14 +79,8 @@ void bw(Ucx& u, tppp_group_t g, int rank, size_t size, int iters, bool report, i
 }  // namespace
 
 int main(int argc, char** argv) {
-  tppp_group_params p;
-  CHECK(tppp_group_params_init(&p, sizeof p));
-  p.timeout_ms = 120000;
-  tppp_group_t g = nullptr;
-  CHECK(tppp_group_create_from_env(&p, &g));
   tppp_group_info info;
-  info.struct_size = sizeof info;
-  CHECK(tppp_group_get_info(g, &info));
+  tppp_group_t g = group_from_env(120000, &info);
   if (info.world_size != 2) {
     std::fprintf(stderr, "comm_raw_ucx runs on exactly 2 ranks\n");
     return 1;
@@ -134,8 +126,7 @@ int main(int argc, char** argv) {
   const int work = info.rank == 0 ? work_send : work_recv;
   for (int k = 0; k < 3; k++) bw(u, g, info.rank, 8, 200000, false, work);  // warm-up, as comm_bench
   for (size_t s : sizes) {
-    const int iters = s <= 4096 ? 200000 : s <= (64u << 10) ? 20000 : s <= (1u << 20) ? 2000 : 500;
-    bw(u, g, info.rank, s, iters, true, work);
+    bw(u, g, info.rank, s, bw_messages(s), true, work);
   }
   CHECK(tppp_barrier(g, TPPP_SCOPE_WORLD));  // both done before either closes its endpoint
   ucp_request_param_t cp{};

@@ -35,14 +35,8 @@ double median_us(F&& f, int reps) {
 }
 
 int main() {
-  tppp_group_params gp;
-  CHECK(tppp_group_params_init(&gp, sizeof gp));
-  gp.timeout_ms = 600000;
-  tppp_group_t g = nullptr;
-  CHECK(tppp_group_create_from_env(&gp, &g));
   tppp_group_info info;
-  info.struct_size = sizeof info;
-  CHECK(tppp_group_get_info(g, &info));
+  tppp_group_t g = group_from_env(600000, &info);
   const int tp = info.tp_size, r = info.tp_rank;
   const int64_t Ms[] = {1, 16, 128};
   const int64_t KN[][2] = {{1024, 4096}, {4096, 1024}, {2048, 8192}};
