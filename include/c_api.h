@@ -34,7 +34,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- versions */
 #define TPPP_VERSION_MAJOR 0
-#define TPPP_VERSION_MINOR 3
+#define TPPP_VERSION_MINOR 4
 #define TPPP_VERSION_PATCH 0
 /* major * 10000 + minor * 100 + patch */
 #define TPPP_VERSION_CODE \
@@ -605,6 +605,8 @@ typedef struct tppp_model_params {
   int64_t kv_tokens; /* KV capacity per rank in tokens, all sequences; default 4096 */
   int32_t max_batch; /* tokens per forward; default 2048 */
   int32_t follow;    /* 1: only the driver calls; the others call tppp_model_follow. Default 0 */
+  int32_t max_inflight; /* host steps (tppp_model_submit) whose results may be on their way at once;
+                           default 0: the number of pipeline stages */
 } tppp_model_params;
 
 typedef struct tppp_model_info {
@@ -614,6 +616,11 @@ typedef struct tppp_model_info {
   int64_t vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, head_dim;
   int64_t layer_begin, layer_end; /* this rank's stage: layers [begin, end) */
   int32_t page_size, num_pages, free_pages, max_seqs;
+  /* EOS token ids: generation_config.json's eos_token_id, else config.json's
+   * (one id or a list; none when absent); live as long as the model */
+  const int32_t* eos_ids;
+  int32_t n_eos;
+  int32_t steps_in_flight; /* host steps submitted and not yet taken by wait/poll (this rank's count) */
 } tppp_model_info;
 
 /* llama_batch: n_tokens tokens; token i is token[i] at position pos[i] of
@@ -657,8 +664,36 @@ TPPP_API tppp_status tppp_model_forward(tppp_model_t m, const tppp_batch* b, int
 /* Frees the sequence's KV pages; its id can start again at position 0. */
 TPPP_API tppp_status tppp_model_remove_seq(tppp_model_t m, int32_t seq_id);
 
+/* Sampling one output row on the last stage, in transformers' order:
+ * repetition penalty (over the sequence's tokens, prompt included), then
+ * frequency / presence penalties (OpenAI's, over its output tokens), then
+ * temperature, top-k, top-p, min-p, then the draw. The draw is Gumbel-max
+ * with noise keyed on (seed, position, token id) alone, so a seed gives the
+ * same tokens on every TP x PP grid, batch composition, prefill chunking and
+ * number of steps in flight (and the same tokens to two requests with the
+ * same seed: a server gives unseeded requests random seeds). logprobs are
+ * of the model's raw distribution (log_softmax of the logits, before
+ * penalties and warpers), as vLLM's default. Defaults: greedy (temperature
+ * 0; ties: the smallest id), every filter and penalty off. */
+typedef struct tppp_sampling_params {
+  uint32_t struct_size;
+  float temperature;        /* 0: greedy; else > 0 */
+  int32_t top_k;            /* 0: off */
+  float top_p;              /* (0, 1]; 1: off */
+  float min_p;              /* [0, 1]; 0: off */
+  float repetition_penalty; /* > 0; 1: off */
+  float frequency_penalty;  /* 0: off */
+  float presence_penalty;   /* 0: off */
+  int32_t logprobs;         /* 1: the sampled token's logprob */
+  int32_t top_logprobs;     /* 0..20: the most likely tokens' logprobs */
+  uint64_t seed;
+} tppp_sampling_params;
+TPPP_API tppp_status tppp_sampling_params_init(tppp_sampling_params* p, size_t size);
+
 /* Called on the driver for each generated token, in order. */
 typedef void (*tppp_token_fn)(void* user, int32_t prompt, int32_t token);
+/* The same, and a non-zero return ends that prompt (the token is kept). */
+typedef int32_t (*tppp_token_stop_fn)(void* user, int32_t prompt, int32_t token);
 typedef struct tppp_generate_params {
   uint32_t struct_size;
   int32_t max_new;         /* new tokens per prompt at most; default 16 */
@@ -670,6 +705,14 @@ typedef struct tppp_generate_params {
   int32_t prefill_chunk;   /* prompt tokens per micro-batch; default 0: at most min(max_batch, 512),
                               with PP > 1 the prompts' tokens / (2 PP) but >= 64 */
   int32_t reserved;
+  const tppp_sampling_params* sampling; /* every prompt's; NULL: greedy */
+  int32_t ignore_eos;      /* 0 (default): a generated EOS id (tppp_model_info) ends its prompt (and is kept) */
+  int32_t reserved2;
+  const int32_t* max_new_each; /* [n_prompts] per-prompt max_new, each <= max_new (the rows' stride); NULL: max_new */
+  /* Called instead of on_token when set; its non-zero return ends the prompt.
+   * Every-rank mode: set it on every rank (it is called on the driver only,
+   * whose verdicts go to the other ranks of stage 0). */
+  tppp_token_stop_fn on_token_stop;
 } tppp_generate_params;
 TPPP_API tppp_status tppp_generate_params_init(tppp_generate_params* p, size_t size);
 /* Greedy decoding of n_prompts prompts (prompt i of prompt_lens[i] tokens,
@@ -683,6 +726,61 @@ TPPP_API tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, cons
                                          const int32_t* prompt_lens, const tppp_generate_params* p,
                                          int32_t* out_tokens, int32_t* out_counts, float* first_logits);
 TPPP_API tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out);
+/* Steps in flight: the engine core a server embeds (docs/DESIGN.md section
+ * 9). The host composes each step as a batch (continuous batching:
+ * sequences join, finish and leave between steps) and submits it without
+ * waiting for its results; up to max_inflight steps move through the
+ * pipeline stages at once, so every stage works on a different step. The
+ * last stage samples each wanted row (sampling[i] for token i; NULL, or a
+ * NULL entry: greedy) and sends the results to the driver, where
+ * tppp_model_wait / _poll return them in submission order. A sequence that
+ * is in a step not yet taken by wait/poll cannot be in another
+ * (INVALID_USAGE naming it). tppp_model_remove_seq (or seq_rm) on a sequence
+ * with a step in flight cancels it: its rows of that step are dropped from
+ * the result, its pages freed; the model stays usable. Every-rank mode:
+ * every rank calls submit and wait (not poll) in the same order with the
+ * same arguments; a rank whose batch differs from stage 0's fails with
+ * INVALID_USAGE naming the first differing field. Follow mode: the driver
+ * alone calls; the others sit in tppp_model_follow. */
+typedef struct tppp_step_params {
+  uint32_t struct_size;
+  int32_t outputs; /* TPPP_OUT_LOGITS: the wanted rows' f32 logits in the result too. Default 0 */
+  const tppp_sampling_params* const* sampling; /* [n_tokens] or NULL */
+} tppp_step_params;
+TPPP_API tppp_status tppp_step_params_init(tppp_step_params* p, size_t size);
+
+/* A step's results, rows in batch order (a cancelled sequence's rows
+ * dropped). Arrays belong to the model and stay valid until its next
+ * wait / poll. On ranks other than the driver only step and n_out are set. */
+typedef struct tppp_step_result {
+  uint32_t struct_size;
+  int32_t n_out;             /* rows */
+  int64_t step;              /* submit's number */
+  const int32_t* seq_id;     /* [n_out] */
+  const int32_t* token;      /* [n_out] the sampled token */
+  const float* logprob;      /* [n_out] its raw logprob (0 unless asked) */
+  int32_t n_top;             /* top logprobs per row (the step's largest top_logprobs) */
+  int32_t reserved;
+  const int32_t* top_ids;    /* [n_out, n_top], -1 past a row's own count */
+  const float* top_logprobs; /* [n_out, n_top] */
+  const float* logits;       /* [n_out, vocab] with TPPP_OUT_LOGITS, else NULL */
+} tppp_step_result;
+
+/* Checks the batch (as tppp_model_forward), runs it on this rank's stage and
+ * returns its number in *step without waiting for the later stages. */
+TPPP_API tppp_status tppp_model_submit(tppp_model_t m, const tppp_batch* b, const tppp_step_params* p, int64_t* step);
+/* The oldest step's results; blocks (bounded by the group's timeout).
+ * INVALID_USAGE when none is in flight. */
+TPPP_API tppp_status tppp_model_wait(tppp_model_t m, tppp_step_result* out);
+/* The oldest step's results if they are here (*ready = 1), else *ready = 0
+ * at once. Follow mode or a one-rank group only. */
+TPPP_API tppp_status tppp_model_poll(tppp_model_t m, tppp_step_result* out, int32_t* ready);
+/* llama.h's seq_rm: removes positions [p0, p1) (p1 < 0: to the end) of a
+ * sequence and frees the pages past what is left. Only a tail may go
+ * (NOT_SUPPORTED otherwise: positions stay contiguous); p0 = 0 removes the
+ * sequence. A step in flight for the sequence is dropped for it. */
+TPPP_API tppp_status tppp_model_seq_rm(tppp_model_t m, int32_t seq_id, int32_t p0, int32_t p1);
+
 /* Follow mode, every rank but the driver: runs the driver's calls until it
  * calls tppp_model_stop (TPPP_OK). idle_timeout_ms bounds the wait for each
  * next call (-1: none; a dead driver still ends it with TPPP_ERR_REMOTE). A
@@ -790,6 +888,13 @@ typedef struct tppp_api {
   void (*model_destroy)(tppp_model_t);
   tppp_status (*model_follow)(tppp_model_t, int64_t);
   tppp_status (*model_stop)(tppp_model_t);
+  /* 0.4 */
+  tppp_status (*sampling_params_init)(tppp_sampling_params*, size_t);
+  tppp_status (*step_params_init)(tppp_step_params*, size_t);
+  tppp_status (*model_submit)(tppp_model_t, const tppp_batch*, const tppp_step_params*, int64_t*);
+  tppp_status (*model_wait)(tppp_model_t, tppp_step_result*);
+  tppp_status (*model_poll)(tppp_model_t, tppp_step_result*, int32_t*);
+  tppp_status (*model_seq_rm)(tppp_model_t, int32_t, int32_t, int32_t);
   /* later versions append here */
 } tppp_api;
 

@@ -86,6 +86,12 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_model_destroy,
       tppp_model_follow,
       tppp_model_stop,
+      tppp_sampling_params_init,
+      tppp_step_params_init,
+      tppp_model_submit,
+      tppp_model_wait,
+      tppp_model_poll,
+      tppp_model_seq_rm,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

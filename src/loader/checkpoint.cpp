@@ -164,6 +164,11 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& path) {
     c->config_json_ = std::move(bytes);
     c->config_path_ = cfg;
   }
+  const std::string gen = dir + "/generation_config.json";
+  if (exists(gen)) {
+    c->gen_config_json_ = read_small_file(gen, 16u << 20);
+    c->gen_config_path_ = gen;
+  }
   for (size_t fi = 0; fi < c->files_.size(); fi++)
     for (const StTensor& t : c->files_[fi].header.tensors) c->tensors_.push_back(TensorRef{&t, fi});
   std::sort(c->tensors_.begin(), c->tensors_.end(),

@@ -62,6 +62,9 @@ class Checkpoint {
   // config.json as read (empty when there is none), and its path.
   const std::string& config_json() const { return config_json_; }
   const std::string& config_path() const { return config_path_; }
+  // generation_config.json beside config.json (empty when there is none).
+  const std::string& gen_config_json() const { return gen_config_json_; }
+  const std::string& gen_config_path() const { return gen_config_path_; }
   const std::string& path() const { return path_; }
 
   // The rule for `name` on a grid position (lm_head tied to embed_tokens
@@ -91,7 +94,7 @@ class Checkpoint {
   std::vector<ShardFile> files_;
   std::vector<TensorRef> tensors_;
   ModelConfig config_;
-  std::string config_json_, config_path_;
+  std::string config_json_, config_path_, gen_config_json_, gen_config_path_;
 };
 
 }  // namespace tppp

@@ -17,54 +17,14 @@
 #include "core/log.hpp"
 #include "group/group.hpp"
 #include "model/model.hpp"
+#include "model/wire.hpp"
 #include "transport/tags.hpp"
 
 namespace tppp {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-enum : int32_t { kCmdForward = 1, kCmdRemove = 2, kCmdGenerate = 3, kCmdStop = 4 };
 
-struct CmdHead {
-  int32_t op;
-  int32_t reserved;
-  int64_t bytes;
-};
-
-// Appends and reads back int32 fields.
-struct Writer {
-  std::vector<char> b;
-  void i32(int32_t v) { put(&v, 4); }
-  void i32s(const int32_t* v, size_t n) { put(v, n * 4); }
-  void put(const void* p, size_t n) {
-    if (n == 0) return;
-    const size_t at = b.size();
-    b.resize(at + n);
-    std::memcpy(b.data() + at, p, n);
-  }
-};
-struct Reader {
-  const std::vector<char>& b;
-  size_t at = 0;
-  int32_t i32() {
-    int32_t v;
-    get(&v, 4);
-    return v;
-  }
-  std::vector<int32_t> i32s(int64_t n) {
-    if (n < 0 || static_cast<uint64_t>(n) > (b.size() - at) / 4)
-      fail(TPPP_ERR_FORMAT, "follow: a command from the driver is shorter than it says (%lld more values)",
-           static_cast<long long>(n));
-    std::vector<int32_t> v(static_cast<size_t>(n));
-    get(v.data(), v.size() * 4);
-    return v;
-  }
-  void get(void* p, size_t n) {
-    if (n > b.size() - at) fail(TPPP_ERR_FORMAT, "follow: a command from the driver is truncated");
-    if (n) std::memcpy(p, b.data() + at, n);
-    at += n;
-  }
-};
 
 bool peer_broken(tppp_status s) {
   return s == TPPP_ERR_REMOTE || s == TPPP_ERR_TIMEOUT || s == TPPP_ERR_ABORTED || s == TPPP_ERR_UCX ||
@@ -121,13 +81,23 @@ void Model::remove(int32_t seq) {
     w.i32(seq);
     send_cmd(kCmdRemove, w.b);
   }
-  book_.remove(seq);
+  if (seq < 0 || seq >= book_.max_seqs())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "remove_seq: sequence %d is outside [0, max_seqs %d)", seq, book_.max_seqs());
+  forget(seq);
 }
 
 void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
-                     const std::function<void(int32_t, int32_t)>& on_token,
-                     std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
+                     const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
   refuse_follower(p_.follow && !driver(), "generate");
+  if (!steps_.empty())
+    fail(TPPP_ERR_INVALID_USAGE, "generate: %zu host steps are in flight; wait for them first", steps_.size());
+  check_sampling(o.sampling, "generate");
+  if (!o.max_new_each.empty() && o.max_new_each.size() != prompts.size())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "generate: %zu per-prompt max_new values for %zu prompts", o.max_new_each.size(),
+         prompts.size());
+  for (size_t i = 0; i < o.max_new_each.size(); i++)
+    if (o.max_new_each[i] < 0) fail(TPPP_ERR_INVALID_ARGUMENT, "generate: prompt %zu's max_new %d is negative", i,
+                                    o.max_new_each[i]);
   const int32_t np = static_cast<int32_t>(prompts.size());
   if (np <= 0 || np > p_.max_seqs)
     fail(TPPP_ERR_INVALID_ARGUMENT, "generate: %d prompts (1 to max_seqs %d)", np, p_.max_seqs);
@@ -155,6 +125,11 @@ void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const Gen
     w.i32(o.prefill_chunk);
     w.i32(static_cast<int32_t>(o.stop.size()));
     w.i32s(o.stop.data(), o.stop.size());
+    w.i32(o.ignore_eos ? 1 : 0);
+    w.i32(o.callback_stops ? 1 : 0);
+    w.put(&o.sampling, sizeof o.sampling);
+    w.i32(static_cast<int32_t>(o.max_new_each.size()));
+    w.i32s(o.max_new_each.data(), o.max_new_each.size());
     for (const auto& pr : prompts) w.i32(static_cast<int32_t>(pr.size()));
     for (const auto& pr : prompts) w.i32s(pr.data(), pr.size());
     send_cmd(kCmdGenerate, w.b);
@@ -227,7 +202,11 @@ void Model::follow(int64_t idle_timeout_ms) {
           break;
         }
         case kCmdRemove:
-          book_.remove(rd.i32());
+          forget(rd.i32());
+          break;
+        case kCmdSubmit:
+        case kCmdSeqRm:
+          run_cmd(h.op, data);
           break;
         case kCmdGenerate: {
           const int32_t np = rd.i32();
@@ -237,6 +216,10 @@ void Model::follow(int64_t idle_timeout_ms) {
           o.microbatches = rd.i32();
           o.prefill_chunk = rd.i32();
           o.stop = rd.i32s(rd.i32());
+          o.ignore_eos = rd.i32() != 0;
+          o.callback_stops = rd.i32() != 0;
+          rd.get(&o.sampling, sizeof o.sampling);
+          o.max_new_each = rd.i32s(rd.i32());
           const std::vector<int32_t> lens = rd.i32s(np);
           std::vector<std::vector<int32_t>> prompts;
           for (int32_t l : lens) prompts.push_back(rd.i32s(l));

@@ -1,6 +1,7 @@
 // KvBook: plan, commit, remove (see the header).
 #include "model/kv_cache.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "c_api.h"
@@ -145,6 +146,17 @@ void KvBook::remove(int32_t seq) {
   for (auto it = q.pages.rbegin(); it != q.pages.rend(); ++it) free_.push_back(*it);
   q.pages.clear();
   q.len = 0;
+}
+
+void KvBook::truncate(int32_t seq, int32_t len) {
+  if (seq < 0 || seq >= max_seqs())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "seq_rm: sequence id %d is outside [0, %d)", seq, max_seqs());
+  Seq& q = seqs_[static_cast<size_t>(seq)];
+  if (len >= q.len) return;
+  const size_t keep = static_cast<size_t>((std::max(len, 0) + page_size_ - 1) / page_size_);
+  for (size_t i = q.pages.size(); i-- > keep;) free_.push_back(q.pages[i]);
+  q.pages.resize(keep);
+  q.len = std::max(len, 0);
 }
 
 }  // namespace tppp

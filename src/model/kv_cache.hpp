@@ -58,6 +58,8 @@ class KvBook {
   // Frees the sequence's pages; its id may be reused from position 0. An
   // id that holds nothing is fine; one outside [0, max_seqs) throws.
   void remove(int32_t seq);
+  // Keeps positions [0, len) of the sequence and frees the pages past them.
+  void truncate(int32_t seq, int32_t len);
   int32_t length(int32_t seq) const;
   int32_t free_pages() const { return static_cast<int32_t>(free_.size()); }
   int32_t num_pages() const { return num_pages_; }

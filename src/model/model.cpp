@@ -23,7 +23,12 @@ double ms_since(Clock::time_point t0) {
 ModelSpec spec_of(const Checkpoint& c) {
   if (c.config_json().empty())
     fail(TPPP_ERR_INVALID_ARGUMENT, "%s: the model runtime needs config.json beside the weights", c.path().c_str());
-  return parse_model_spec(c.config_json(), c.config_path());
+  ModelSpec s = parse_model_spec(c.config_json(), c.config_path());
+  if (!c.gen_config_json().empty()) {  // transformers: generation_config.json's eos_token_id wins
+    std::vector<int32_t> eos = parse_eos_ids(c.gen_config_json(), c.gen_config_path(), s.dims.vocab);
+    if (!eos.empty()) s.eos = std::move(eos);
+  }
+  return s;
 }
 
 int32_t dtype_of(const Checkpoint& c, int32_t asked) {
@@ -65,7 +70,15 @@ Model::Model(Group& g, const Checkpoint& c, const ModelParams& p)
   if (d.head_dim % 2 != 0)
     fail(TPPP_ERR_NOT_SUPPORTED, "%s: head_dim %lld is odd (RoPE pairs halves)", c.config_path().c_str(),
          static_cast<long long>(d.head_dim));
+  if (p.max_inflight < 0)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "model params: max_inflight %d must be >= 0 (0: the number of stages)",
+         p.max_inflight);
+  if (p_.max_inflight == 0) p_.max_inflight = pp;
   dec_.reset(new StageDecoder(g, c, spec_, dtype_, book_.num_pages(), p.page_size));
+  hist_.resize(static_cast<size_t>(p.max_seqs));
+  out_start_.assign(static_cast<size_t>(p.max_seqs), -1);
+  epoch_.assign(static_cast<size_t>(p.max_seqs), 0);
+  busy_.assign(static_cast<size_t>(p.max_seqs), -1);
   TPPP_LOG(TPPP_LOG_INFO, "rank %d: %s, layers [%lld, %lld) of %lld, %d KV pages of %d tokens", g.config().rank,
            spec_.arch_name.c_str(), static_cast<long long>(dec_->layer_begin()),
            static_cast<long long>(dec_->layer_end()), static_cast<long long>(d.layers), book_.num_pages(),
@@ -73,6 +86,44 @@ Model::Model(Group& g, const Checkpoint& c, const ModelParams& p)
 }
 
 bool Model::driver() const { return g_.config().rank == 0; }
+
+Stream& Model::stream() {
+  if (!stream_) stream_.reset(new Stream(*this));
+  return *stream_;
+}
+
+void Model::forget(int32_t seq, int32_t p0) {
+  const size_t s = static_cast<size_t>(seq);
+  if (p0 <= 0) {
+    book_.remove(seq);
+    hist_[s].clear();
+    out_start_[s] = -1;
+  } else {
+    book_.truncate(seq, p0);
+    if (hist_[s].size() > static_cast<size_t>(p0)) hist_[s].resize(static_cast<size_t>(p0));
+    if (out_start_[s] > p0) out_start_[s] = -1;
+  }
+  epoch_[s]++;
+  busy_[s] = -1;
+}
+
+void Model::note_tokens(const BatchView& b) {
+  if (!dec_->last()) return;
+  for (int32_t t = 0; t < b.n; t++) {
+    std::vector<int32_t>& h = hist_[static_cast<size_t>(b.seq[t])];
+    h.resize(static_cast<size_t>(b.pos[t]));  // positions are contiguous (the plan checked): a no-op
+    h.push_back(b.token[t]);
+  }
+}
+
+Draw Model::sample(const SamplingParams& p, const float* logits, int32_t seq, int32_t pos,
+                   std::vector<float>* scratch) {
+  const size_t s = static_cast<size_t>(seq);
+  if (out_start_[s] < 0) out_start_[s] = pos + 1;  // the sequence's first draw: its output starts here
+  const std::vector<int32_t>& h = hist_[s];
+  const TokenHistory th{h.data(), std::min<int64_t>(static_cast<int64_t>(h.size()), pos + 1), out_start_[s]};
+  return sample_row(logits, spec_.dims.vocab, p, th, pos + 1, scratch);
+}
 int32_t Model::pp_rank() const { return g_.pos().pp_rank; }
 
 void Model::head_ids(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids) {
@@ -138,6 +189,7 @@ int32_t Model::run(const BatchView& b, const KvPlan& kv, int32_t outputs, float*
     rr->wait();
   }
   timed([&] { s.run_layers(b.n, !s.first()); });
+  note_tokens(b);
   if (!s.last()) {
     auto sh = tr.isend(pp, pp.me + 1, tags::model(call, tags::ModelMsg::Hidden), s.hidden(), act, dev);
     auto sr = tr.isend(pp, pp.me + 1, tags::model(call, tags::ModelMsg::Residual), s.residual(), act, dev);

@@ -5,6 +5,7 @@
 // output pointers aside); stages run one after another within a call.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -13,6 +14,8 @@
 #include "model/decoder.hpp"
 #include "model/kv_cache.hpp"
 #include "model/model_config.hpp"
+#include "model/sampling.hpp"
+#include "model/stream.hpp"
 
 namespace tppp {
 
@@ -25,13 +28,29 @@ struct ModelParams {
   int32_t max_seqs = 64;    // sequence ids are [0, max_seqs)
   int32_t max_batch = 2048; // tokens per forward
   bool follow = false;      // only the driver calls; the others call follow()
+  int32_t max_inflight = 0; // host steps in flight; 0: the number of stages
 };
 
 struct GenerateOptions {
   int32_t max_new = 16;
+  std::vector<int32_t> max_new_each;  // per prompt (empty: max_new for all)
   std::vector<int32_t> stop;   // a generated stop id ends its prompt (and is kept)
+  bool ignore_eos = false;     // false: the model's EOS ids end a prompt too (kept)
   int32_t microbatches = 0;    // decode groups in flight; 0: min(P, sequences / 16), at least 1
   int32_t prefill_chunk = 0;   // prompt tokens per prefill micro-batch; 0: see generate.cpp
+  SamplingParams sampling;     // every prompt's (temperature 0: greedy)
+  bool callback_stops = false; // the driver's token callback may end a prompt (the same on every rank)
+};
+
+// Called on the driver for each generated token; true ends the prompt.
+using TokenFn = std::function<bool(int32_t prompt, int32_t token)>;
+
+// A host's step (steps.cpp): one batch in flight through the stages.
+struct StepOut {
+  int64_t step = -1;
+  std::vector<int32_t> seq;  // per result row: its sequence (rows of cancelled sequences dropped)
+  std::vector<int32_t> token;  // per row: the sampled token (the driver)
+  Results r;                 // ids, logprobs, top logprobs, logits of the rows kept
 };
 
 enum : int32_t { kOutLogits = 1, kOutIds = 2 };
@@ -57,6 +76,22 @@ class Model {
   // batch order (NULL when not asked for). Returns w.
   int32_t forward(const BatchView& b, int32_t outputs, float* logits, int64_t* ids);
   void remove(int32_t seq);
+  // llama.h's seq_rm: removes positions [p0, p1) (p1 < 0: to the end) of a
+  // sequence; only a tail (p1 at or past its length) can go, since positions
+  // stay contiguous. Pages past the new length are freed. A step of the
+  // sequence in flight is dropped for it (cancel).
+  void seq_rm(int32_t seq, int32_t p0, int32_t p1);
+
+  // Steps in flight (steps.cpp). submit: checks the batch (KV plan,
+  // sequences already in flight, sampling parameters: the same verdict on
+  // every rank), runs it on this stage and returns its number; samp: one per
+  // token (greedy where empty). wait: the oldest step's results (driver;
+  // elsewhere the rows' count only). poll: the same without blocking, false
+  // when the oldest is not back (follow mode or one rank only).
+  int64_t submit(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs);
+  void wait(StepOut* out);
+  bool poll(StepOut* out);
+  int32_t in_flight() const { return static_cast<int32_t>(steps_.size()); }
 
   // Greedy decoding of each prompt (sequence i = prompt i, which must hold
   // nothing; removed after) up to max_new tokens or a stop id (kept). On the
@@ -66,9 +101,8 @@ class Model {
   // stages (the last stage hands each group's sampled ids back to stage 0),
   // and prompts go through in chunks, so every stage has work.
   // tokens and on_token: on the driver (stage 0's ranks get tokens too).
-  void generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
-                const std::function<void(int32_t, int32_t)>& on_token, std::vector<std::vector<int32_t>>* tokens,
-                float* first_logits);
+  void generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o, const TokenFn& on_token,
+                std::vector<std::vector<int32_t>>* tokens, float* first_logits);
 
   // Follow mode (params.follow). On every rank but the driver: runs what the
   // driver calls until it calls stop(); idle_timeout_ms bounds the wait for
@@ -82,6 +116,7 @@ class Model {
 
  private:
   friend class Generation;
+  friend class Stream;
   // A forward's checks and KV plan: the same verdict on every rank, before
   // any traffic.
   KvPlan check(const BatchView& b, int32_t outputs) const;
@@ -91,9 +126,21 @@ class Model {
   // want_logits their f32 logits [w, vocab] on TP rank 0 (ids from them).
   void head_ids(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids);
   void generate_here(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
-                     const std::function<void(int32_t, int32_t)>& on_token, std::vector<std::vector<int32_t>>* tokens,
-                     float* first_logits);
+                     const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits);
   bool driver() const;
+  Stream& stream();
+  // A sequence leaves (remove) or loses its tail from p0 (seq_rm): the book,
+  // the last stage's token history, and its steps in flight (dropped for it).
+  void forget(int32_t seq, int32_t p0 = 0);
+  // Last stage: the batch's tokens join their sequences' histories (penalties).
+  void note_tokens(const BatchView& b);
+  // Last stage, head rank: a draw for the row of `seq` at `pos`.
+  Draw sample(const SamplingParams& p, const float* logits, int32_t seq, int32_t pos, std::vector<float>* scratch);
+  // steps.cpp: the checks of submit, and its work on this rank.
+  void check_step(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) const;
+  int64_t submit_here(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs, const KvPlan& kv);
+  void retire(StepOut* out);
+  void run_cmd(int32_t op, const std::vector<char>& data);  // follow mode: submit and seq_rm
   // follow.cpp: the driver's side of follow mode (a no-op otherwise).
   bool leading() const { return p_.follow && driver(); }
   void send_cmd(int32_t op, const std::vector<char>& data);
@@ -110,6 +157,22 @@ class Model {
   ModelStats st_;
   std::vector<float> host_logits_;
   std::vector<int64_t> host_ids_;
+  std::unique_ptr<Stream> stream_;
+  // Per sequence: the last stage's token history and first output position
+  // (penalties); a generation count bumped when it leaves (a late result of
+  // a cancelled step is dropped); the host step it is in (-1: none).
+  std::vector<std::vector<int32_t>> hist_;
+  std::vector<int32_t> out_start_;
+  std::vector<uint32_t> epoch_;
+  std::vector<int64_t> busy_;
+  struct Step {
+    int64_t no = 0;
+    std::vector<int32_t> seq;       // per wanted row
+    std::vector<uint32_t> epoch;    // per wanted row, at submit
+    std::unique_ptr<Entry> e;       // the driver's results (stage 0); null elsewhere
+  };
+  std::deque<Step> steps_;
+  int64_t next_step_ = 0;
 };
 
 }  // namespace tppp

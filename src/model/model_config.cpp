@@ -127,7 +127,28 @@ ModelSpec parse_model_spec(const std::string& text, const std::string& file) {
         unsupported(file, "layer_types", t.dump(), "full_attention layers only");
   for (const char* k : {"num_experts", "num_local_experts", "n_routed_experts"})
     if (num(j, k, 0, file) > 0) unsupported(file, k, std::to_string(static_cast<long long>(num(j, k, 0, file))), "no MoE");
+  s.eos = parse_eos_ids(text, file, s.dims.vocab);
   return s;
+}
+
+std::vector<int32_t> parse_eos_ids(const std::string& text, const std::string& file, int64_t vocab) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    fail(TPPP_ERR_FORMAT, "%s: not JSON: %s", file.c_str(), e.what());
+  }
+  std::vector<int32_t> ids;
+  if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
+  const json& e = j["eos_token_id"];
+  const json list = e.is_array() ? e : json::array({e});
+  for (const json& v : list) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab)
+      fail(TPPP_ERR_FORMAT, "%s: eos_token_id %s is not a token id in [0, %lld)", file.c_str(), v.dump().c_str(),
+           static_cast<long long>(vocab));
+    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
+  }
+  return ids;
 }
 
 std::vector<float> rope_inv_freq(const RopeSpec& r, int64_t head_dim) {

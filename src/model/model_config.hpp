@@ -30,7 +30,13 @@ struct ModelSpec {
   bool qkv_bias = false;  // Qwen2, or attention_bias
   bool o_bias = false;    // attention_bias (Llama, Mistral, Qwen3)
   bool qk_norm = false;   // Qwen3: per-head RMSNorm of q and k before RoPE
+  std::vector<int32_t> eos;  // eos_token_id (one or a list); generation_config.json's wins
 };
+
+// eos_token_id of a config.json or generation_config.json: none (absent or
+// null), one id or a list; FORMAT naming the file for anything else or an
+// id outside [0, vocab).
+std::vector<int32_t> parse_eos_ids(const std::string& json, const std::string& file, int64_t vocab);
 
 // Throws FORMAT for malformed JSON or fields, NOT_SUPPORTED naming the field
 // and value for what this runtime does not run.

@@ -51,6 +51,7 @@ enum class ModelMsg : uint32_t {
   Hidden = 0, Residual = 1, Logits = 2, Ids = 3,  // per call
   Head = 4, Meta = 5, Ring = 6,                   // a generation's micro-batches
   Cmd = 7, CmdData = 8,                           // follow mode
+  Sampling = 9, Results = 10,                     // an item's sampling parameters; a step's results
 };
 constexpr uint32_t model(uint32_t call, ModelMsg k) {
   return library(Owner::Model, ((call * 16u) + static_cast<uint32_t>(k)) & kOwnBits);
