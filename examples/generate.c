@@ -3,7 +3,8 @@
  *   tppp-run -n 4 -- generate CKPT [--tp N] [--pp M] --prompt-ids "5,17,300"
  *            [--prompt-ids ...] [--max-new N] [--dump-logits FILE]
  *            [--dtype f32|f16|bf16] [--reference] [--microbatches G]
- *            [--chunk T] [--follow] [--device N]
+ *            [--chunk T] [--follow] [--device N] [--temperature T] [--top-k K]
+ *            [--top-p P] [--min-p P] [--seed S] [--ignore-eos]
  *
  * Every rank loads its part of the checkpoint (its stage's layers, its TP
  * rank's heads) and calls tppp_model_generate; the driver (rank 0) prints,
@@ -17,8 +18,11 @@
  * default min(PP, prompts / 16), at least 1); --chunk: prompt tokens per micro-batch; --follow:
  * only the driver calls generate, the other ranks follow it
  * (tppp_model_follow); --device: the CUDA GPU every rank computes on (ranks
- * may share it; default: the CPU). Exit status: 0, or 1 on an error or a
- * mismatch. */
+ * may share it; default: the CPU). --temperature/--top-k/--top-p/--min-p/
+ * --seed sample on the last stage (default greedy; a seed gives the same
+ * tokens on every grid); generation stops at the model's EOS ids unless
+ * --ignore-eos. --reference compares greedy tokens only. Exit status: 0, or
+ * 1 on an error or a mismatch. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +124,9 @@ int main(int argc, char** argv) {
   const char* dump = NULL;
   int tp = 0, pp = 1, max_new = 16, reference = 0, rank = 0, mbs = 0, chunk = 0, follow = 0, device = TPPP_DEVICE_CPU;
   int32_t dtype = -1;
+  int ignore_eos = 0;
+  tppp_sampling_params sp;
+  tppp_sampling_params_init(&sp, sizeof sp);
   for (int i = 1; i < argc; i++) {
     const char* a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -132,6 +139,12 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--microbatches") && v) mbs = atoi(argv[++i]);
     else if (!strcmp(a, "--chunk") && v) chunk = atoi(argv[++i]);
     else if (!strcmp(a, "--device") && v) device = atoi(argv[++i]);
+    else if (!strcmp(a, "--temperature") && v) sp.temperature = (float)atof(argv[++i]);
+    else if (!strcmp(a, "--top-k") && v) sp.top_k = atoi(argv[++i]);
+    else if (!strcmp(a, "--top-p") && v) sp.top_p = (float)atof(argv[++i]);
+    else if (!strcmp(a, "--min-p") && v) sp.min_p = (float)atof(argv[++i]);
+    else if (!strcmp(a, "--seed") && v) sp.seed = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
     else if (!strcmp(a, "--dtype") && v) {
       i++;
       dtype = !strcmp(v, "f32") ? TPPP_DTYPE_F32 : !strcmp(v, "f16") ? TPPP_DTYPE_F16 : !strcmp(v, "bf16") ? TPPP_DTYPE_BF16 : -2;
@@ -146,7 +159,8 @@ int main(int argc, char** argv) {
     else {
       fprintf(stderr, "usage: generate CKPT [--tp N] [--pp M] --prompt-ids \"5,17,300\" [--prompt-ids ...] "
                       "[--max-new N] [--dump-logits FILE] [--dtype f32|f16|bf16] [--reference] [--microbatches G] "
-                      "[--chunk T] [--follow] [--device N]\n");
+                      "[--chunk T] [--follow] [--device N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] "
+                      "[--seed S] [--ignore-eos]\n");
       return 2;
     }
   }
@@ -196,6 +210,8 @@ int main(int argc, char** argv) {
   gen.on_token = on_token;
   gen.microbatches = mbs;
   gen.prefill_chunk = chunk;
+  gen.sampling = &sp;
+  gen.ignore_eos = ignore_eos;
   const double t0 = now_s();
   if (!follow || rank == 0)
     CHECK(tppp_model_generate(m, nprompt, (const int32_t* const*)prompt, plen, &gen, out, counts, first));

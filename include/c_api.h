@@ -607,6 +607,8 @@ typedef struct tppp_model_params {
   int32_t follow;    /* 1: only the driver calls; the others call tppp_model_follow. Default 0 */
   int32_t max_inflight; /* host steps (tppp_model_submit) whose results may be on their way at once;
                            default 0: the number of pipeline stages */
+  const int32_t* layer_split; /* [pp] layers per stage; NULL (default): the split that evens out the
+                                 stages' weight bytes, the last stage's LM head included */
 } tppp_model_params;
 
 typedef struct tppp_model_info {

@@ -70,7 +70,26 @@ int main(int argc, char** argv) {
     first = 1;
     F(tppp_generate_params, max_new); F(tppp_generate_params, stop_ids); F(tppp_generate_params, n_stop);
     F(tppp_generate_params, microbatches); F(tppp_generate_params, on_token); F(tppp_generate_params, user);
-    F(tppp_generate_params, prefill_chunk);
+    F(tppp_generate_params, prefill_chunk); F(tppp_generate_params, sampling); F(tppp_generate_params, ignore_eos);
+    F(tppp_generate_params, max_new_each); F(tppp_generate_params, on_token_stop);
+    printf_json("}},\n \"tppp_sampling_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_sampling_params));
+    first = 1;
+    F(tppp_sampling_params, temperature); F(tppp_sampling_params, top_k); F(tppp_sampling_params, top_p);
+    F(tppp_sampling_params, min_p); F(tppp_sampling_params, repetition_penalty);
+    F(tppp_sampling_params, frequency_penalty); F(tppp_sampling_params, presence_penalty);
+    F(tppp_sampling_params, logprobs); F(tppp_sampling_params, top_logprobs); F(tppp_sampling_params, seed);
+    printf_json("}},\n \"tppp_step_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_step_params));
+    first = 1;
+    F(tppp_step_params, outputs); F(tppp_step_params, sampling);
+    printf_json("}},\n \"tppp_step_result\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_step_result));
+    first = 1;
+    F(tppp_step_result, n_out); F(tppp_step_result, step); F(tppp_step_result, seq_id); F(tppp_step_result, token);
+    F(tppp_step_result, logprob); F(tppp_step_result, n_top); F(tppp_step_result, top_ids);
+    F(tppp_step_result, top_logprobs); F(tppp_step_result, logits);
+    printf_json("}},\n \"tppp_model_stats\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_model_stats));
+    first = 1;
+    F(tppp_model_stats, stage); F(tppp_model_stats, busy_ms); F(tppp_model_stats, wall_ms); F(tppp_model_stats, tokens);
+    F(tppp_model_stats, graph_replays); F(tppp_model_stats, graph_captures);
   }
   printf_json("}}}\n");
   return 0;

@@ -319,6 +319,14 @@ TEST_SUITE("loader") {
     CHECK(r == std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {1, 5}});
     CHECK_THROWS_AS(tppp::pp_layer_ranges(5, 2, {1, 3}), tppp::Error);
     CHECK_THROWS_AS(tppp::pp_layer_ranges(5, 2, {1}), tppp::Error);
+    // Balanced by cost: SmolLM2-135M (30 layers of 3.54M weights, a 49152 x 576
+    // LM head of 28.3M on the last stage) is 19 + 11, not 15 + 15.
+    const double smol_layer = 576.0 * 15 * 64 + 576.0 * 576 + 3.0 * 576 * 1536, smol_head = 49152.0 * 576;
+    CHECK(tppp::balanced_layer_split(30, 2, smol_layer, 0, smol_head) == std::vector<int64_t>{19, 11});
+    CHECK(tppp::balanced_layer_split(30, 3, smol_layer, 0, smol_head) == std::vector<int64_t>{13, 13, 4});
+    CHECK(tppp::balanced_layer_split(5, 3, 1.0, 0, 0) == std::vector<int64_t>{2, 2, 1});  // no extras: even
+    CHECK(tppp::balanced_layer_split(3, 3, 1.0, 0, 100) == std::vector<int64_t>{1, 1, 1});  // a layer each
+    CHECK_THROWS_AS(tppp::balanced_layer_split(2, 3, 1.0, 0, 0), tppp::Error);
     // host split: layer 0 alone on stage 0
     tppp::GridSpec hs{1, 0, 2, 0, {1, 4}};
     CHECK(l->decide("model.layers.1.mlp.up_proj.weight", hs).rule == tppp::ShardRule::OtherStage);

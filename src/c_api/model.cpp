@@ -152,6 +152,8 @@ tppp_status tppp_model_create(tppp_group_t g, tppp_checkpoint_t c, const tppp_mo
   REQUIRE(p.follow == 0 || p.follow == 1, "tppp_model_create: follow %d must be 0 or 1", p.follow);
   mp.follow = p.follow != 0;
   mp.max_inflight = p.max_inflight;
+  if (p.layer_split)
+    for (int32_t i = 0; i < G.config().pp; i++) mp.layer_split.push_back(p.layer_split[i]);
   std::unique_ptr<tppp_model_s> h(new tppp_model_s());
   h->m.reset(new tppp::Model(G, *c->c, mp));
   *out = h.release();

@@ -62,6 +62,25 @@ const char* rule_name(ShardRule r) {
   return "?";
 }
 
+std::vector<int64_t> balanced_layer_split(int64_t layers, int64_t pp, double layer_cost, double first_extra,
+                                          double last_extra) {
+  if (pp <= 0 || layers < pp)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "%lld layers cannot fill %lld pipeline stages", static_cast<long long>(layers),
+         static_cast<long long>(pp));
+  std::vector<int64_t> n(static_cast<size_t>(pp), 1);
+  auto cost = [&](size_t s, int64_t k) {
+    return static_cast<double>(k) * layer_cost + (s == 0 ? first_extra : 0.0) +
+           (s + 1 == static_cast<size_t>(pp) ? last_extra : 0.0);
+  };
+  for (int64_t left = layers - pp; left > 0; left--) {
+    size_t best = 0;
+    for (size_t s = 1; s < n.size(); s++)
+      if (cost(s, n[s] + 1) < cost(best, n[best] + 1)) best = s;
+    n[best]++;
+  }
+  return n;
+}
+
 std::vector<std::pair<int64_t, int64_t>> pp_layer_ranges(int64_t layers, int64_t pp, const std::vector<int64_t>& split) {
   if (pp <= 0) fail(TPPP_ERR_INVALID_ARGUMENT, "pp_size %lld must be positive", static_cast<long long>(pp));
   std::vector<std::pair<int64_t, int64_t>> r;

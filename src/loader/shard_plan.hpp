@@ -56,6 +56,14 @@ struct ShardDecision {
 std::vector<std::pair<int64_t, int64_t>> pp_layer_ranges(int64_t layers, int64_t pp,
                                                          const std::vector<int64_t>& split);
 
+// Layers per stage that even out each stage's cost (PP > 1): every layer
+// costs layer_cost, the first stage first_extra more (the embedding), the
+// last last_extra more (final norm and LM head); every stage gets a layer.
+// Pure; greedy, which is optimal for equal layers: each next layer goes to
+// the stage whose cost with it is lowest (ties: the earlier).
+std::vector<int64_t> balanced_layer_split(int64_t layers, int64_t pp, double layer_cost, double first_extra,
+                                          double last_extra);
+
 // Byte runs of a slice: the destination is contiguous, runs are in order.
 struct SliceRun {
   uint64_t src = 0;    // offset in the tensor's bytes

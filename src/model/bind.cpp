@@ -20,8 +20,9 @@ HfModule module_of(LayerKind k) {
 
 }  // namespace
 
-GridSpec grid_of(const Group& g) {
+GridSpec grid_of(const Group& g, const std::vector<int64_t>& split) {
   GridSpec gs;
+  gs.layer_split = split;
   gs.tp = g.config().tp;
   gs.tp_rank = g.pos().tp_rank;
   gs.pp = g.config().pp;
@@ -29,8 +30,8 @@ GridSpec grid_of(const Group& g) {
   return gs;
 }
 
-void bind_checkpoint(TpLayer& L, const Checkpoint& c, const std::string& prefix) {
-  const GridSpec gs = grid_of(L.group());
+void bind_checkpoint(TpLayer& L, const Checkpoint& c, const std::string& prefix, const std::vector<int64_t>& split) {
+  const GridSpec gs = grid_of(L.group(), split);
   const bool whole = L.spec().kind == LayerKind::Replicated;
   const std::vector<MergedNames> parts = hf_module_parts(module_of(L.spec().kind), prefix);
   for (size_t p = 0; p < parts.size(); p++) {
@@ -44,7 +45,7 @@ void bind_checkpoint(TpLayer& L, const Checkpoint& c, const std::string& prefix)
 }
 
 std::unique_ptr<WeightSet> load_rank_device(const Group& g, const Checkpoint& c, int32_t dtype,
-                                            const std::vector<LayerModule>& modules) {
+                                            const std::vector<LayerModule>& modules, const std::vector<int64_t>& split) {
   LoadOptions o;
   o.dtype = dtype;
   o.device = g.config().device;
@@ -54,7 +55,7 @@ std::unique_ptr<WeightSet> load_rank_device(const Group& g, const Checkpoint& c,
       o.groups.push_back(part.weights);
       if (!part.biases.empty()) o.groups.push_back(part.biases);
     }
-  return WeightSet::load(c, grid_of(g), o);
+  return WeightSet::load(c, grid_of(g, split), o);
 }
 
 namespace {
@@ -102,8 +103,9 @@ bool bind_in_place(TpLayer& L, const WeightSet& w, const std::string& prefix) {
   return true;
 }
 
-HostTensor load_whole(const Checkpoint& c, const Group& g, const std::string& name, int32_t dtype) {
-  return load_stacked(c, grid_of(g), {name}, dtype, true);
+HostTensor load_whole(const Checkpoint& c, const Group& g, const std::string& name, int32_t dtype,
+                      const std::vector<int64_t>& split) {
+  return load_stacked(c, grid_of(g, split), {name}, dtype, true);
 }
 
 }  // namespace tppp

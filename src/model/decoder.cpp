@@ -39,7 +39,7 @@ std::string layer_prefix(int64_t i) { return "model.layers." + std::to_string(i)
 }  // namespace
 
 StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec, int32_t dtype, int32_t num_pages,
-                           int32_t page_size)
+                           int32_t page_size, const std::vector<int64_t>& split)
     : g_(g), spec_(spec), be_(g.backend()), dt_(dtype), page_size_(page_size) {
   const ModelConfig& d = spec.dims;
   tp_ = g.config().tp;
@@ -50,7 +50,18 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
   const int pp = g.config().pp, stage = g.pos().pp_rank;
   first_ = stage == 0;
   last_ = stage == pp - 1;
-  const auto ranges = pp_layer_ranges(d.layers, pp, {});
+  // The host's split, else one that evens out the stages' weight bytes (a
+  // decode step reads them all): the LM head weighs vocab x hidden on the
+  // last stage (issue 23: an even 15 + 15 split of SmolLM2-135M left its
+  // last stage busy 20.0 s against 15.0 s on stage 0).
+  split_ = split;
+  if (split_.empty() && pp > 1) {
+    const double layer = static_cast<double>(d.hidden) * static_cast<double>((d.heads + 2 * d.kv_heads) * d.head_dim) +
+                         static_cast<double>(d.heads * d.head_dim) * static_cast<double>(d.hidden) +
+                         3.0 * static_cast<double>(d.hidden) * static_cast<double>(d.intermediate);
+    split_ = balanced_layer_split(d.layers, pp, layer, 0.0, static_cast<double>(d.vocab) * static_cast<double>(d.hidden));
+  }
+  const auto ranges = pp_layer_ranges(d.layers, pp, split_);
   begin_ = ranges[static_cast<size_t>(stage)].first;
   end_ = ranges[static_cast<size_t>(stage)].second;
 
@@ -114,15 +125,15 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     L.mlp = make_layer(g, m);
     mods.push_back({L.mlp.get(), p + "mlp"});
   }
-  if (cuda) weights_ = load_rank_device(g, c, dtype, mods);
+  if (cuda) weights_ = load_rank_device(g, c, dtype, mods, split_);
   for (const LayerModule& lm : mods)
-    if (!weights_ || !bind_in_place(*lm.layer, *weights_, lm.prefix)) bind_checkpoint(*lm.layer, c, lm.prefix);
+    if (!weights_ || !bind_in_place(*lm.layer, *weights_, lm.prefix)) bind_checkpoint(*lm.layer, c, lm.prefix, split_);
   // A replicated vector (norm weight): in place from the device share, else uploaded.
   auto vec = [&](const std::string& name) -> void* {
     if (weights_)
       if (const WeightEntry* e = weights_->find(name))
         if (e->dtype == dtype) return e->data;
-    return upload(load_whole(c, g, name, dtype));
+    return upload(load_whole(c, g, name, dtype, split_));
   };
   if (last_) final_norm_ = vec("model.norm.weight");
   for (int64_t i = begin_; i < end_; i++) {

@@ -49,8 +49,9 @@ class DevBuf {
 
 class StageDecoder {
  public:
+  // split: layers per stage (empty: balanced by weight bytes, LM head included).
   StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec, int32_t dtype, int32_t num_pages,
-               int32_t page_size);
+               int32_t page_size, const std::vector<int64_t>& split);
   ~StageDecoder();
   bool first() const { return first_; }
   bool last() const { return last_; }
@@ -123,6 +124,7 @@ class StageDecoder {
   std::map<std::pair<int64_t, bool>, Graph> graph_;  // (bucket, residual started) -> graph
   bool first_, last_;
   int64_t begin_, end_;
+  std::vector<int64_t> split_;  // layers per stage
   // CUDA groups: every weight of this rank in one device allocation that the
   // layers and norms below use in place (declared first: destroyed last).
   std::unique_ptr<WeightSet> weights_;

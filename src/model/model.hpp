@@ -29,6 +29,7 @@ struct ModelParams {
   int32_t max_batch = 2048; // tokens per forward
   bool follow = false;      // only the driver calls; the others call follow()
   int32_t max_inflight = 0; // host steps in flight; 0: the number of stages
+  std::vector<int64_t> layer_split;  // layers per stage; empty: balanced by weight bytes
 };
 
 struct GenerateOptions {

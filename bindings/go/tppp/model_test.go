@@ -100,6 +100,54 @@ func modelRankMain() int {
 		if err != nil || !reflect.DeepEqual(toks2, ref.Tokens) {
 			return fail("follow mode: %v %v", toks2, err)
 		}
+		// Steps in flight: prompt 0's prefill and two decode steps give generate's tokens; a seeded draw
+		// repeats after SeqRm takes the sequence back to its prompt.
+		q := ref.Prompts[0]
+		qp, qs, qw := make([]int32, len(q)), make([]int32, len(q)), make([]bool, len(q))
+		for i := range q {
+			qp[i], qs[i] = int32(i), 9
+		}
+		qw[len(q)-1] = true
+		if _, err := f.Submit(q, qp, qs, qw, nil); err != nil {
+			return fail("submit: %v", err)
+		}
+		r, err := f.Wait()
+		if err != nil || len(r.Tokens) != 1 || r.Tokens[0] != ref.Tokens[0][0] || r.SeqIDs[0] != 9 {
+			return fail("step: %+v %v", r, err)
+		}
+		got := []int32{r.Tokens[0]}
+		for k := 0; k < 2; k++ {
+			if _, err := f.Submit([]int32{got[k]}, []int32{int32(len(q) + k)}, []int32{9}, []bool{true}, nil); err != nil {
+				return fail("submit: %v", err)
+			}
+			if r, err = f.Wait(); err != nil {
+				return fail("wait: %v", err)
+			}
+			got = append(got, r.Tokens[0])
+		}
+		if !reflect.DeepEqual(got, ref.Tokens[0][:3]) {
+			return fail("steps %v, transformers' %v", got, ref.Tokens[0][:3])
+		}
+		sp := &Sampling{Temperature: 0.8, TopK: 20, Seed: 7, Logprobs: true}
+		var draws []int32
+		for k := 0; k < 2; k++ {
+			if err := f.SeqRm(9, len(q), -1); err != nil {
+				return fail("seq_rm: %v", err)
+			}
+			if _, err := f.Submit([]int32{got[0]}, []int32{int32(len(q))}, []int32{9}, []bool{true}, []*Sampling{sp}); err != nil {
+				return fail("submit sampled: %v", err)
+			}
+			if r, err = f.Wait(); err != nil || r.Logprobs[0] > 0 {
+				return fail("wait sampled: %+v %v", r, err)
+			}
+			draws = append(draws, r.Tokens[0])
+		}
+		if draws[0] != draws[1] {
+			return fail("a seeded draw differs: %v", draws)
+		}
+		if err := f.Remove(9); err != nil {
+			return fail("remove: %v", err)
+		}
 		if err := f.Stop(); err != nil {
 			return fail("stop: %v", err)
 		}

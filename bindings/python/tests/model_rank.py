@@ -47,6 +47,24 @@ with tppp.Group.from_env(tp_size=2, pp_size=2) as g, tppp.Checkpoint(d) as c, tp
             lg2, _ = f.forward(p, list(range(len(p))), [5] * len(p), want=[1] * len(p))
             assert np.abs(lg2 - lg).max() == 0
             f.remove(5)
+            # Steps in flight: prompt 0's prefill, then greedy decode steps: generate's tokens.
+            q = ref["prompts"][0]
+            f.submit(q, list(range(len(q))), [9] * len(q))
+            toks3 = f.wait()["tokens"]
+            for k in range(3):
+                f.submit([toks3[-1]], [len(q) + k], [9])
+                toks3 += f.wait()["tokens"]
+            assert toks3 == ref["tokens"][0][:4], (toks3, ref["tokens"][0][:4])
+            # A seeded draw is the same again after seq_rm takes the sequence back to its prompt.
+            sp = tppp.sampling_params(temperature=0.8, top_k=20, seed=7, logprobs=True, top_logprobs=3)
+            draws = []
+            for _ in range(2):
+                f.seq_rm(9, len(q))
+                f.submit([toks3[0]], [len(q)], [9], sampling=sp)
+                draws.append(f.wait())
+            assert draws[0]["tokens"] == draws[1]["tokens"] and len(draws[0]["top"][0]) == 3, draws
+            assert draws[0]["logprobs"][0] <= 0
+            f.remove(9)
             f.stop()
         else:
             f.follow(idle_timeout_ms=60000)

@@ -27,12 +27,12 @@ from . import _dlpack
 
 __all__ = ["TpppError", "Group", "Layer", "Checkpoint", "Scheduler", "Model", "DeviceTensor", "library", "version",
            "STATUS", "__version__"]
-__version__ = "0.3.0"  # = pyproject.toml's version = the C API version this binding was written against
+__version__ = "0.4.0"  # = pyproject.toml's version = the C API version this binding was written against
 
 STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
           7: "NCCL", 8: "UCX", 9: "SYSTEM", 10: "REMOTE", 11: "TIMEOUT", 12: "IN_PROGRESS", 13: "ABORTED",
           14: "VERSION_MISMATCH", 15: "NOT_SUPPORTED", 16: "INTERNAL"}
-VERSION_MAJOR, VERSION_MINOR = 0, 3  # the c_api.h this binding was written against
+VERSION_MAJOR, VERSION_MINOR = 0, 4  # the c_api.h this binding was written against
 MAX_DIMS = 8
 SCOPES = {"world": 0, "tp": 1, "pp": 2}
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 5, np.dtype(np.uint8): 6,
@@ -105,7 +105,8 @@ POLICIES = {"fill_drain": 0, "decode_ring": 1}
 
 class ModelParams(C.Structure):
     _fields_ = [("struct_size", C.c_uint32), ("dtype", C.c_int32), ("page_size", C.c_int32), ("max_seqs", C.c_int32),
-                ("kv_tokens", C.c_int64), ("max_batch", C.c_int32), ("follow", C.c_int32)]
+                ("kv_tokens", C.c_int64), ("max_batch", C.c_int32), ("follow", C.c_int32),
+                ("max_inflight", C.c_int32), ("layer_split", C.POINTER(C.c_int32))]
 
 
 class ModelInfo(C.Structure):
@@ -113,7 +114,8 @@ class ModelInfo(C.Structure):
                 ("vocab_size", C.c_int64), ("hidden_size", C.c_int64), ("num_layers", C.c_int64),
                 ("num_heads", C.c_int64), ("num_kv_heads", C.c_int64), ("head_dim", C.c_int64),
                 ("layer_begin", C.c_int64), ("layer_end", C.c_int64), ("page_size", C.c_int32),
-                ("num_pages", C.c_int32), ("free_pages", C.c_int32), ("max_seqs", C.c_int32)]
+                ("num_pages", C.c_int32), ("free_pages", C.c_int32), ("max_seqs", C.c_int32),
+                ("eos_ids", C.POINTER(C.c_int32)), ("n_eos", C.c_int32), ("steps_in_flight", C.c_int32)]
 
 
 class Batch(C.Structure):
@@ -122,16 +124,44 @@ class Batch(C.Structure):
 
 
 TOKEN_FN = C.CFUNCTYPE(None, C.c_void_p, C.c_int32, C.c_int32)
+TOKEN_STOP_FN = C.CFUNCTYPE(C.c_int32, C.c_void_p, C.c_int32, C.c_int32)
+
+
+class SamplingParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("temperature", C.c_float), ("top_k", C.c_int32), ("top_p", C.c_float),
+                ("min_p", C.c_float), ("repetition_penalty", C.c_float), ("frequency_penalty", C.c_float),
+                ("presence_penalty", C.c_float), ("logprobs", C.c_int32), ("top_logprobs", C.c_int32),
+                ("seed", C.c_uint64)]
 
 
 class GenerateParams(C.Structure):
     _fields_ = [("struct_size", C.c_uint32), ("max_new", C.c_int32), ("stop_ids", C.POINTER(C.c_int32)),
                 ("n_stop", C.c_int32), ("microbatches", C.c_int32), ("on_token", TOKEN_FN), ("user", C.c_void_p),
-                ("prefill_chunk", C.c_int32), ("reserved", C.c_int32)]
+                ("prefill_chunk", C.c_int32), ("reserved", C.c_int32), ("sampling", C.POINTER(SamplingParams)),
+                ("ignore_eos", C.c_int32), ("reserved2", C.c_int32), ("max_new_each", C.POINTER(C.c_int32)),
+                ("on_token_stop", TOKEN_STOP_FN)]
+
+
+class ModelStats(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("stage", C.c_int32), ("busy_ms", C.c_double), ("wall_ms", C.c_double),
+                ("tokens", C.c_int64), ("graph_replays", C.c_int64), ("graph_captures", C.c_int64)]
+
+
+class StepParams(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("outputs", C.c_int32),
+                ("sampling", C.POINTER(C.POINTER(SamplingParams)))]
+
+
+class StepResult(C.Structure):
+    _fields_ = [("struct_size", C.c_uint32), ("n_out", C.c_int32), ("step", C.c_int64),
+                ("seq_id", C.POINTER(C.c_int32)), ("token", C.POINTER(C.c_int32)), ("logprob", C.POINTER(C.c_float)),
+                ("n_top", C.c_int32), ("reserved", C.c_int32), ("top_ids", C.POINTER(C.c_int32)),
+                ("top_logprobs", C.POINTER(C.c_float)), ("logits", C.POINTER(C.c_float))]
 
 
 STRUCTS.update(tppp_model_params=ModelParams, tppp_model_info=ModelInfo, tppp_batch=Batch,
-               tppp_generate_params=GenerateParams)
+               tppp_generate_params=GenerateParams, tppp_sampling_params=SamplingParams,
+               tppp_step_params=StepParams, tppp_step_result=StepResult, tppp_model_stats=ModelStats)
 OUT_LOGITS, OUT_IDS = 1, 2
 STAGE_FN = C.CFUNCTYPE(C.c_int32, C.c_void_p, C.c_int32, C.c_int32, C.POINTER(Tensor), C.POINTER(Tensor))
 NUMPY_OF = {v: k for k, v in DTYPES.items()}
@@ -213,6 +243,13 @@ def _load():
         "tppp_model_destroy": (None, [vp]),
         "tppp_model_follow": (i32, [vp, C.c_int64]),
         "tppp_model_stop": (i32, [vp]),
+        "tppp_sampling_params_init": (i32, [C.POINTER(SamplingParams), sz]),
+        "tppp_step_params_init": (i32, [C.POINTER(StepParams), sz]),
+        "tppp_model_submit": (i32, [vp, C.POINTER(Batch), C.POINTER(StepParams), C.POINTER(i64)]),
+        "tppp_model_wait": (i32, [vp, C.POINTER(StepResult)]),
+        "tppp_model_poll": (i32, [vp, C.POINTER(StepResult), C.POINTER(i32)]),
+        "tppp_model_seq_rm": (i32, [vp, i32, i32, i32]),
+        "tppp_model_get_stats": (i32, [vp, C.POINTER(ModelStats)]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)
@@ -517,4 +554,4 @@ class Checkpoint(_Owned):
 
 # Defined in their own files; they use the names above.
 from .scheduler import Scheduler  # noqa: E402
-from .model import Model  # noqa: E402
+from .model import Model, sampling_params  # noqa: E402

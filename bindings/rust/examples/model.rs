@@ -4,7 +4,7 @@
 //! transformers', a prompt's logits match to 1e-4, removal frees a page,
 //! and follow mode (only the driver calls) gives the same tokens.
 //! Arg: the model directory. No unsafe.
-use tppp::{Checkpoint, GenerateOptions, Group, Model, ModelOptions};
+use tppp::{Checkpoint, GenerateOptions, Group, Model, ModelOptions, Sampling};
 
 // The integers of a flat JSON value: "key": 5 or "key": [1, 2, 3].
 fn ints(text: &str, key: &str) -> Vec<i64> {
@@ -78,6 +78,31 @@ fn main() -> Result<(), tppp::Error> {
     if rank == 0 {
         let o = GenerateOptions { max_new: new_tokens, microbatches: 1, prefill_chunk: 3, ..Default::default() };
         assert_eq!(f.generate(&prompts, &o, None)?.expect("driver").tokens, want);
+        // Steps in flight: prompt 0's prefill and two decode steps give generate's tokens; a seeded draw
+        // repeats after seq_rm takes the sequence back to its prompt.
+        let q = &prompts[0];
+        let n = q.len();
+        let pos: Vec<i32> = (0..n as i32).collect();
+        let mut wantv = vec![false; n];
+        wantv[n - 1] = true;
+        f.submit(q, &pos, &vec![9; n], &wantv, None)?;
+        let mut toks = f.wait()?.tokens;
+        for k in 0..2 {
+            f.submit(&[toks[k]], &[(n + k) as i32], &[9], &[true], None)?;
+            toks.extend(f.wait()?.tokens);
+        }
+        assert_eq!(toks, want[0][..3].to_vec());
+        let sp = Sampling { temperature: 0.8, top_k: 20, seed: 7, logprobs: true, ..Default::default() };
+        let mut draws = Vec::new();
+        for _ in 0..2 {
+            f.seq_rm(9, n as i32, -1)?;
+            f.submit(&[toks[0]], &[n as i32], &[9], &[true], Some(&[Some(sp.clone())]))?;
+            let r = f.wait()?;
+            assert!(r.logprobs[0] <= 0.0 && r.seq_ids == vec![9]);
+            draws.push(r.tokens[0]);
+        }
+        assert_eq!(draws[0], draws[1]);
+        f.remove(9)?;
         f.stop()?;
     } else {
         f.follow(60_000)?;

@@ -10,7 +10,7 @@
 pub mod model;
 pub mod sys;
 
-pub use model::{Checkpoint, GenerateOptions, Generated, Model, ModelInfo, ModelOptions};
+pub use model::{Checkpoint, GenerateOptions, Generated, Model, ModelInfo, ModelOptions, Sampling, StepResult};
 
 use std::ffi::CStr;
 use std::fmt;

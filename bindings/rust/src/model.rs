@@ -10,6 +10,56 @@ use std::ptr;
 
 use crate::{check, sys, Error, Group};
 
+/// Sampling parameters (tppp_sampling_params); `Sampling::default()` is greedy.
+#[derive(Clone, Debug)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    pub logprobs: bool,
+    pub top_logprobs: i32,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, frequency_penalty: 0.0,
+                   presence_penalty: 0.0, logprobs: false, top_logprobs: 0, seed: 0 }
+    }
+}
+
+impl Sampling {
+    fn to_sys(&self) -> Result<sys::tppp_sampling_params, Error> {
+        // SAFETY: a zeroed struct with its size, filled by the library.
+        let mut p: sys::tppp_sampling_params = unsafe { std::mem::zeroed() };
+        check(unsafe { sys::tppp_sampling_params_init(&mut p, std::mem::size_of::<sys::tppp_sampling_params>()) })?;
+        p.temperature = self.temperature;
+        p.top_k = self.top_k;
+        p.top_p = self.top_p;
+        p.min_p = self.min_p;
+        p.repetition_penalty = self.repetition_penalty;
+        p.frequency_penalty = self.frequency_penalty;
+        p.presence_penalty = self.presence_penalty;
+        p.logprobs = self.logprobs as i32;
+        p.top_logprobs = self.top_logprobs;
+        p.seed = self.seed;
+        Ok(p)
+    }
+}
+
+/// One step's rows (a cancelled sequence's rows dropped); tokens and logprobs on the driver only.
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub step: i64,
+    pub seq_ids: Vec<i32>,
+    pub tokens: Vec<i32>,
+    pub logprobs: Vec<f32>,
+}
+
 /// An open safetensors checkpoint (a file or a directory with config.json).
 pub struct Checkpoint {
     h: sys::tppp_checkpoint_t,
@@ -210,6 +260,58 @@ impl<'g> Model<'g> {
         }
         let tokens = (0..np).map(|i| out[i * max_new..i * max_new + counts[i] as usize].to_vec()).collect();
         Ok(Some(Generated { tokens, first_logits: first }))
+    }
+
+    /// Submits one step without waiting (tppp_model_submit); returns its number. sampling: None (greedy) or
+    /// one entry per token (None entries greedy; read for wanted tokens).
+    pub fn submit(&self, tokens: &[i32], pos: &[i32], seq: &[i32], want: &[bool],
+                  sampling: Option<&[Option<Sampling>]>) -> Result<i64, Error> {
+        let n = tokens.len();
+        if pos.len() != n || seq.len() != n || want.len() != n || sampling.map_or(false, |s| s.len() != n) {
+            return Err(Error { status: 1, message: "submit: tokens, pos, seq, want (and sampling) differ in length".into() });
+        }
+        let w: Vec<i8> = want.iter().map(|&b| b as i8).collect();
+        let b = sys::tppp_batch { n_tokens: n as i32, token: tokens.as_ptr(), pos: pos.as_ptr(), seq_id: seq.as_ptr(),
+                                  logits: w.as_ptr() };
+        let params: Vec<Option<sys::tppp_sampling_params>> = match sampling {
+            Some(s) => s.iter().map(|x| x.as_ref().map(|x| x.to_sys()).transpose()).collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let ptrs: Vec<*const sys::tppp_sampling_params> =
+            params.iter().map(|p| p.as_ref().map_or(ptr::null(), |p| p as *const _)).collect();
+        let mut step = -1i64;
+        // SAFETY: sized params; the batch and the sampling pointers point at live values for the call.
+        check(unsafe {
+            let mut p: sys::tppp_step_params = std::mem::zeroed();
+            check(sys::tppp_step_params_init(&mut p, std::mem::size_of::<sys::tppp_step_params>()))?;
+            p.sampling = if sampling.is_some() { ptrs.as_ptr() } else { ptr::null() };
+            sys::tppp_model_submit(self.h, &b, &p, &mut step)
+        })?;
+        Ok(step)
+    }
+
+    /// The oldest step's results (blocking, bounded by the group's timeout).
+    pub fn wait(&self) -> Result<StepResult, Error> {
+        // SAFETY: a zeroed result with its size; the library fills it; arrays live until the next wait.
+        unsafe {
+            let mut r: sys::tppp_step_result = std::mem::zeroed();
+            r.struct_size = std::mem::size_of::<sys::tppp_step_result>() as u32;
+            check(sys::tppp_model_wait(self.h, &mut r))?;
+            let n = r.n_out as usize;
+            let part = |p: *const i32| if p.is_null() || n == 0 { Vec::new() } else { std::slice::from_raw_parts(p, n).to_vec() };
+            Ok(StepResult {
+                step: r.step,
+                seq_ids: part(r.seq_id),
+                tokens: part(r.token),
+                logprobs: if r.logprob.is_null() || n == 0 { Vec::new() } else { std::slice::from_raw_parts(r.logprob, n).to_vec() },
+            })
+        }
+    }
+
+    /// Removes positions [p0, p1) of a sequence (p1 < 0: to the end; a tail only).
+    pub fn seq_rm(&self, seq: i32, p0: i32, p1: i32) -> Result<(), Error> {
+        // SAFETY: live model.
+        check(unsafe { sys::tppp_model_seq_rm(self.h, seq, p0, p1) })
     }
 
     /// Follow mode, every rank but the driver: runs the driver's calls until it calls `stop`

@@ -14,7 +14,7 @@ pub const TPPP_OUT_LOGITS: i32 = 1;
 pub const TPPP_OUT_IDS: i32 = 2;
 pub const TPPP_MAX_DIMS: usize = 8;
 pub const TPPP_VERSION_MAJOR: u32 = 0;
-pub const TPPP_VERSION_MINOR: u32 = 3;
+pub const TPPP_VERSION_MINOR: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -86,6 +86,8 @@ pub struct tppp_model_params {
     pub kv_tokens: i64,
     pub max_batch: i32,
     pub follow: i32,
+    pub max_inflight: i32,
+    pub layer_split: *const i32,
 }
 
 #[repr(C)]
@@ -106,6 +108,9 @@ pub struct tppp_model_info {
     pub num_pages: i32,
     pub free_pages: i32,
     pub max_seqs: i32,
+    pub eos_ids: *const i32,
+    pub n_eos: i32,
+    pub steps_in_flight: i32,
 }
 
 #[repr(C)]
@@ -130,6 +135,51 @@ pub struct tppp_generate_params {
     pub user: *mut c_void,
     pub prefill_chunk: i32,
     pub reserved: i32,
+    pub sampling: *const c_void,
+    pub ignore_eos: i32,
+    pub reserved2: i32,
+    pub max_new_each: *const i32,
+    pub on_token_stop: Option<unsafe extern "C" fn(*mut c_void, i32, i32) -> i32>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_sampling_params {
+    pub struct_size: u32,
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    pub logprobs: i32,
+    pub top_logprobs: i32,
+    pub seed: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_step_params {
+    pub struct_size: u32,
+    pub outputs: i32,
+    pub sampling: *const *const tppp_sampling_params,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tppp_step_result {
+    pub struct_size: u32,
+    pub n_out: i32,
+    pub step: i64,
+    pub seq_id: *const i32,
+    pub token: *const i32,
+    pub logprob: *const f32,
+    pub n_top: i32,
+    pub reserved: i32,
+    pub top_ids: *const i32,
+    pub top_logprobs: *const f32,
+    pub logits: *const f32,
 }
 
 extern "C" {
@@ -166,4 +216,11 @@ extern "C" {
     pub fn tppp_model_follow(m: tppp_model_t, idle_timeout_ms: i64) -> tppp_status;
     pub fn tppp_model_stop(m: tppp_model_t) -> tppp_status;
     pub fn tppp_model_destroy(m: tppp_model_t);
+    pub fn tppp_sampling_params_init(p: *mut tppp_sampling_params, size: usize) -> tppp_status;
+    pub fn tppp_step_params_init(p: *mut tppp_step_params, size: usize) -> tppp_status;
+    pub fn tppp_model_submit(m: tppp_model_t, b: *const tppp_batch, p: *const tppp_step_params, step: *mut i64)
+                             -> tppp_status;
+    pub fn tppp_model_wait(m: tppp_model_t, out: *mut tppp_step_result) -> tppp_status;
+    pub fn tppp_model_poll(m: tppp_model_t, out: *mut tppp_step_result, ready: *mut i32) -> tppp_status;
+    pub fn tppp_model_seq_rm(m: tppp_model_t, seq_id: i32, p0: i32, p1: i32) -> tppp_status;
 }

@@ -1,0 +1,166 @@
+"""bench/serve: a stream of requests with Poisson arrivals (prompt and output
+lengths from fixed distributions, as vLLM's benchmark_serving draws them)
+served through the steps API in follow mode, beside the same stream driven
+through synchronous steps (submit, then wait at once: what a server built on
+a blocking forward gets), alternating, same model and run.
+
+  build/tppp-run -n N -- python3 bench/serve.py CKPT --tp T --pp P [--requests R] [--rate QPS] [--rounds K]
+
+Rank 0 prints one line per mode and round: output tokens/s, TTFT and TPOT
+p50/p99 (ms), and each stage's busy fraction over the run (busy_ms / wall of
+the run on that stage's TP rank 0). With --make DIR it writes the random
+bench checkpoint (Qwen2 shape of bench/make_bench_model.py: 4 layers, hidden
+1024, vocab 8192, f32) with numpy and safetensors, then exits."""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings", "python"))
+
+
+def make(out):
+    from safetensors.numpy import save_file
+    H, I, L, NH, KV, V = 1024, 2816, 4, 16, 4, 8192
+    HD = H // NH
+    rng = np.random.default_rng(0)
+    t = {"model.embed_tokens.weight": rng.normal(0, 0.05, (V, H)), "lm_head.weight": rng.normal(0, 0.05, (V, H)),
+         "model.norm.weight": np.ones(H)}
+    for i in range(L):
+        p = f"model.layers.{i}."
+        t[p + "self_attn.q_proj.weight"] = rng.normal(0, 0.05, (NH * HD, H))
+        t[p + "self_attn.q_proj.bias"] = rng.normal(0, 0.05, (NH * HD,))
+        for k in ("k", "v"):
+            t[p + f"self_attn.{k}_proj.weight"] = rng.normal(0, 0.05, (KV * HD, H))
+            t[p + f"self_attn.{k}_proj.bias"] = rng.normal(0, 0.05, (KV * HD,))
+        t[p + "self_attn.o_proj.weight"] = rng.normal(0, 0.05, (H, NH * HD))
+        t[p + "mlp.gate_proj.weight"] = rng.normal(0, 0.05, (I, H))
+        t[p + "mlp.up_proj.weight"] = rng.normal(0, 0.05, (I, H))
+        t[p + "mlp.down_proj.weight"] = rng.normal(0, 0.05, (H, I))
+        t[p + "input_layernorm.weight"] = np.ones(H)
+        t[p + "post_attention_layernorm.weight"] = np.ones(H)
+    os.makedirs(out, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in t.items()}, os.path.join(out, "model.safetensors"))
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": H, "intermediate_size": I,
+           "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": KV, "vocab_size": V,
+           "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+           "tie_word_embeddings": False, "hidden_act": "silu", "torch_dtype": "float32"}
+    json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
+
+
+def workload(n, rate, seed):
+    """(arrival s, prompt ids, output length) per request: Poisson arrivals, prompt 32-96, output 16-48 tokens."""
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1.0 / rate, n))
+    return [(float(t[i]), rng.integers(0, 8192, int(rng.integers(32, 97))).tolist(), int(rng.integers(16, 49)))
+            for i in range(n)]
+
+
+def serve(m, reqs, depth, slots):
+    """The server loop: requests join when they arrive (their prefill a step of its own), then decode in one of
+    `slots` groups; a group's next step goes once its last one is back; at most `depth` steps in flight.
+    Returns (output tokens, wall s, ttft list, tpot list)."""
+    t0 = time.perf_counter()
+    pending = list(range(len(reqs)))
+    state = {}  # seq -> dict
+    free = list(range(len(reqs)))
+    inflight = []  # (step, group or -1 prefill, [seq])
+    group_busy = [False] * slots
+    ttft, tpot, out_tokens = [], [], 0
+    while pending or state:
+        now = time.perf_counter() - t0
+        sent = False
+        if len(inflight) < depth and pending and reqs[pending[0]][0] <= now:
+            r = pending.pop(0)
+            seq = free.pop()
+            _, prompt, n_out = reqs[r]
+            state[seq] = {"req": r, "len": len(prompt), "got": [], "n": n_out, "t": None, "ready": False,
+                          "group": seq % slots}
+            m.submit(prompt, list(range(len(prompt))), [seq] * len(prompt))
+            inflight.append((-1, [seq]))
+            sent = True
+        if not sent and len(inflight) < depth:
+            for g in range(slots):
+                if group_busy[g]:
+                    continue
+                seqs = [s for s, st in state.items() if st["group"] == g and st["ready"]]
+                if not seqs:
+                    continue
+                toks = [state[s]["got"][-1] for s in seqs]
+                pos = [state[s]["len"] + len(state[s]["got"]) - 1 for s in seqs]
+                m.submit(toks, pos, seqs, want=[1] * len(seqs))
+                for s in seqs:
+                    state[s]["ready"] = False
+                group_busy[g] = True
+                inflight.append((g, seqs))
+                sent = True
+                break
+        if sent:
+            continue
+        if not inflight:
+            if pending:
+                time.sleep(max(0.0, reqs[pending[0]][0] - (time.perf_counter() - t0)))
+            continue
+        res = m.wait()
+        g, _ = inflight.pop(0)
+        if g >= 0:
+            group_busy[g] = False
+        now = time.perf_counter() - t0
+        for s, tok in zip(res["seq_ids"], res["tokens"]):
+            st = state[s]
+            if st["t"] is None:
+                st["t"] = now
+                ttft.append(now - reqs[st["req"]][0])
+            st["got"].append(tok)
+            out_tokens += 1
+            if len(st["got"]) >= st["n"]:
+                if st["n"] > 1:
+                    tpot.append((now - st["t"]) / (st["n"] - 1))
+                m.remove(s)
+                free.append(s)
+                del state[s]
+            else:
+                st["ready"] = True
+    return out_tokens, time.perf_counter() - t0, ttft, tpot
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt")
+    ap.add_argument("--tp", type=int, default=1)
+    ap.add_argument("--pp", type=int, default=1)
+    ap.add_argument("--requests", type=int, default=48)
+    ap.add_argument("--rate", type=float, default=40.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--make", action="store_true")
+    a = ap.parse_args()
+    if a.make:
+        make(a.ckpt)
+        return
+    import tppp
+    reqs = workload(a.requests, a.rate, 1)
+    with tppp.Group.from_env(tp_size=a.tp, pp_size=a.pp) as g, tppp.Checkpoint(a.ckpt) as c:
+        rank = g.info()["rank"]
+        for rnd in range(a.rounds):
+            for mode in ("steps", "sync"):  # alternating, a fresh model each run
+                with tppp.Model(g, c, kv_tokens=65536, max_seqs=a.requests, follow=True) as m:
+                    if rank == 0:
+                        depth, slots = (a.pp, a.pp) if mode == "steps" else (1, 1)
+                        n, wall, ttft, tpot = serve(m, reqs, depth, slots)
+                        m.stop()
+                    else:
+                        m.follow(-1)
+                    busy = np.array([m.stats()["busy_ms"] / 1e3])
+                allb = g.all_gather(busy).ravel()
+                if rank == 0:
+                    frac = [allb[s * a.tp] / wall for s in range(a.pp)]
+                    p = lambda v, q: 1e3 * float(np.percentile(v, q)) if v else float("nan")  # noqa: E731
+                    print(f"| tp{a.tp} pp{a.pp} | {mode} | {rnd} | {n / wall:.1f} | {p(ttft, 50):.1f} | {p(ttft, 99):.1f} | "
+                          f"{p(tpot, 50):.1f} | {p(tpot, 99):.1f} | " + " ".join(f"{b:.2f}" for b in frac) + " |",
+                          flush=True)
+
+if __name__ == "__main__":
+    main()
