@@ -1,10 +1,14 @@
 """bench/serve: a stream of requests with Poisson arrivals (prompt and output
 lengths from fixed distributions, as vLLM's benchmark_serving draws them)
-served through the steps API in follow mode, beside the same stream driven
-through synchronous steps (submit, then wait at once: what a server built on
-a blocking forward gets), alternating, same model and run.
+served through the steps API in follow mode (P steps in flight, decode in P
+groups taking turns), beside the same stream driven through synchronous
+steps (submit, then wait at once: what a server built on a blocking forward
+gets; one decode group) and the steps again with sampling (temperature 1,
+top-k 50, top-p 0.9), alternating, a fresh model per run, same process.
 
   build/tppp-run -n N -- python3 bench/serve.py CKPT --tp T --pp P [--requests R] [--rate QPS] [--rounds K]
+        [--decode] [--step-cost BATCH]
+  python3 bench/serve.py CKPT --make [--layers L]
 
 Rank 0 prints one line per mode and round: output tokens/s, TTFT and TPOT
 p50/p99 (ms), and each stage's busy fraction over the run (busy_ms / wall of
@@ -22,9 +26,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bindings", "python"))
 
 
-def make(out):
+def make(out, L=4):
     from safetensors.numpy import save_file
-    H, I, L, NH, KV, V = 1024, 2816, 4, 16, 4, 8192
+    H, I, NH, KV, V = 1024, 2816, 16, 4, 8192
     HD = H // NH
     rng = np.random.default_rng(0)
     t = {"model.embed_tokens.weight": rng.normal(0, 0.05, (V, H)), "lm_head.weight": rng.normal(0, 0.05, (V, H)),
@@ -51,15 +55,18 @@ def make(out):
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
 
 
-def workload(n, rate, seed):
-    """(arrival s, prompt ids, output length) per request: Poisson arrivals, prompt 32-96, output 16-48 tokens."""
+def workload(n, rate, seed, decode=False):
+    """(arrival s, prompt ids, output length) per request: Poisson arrivals, prompt 32-96, output 16-48 tokens;
+    decode: steady decode instead, every request at once, prompts of 8 tokens, 64 new tokens each."""
     rng = np.random.default_rng(seed)
+    if decode:
+        return [(0.0, rng.integers(0, 8192, 8).tolist(), 64) for _ in range(n)]
     t = np.cumsum(rng.exponential(1.0 / rate, n))
     return [(float(t[i]), rng.integers(0, 8192, int(rng.integers(32, 97))).tolist(), int(rng.integers(16, 49)))
             for i in range(n)]
 
 
-def serve(m, reqs, depth, slots):
+def serve(m, reqs, depth, slots, sampling=None):
     """The server loop: requests join when they arrive (their prefill a step of its own), then decode in one of
     `slots` groups; a group's next step goes once its last one is back; at most `depth` steps in flight.
     Returns (output tokens, wall s, ttft list, tpot list)."""
@@ -79,7 +86,7 @@ def serve(m, reqs, depth, slots):
             _, prompt, n_out = reqs[r]
             state[seq] = {"req": r, "len": len(prompt), "got": [], "n": n_out, "t": None, "ready": False,
                           "group": seq % slots}
-            m.submit(prompt, list(range(len(prompt))), [seq] * len(prompt))
+            m.submit(prompt, list(range(len(prompt))), [seq] * len(prompt), sampling=sampling)
             inflight.append((-1, [seq]))
             sent = True
         if not sent and len(inflight) < depth:
@@ -91,7 +98,7 @@ def serve(m, reqs, depth, slots):
                     continue
                 toks = [state[s]["got"][-1] for s in seqs]
                 pos = [state[s]["len"] + len(state[s]["got"]) - 1 for s in seqs]
-                m.submit(toks, pos, seqs, want=[1] * len(seqs))
+                m.submit(toks, pos, seqs, want=[1] * len(seqs), sampling=sampling)
                 for s in seqs:
                     state[s]["ready"] = False
                 group_busy[g] = True
@@ -127,6 +134,28 @@ def serve(m, reqs, depth, slots):
     return out_tokens, time.perf_counter() - t0, ttft, tpot
 
 
+def step_cost(m, batch, reps):
+    """A decode step at `batch` sequences after 64 prompt tokens each, greedy against sampled (temperature 1,
+    top-k 50, top-p 0.9), alternating; each step is rolled back with seq_rm. Returns the two lists of seconds."""
+    import tppp
+    rng = np.random.default_rng(2)
+    for s in range(batch):
+        m.submit(rng.integers(0, 8192, 64).tolist(), list(range(64)), [s] * 64)
+        m.wait()
+    sp = tppp.sampling_params(temperature=1.0, top_k=50, top_p=0.9, seed=3)
+    toks, pos, seqs = rng.integers(0, 8192, batch).tolist(), [64] * batch, list(range(batch))
+    out = {"greedy": [], "sampled": []}
+    for r in range(reps):
+        for mode in ("greedy", "sampled"):
+            t = time.perf_counter()
+            m.submit(toks, pos, seqs, want=[1] * batch, sampling=sp if mode == "sampled" else None)
+            m.wait()
+            out[mode].append(time.perf_counter() - t)
+            for s in seqs:
+                m.seq_rm(s, 64)
+    return out["greedy"], out["sampled"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt")
@@ -136,24 +165,41 @@ def main():
     ap.add_argument("--rate", type=float, default=40.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--make", action="store_true")
+    ap.add_argument("--layers", type=int, default=4, help="with --make: decoder layers (4: bench/model's shape)")
+    ap.add_argument("--decode", action="store_true", help="steady decode: every request at once, 8-token prompts")
+    ap.add_argument("--step-cost", type=int, default=0, help="batch: time one decode step greedy vs sampled, then exit")
     a = ap.parse_args()
     if a.make:
-        make(a.ckpt)
+        make(a.ckpt, a.layers)
         return
     import tppp
-    reqs = workload(a.requests, a.rate, 1)
+    if a.step_cost:
+        with tppp.Group.from_env(tp_size=a.tp, pp_size=a.pp) as g, tppp.Checkpoint(a.ckpt) as c, \
+                tppp.Model(g, c, kv_tokens=65536, max_seqs=a.step_cost, follow=True) as m:
+            if g.info()["rank"] == 0:
+                gr, sa = step_cost(m, a.step_cost, 30)
+                m.stop()
+                q = lambda v: (1e3 * float(np.median(v)), 1e3 * float(np.min(v)), 1e3 * float(np.max(v)))  # noqa: E731
+                print("| tp%d pp%d | %d | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %.3f |" % (
+                    a.tp, a.pp, a.step_cost, *q(gr), *q(sa), float(np.median(sa)) / float(np.median(gr))), flush=True)
+            else:
+                m.follow(-1)
+        return
+    reqs = workload(a.requests, a.rate, 1, a.decode)
     with tppp.Group.from_env(tp_size=a.tp, pp_size=a.pp) as g, tppp.Checkpoint(a.ckpt) as c:
         rank = g.info()["rank"]
         for rnd in range(a.rounds):
-            for mode in ("steps", "sync"):  # alternating, a fresh model each run
+            for mode in ("steps", "sync", "steps+sampling"):  # alternating, a fresh model each run
                 with tppp.Model(g, c, kv_tokens=65536, max_seqs=a.requests, follow=True) as m:
                     if rank == 0:
-                        depth, slots = (a.pp, a.pp) if mode == "steps" else (1, 1)
-                        n, wall, ttft, tpot = serve(m, reqs, depth, slots)
+                        depth, slots = (1, 1) if mode == "sync" else (a.pp, a.pp)
+                        sp = tppp.sampling_params(temperature=1.0, top_k=50, top_p=0.9, seed=rnd) \
+                            if mode == "steps+sampling" else None
+                        n, wall, ttft, tpot = serve(m, reqs, depth, slots, sp)
                         m.stop()
                     else:
                         m.follow(-1)
-                    busy = np.array([m.stats()["busy_ms"] / 1e3])
+                    busy = np.array([m.stats()["busy_ms"] / 1e3], np.float32)
                 allb = g.all_gather(busy).ravel()
                 if rank == 0:
                     frac = [allb[s * a.tp] / wall for s in range(a.pp)]

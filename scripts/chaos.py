@@ -3,7 +3,7 @@
 
 Each run starts 2-4 copies of tests/chaos_rank (built as BUILD/tests/chaos_rank)
 on one phase of the stack (group creation, collectives, p2p, scheduler
-fill-drain and decode ring, layer forward, model generate, checkpoint
+fill-drain and decode ring, layer forward, model generate, steps in flight (serve), checkpoint
 loading), waits until every rank is in its loop, then SIGKILLs or SIGSTOPs a
 random rank at a random moment (during group creation: a random moment after
 the start). Every survivor must return TPPP_ERR_REMOTE or TPPP_ERR_TIMEOUT,
@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-PHASES = ["create", "coll", "p2p", "fill_drain", "decode_ring", "layer", "generate", "load"]
+PHASES = ["create", "coll", "p2p", "fill_drain", "decode_ring", "layer", "generate", "serve", "load"]
 FAULTS = ["KILL", "STOP"]
 SANITIZER = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)|runtime error:")
 

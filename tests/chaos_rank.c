@@ -8,7 +8,7 @@
  * hang is the driver's to see). "CHAOS-READY" is printed once the phase's
  * loop starts; a loop that runs 30 s without a failure prints status TPPP_OK.
  *   chaos_rank PHASE TIMEOUT_MS FIXTURES_DIR
- * PHASE: create coll p2p fill_drain decode_ring layer generate load.
+ * PHASE: create coll p2p fill_drain decode_ring layer generate serve load.
  * Launcher variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) as set by
  * the driver. */
 #include <math.h>
@@ -255,6 +255,69 @@ static int phase_generate(tppp_group_t g, const char* fixtures) {
   return rc ? rc : ok_end();
 }
 
+/* Steps in flight (every-rank mode, one stage per rank): two groups of
+ * sequences take turns, two steps in flight; each wait must bring its
+ * group's rows (a step's result is never lost silently: fewer rows with
+ * TPPP_OK is reported as INTERNAL). Inputs do not depend on the results, so
+ * every rank composes the same steps. */
+static int phase_serve(tppp_group_t g, const char* fixtures) {
+  tppp_checkpoint_t c = NULL;
+  TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", &c));
+  tppp_model_params mp;
+  tppp_model_params_init(&mp, sizeof mp);
+  tppp_model_t m = NULL;
+  tppp_status s = tppp_model_create(g, c, &mp, &m);
+  if (s != TPPP_OK) {
+    tppp_checkpoint_close(c);
+    return failed("model_create", s);
+  }
+  enum { G = 2, PER = 3 };
+  int32_t len[G * PER] = {0}, tok[PER], pos[PER], seq[PER];
+  tppp_sampling_params sp;
+  tppp_sampling_params_init(&sp, sizeof sp);
+  sp.temperature = 0.8f;
+  sp.top_k = 20;
+  const tppp_sampling_params* sps[PER] = {&sp, &sp, &sp};
+  tppp_step_params stp;
+  tppp_step_params_init(&stp, sizeof stp);
+  stp.sampling = sps;
+  int rc = 0, inflight = 0;
+  double t0 = now_s();
+  ready();
+  for (int k = 0; rc == 0 && still(t0); k++) {
+    const int gi = k % G;
+    for (int j = 0; j < PER; j++) {
+      const int q = gi * PER + j;
+      if (len[q] >= 200) { /* its last step was waited: start it again */
+        s = tppp_model_remove_seq(m, q);
+        if (s != TPPP_OK) { rc = failed("model_remove_seq", s); break; }
+        len[q] = 0;
+      }
+      tok[j] = (k * 7 + q * 13) % 300;
+      pos[j] = len[q]++;
+      seq[j] = q;
+    }
+    if (rc) break;
+    sp.seed = (uint64_t)k;
+    tppp_batch b = {PER, tok, pos, seq, NULL};
+    int8_t want[PER] = {1, 1, 1};
+    b.logits = want;
+    s = tppp_model_submit(m, &b, &stp, NULL);
+    if (s != TPPP_OK) { rc = failed("model_submit", s); break; }
+    if (++inflight == G) {
+      tppp_step_result r;
+      r.struct_size = sizeof r;
+      s = tppp_model_wait(m, &r);
+      if (s != TPPP_OK) { rc = failed("model_wait", s); break; }
+      if (r.n_out != PER) { rc = failed("model_wait (rows lost)", TPPP_ERR_INTERNAL); break; }
+      inflight--;
+    }
+  }
+  tppp_model_destroy(m);
+  tppp_checkpoint_close(c);
+  return rc ? rc : ok_end();
+}
+
 static int phase_load(tppp_group_t g, const char* fixtures) {
   tppp_checkpoint_t c = NULL;
   TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", &c));
@@ -298,7 +361,9 @@ int main(int argc, char** argv) {
   const int world = ws ? atoi(ws) : 1;
   /* The pipeline phases run one stage per rank; layer and load split by TP. */
   int pp = 1;
-  if (!strcmp(g_phase, "fill_drain") || !strcmp(g_phase, "decode_ring") || !strcmp(g_phase, "generate")) pp = world;
+  if (!strcmp(g_phase, "fill_drain") || !strcmp(g_phase, "decode_ring") || !strcmp(g_phase, "generate") ||
+      !strcmp(g_phase, "serve"))
+    pp = world;
   if (!strcmp(g_phase, "load") && world % 2) pp = world; /* the fixture's sizes split by 2 and 4, not 3 */
   tppp_group_t g = NULL;
   tppp_status s = make_group(timeout_ms, pp, &g);
@@ -312,6 +377,7 @@ int main(int argc, char** argv) {
   else if (!strcmp(g_phase, "decode_ring")) phase_sched(g, TPPP_POLICY_DECODE_RING);
   else if (!strcmp(g_phase, "layer")) phase_layer(g, fixtures);
   else if (!strcmp(g_phase, "generate")) phase_generate(g, fixtures);
+  else if (!strcmp(g_phase, "serve")) phase_serve(g, fixtures);
   else if (!strcmp(g_phase, "load")) phase_load(g, fixtures);
   else {
     fprintf(stderr, "chaos_rank: unknown phase %s\n", g_phase);

@@ -150,7 +150,7 @@ TEST_SUITE("model_steps") {
     }
   }
 
-  TEST_CASE("every-rank mode: teacher-forced steps, P in flight; a rank with other token ids is named") {
+  TEST_CASE("every-rank mode: teacher-forced steps; a rank with other arguments fails every rank, named") {
     const Ref ref = load_ref("qwen2");
     auto codes = th::run_ranks(4, 120, [&](int rank, const tppp_unique_id& id) {
       Open o;
@@ -192,19 +192,45 @@ TEST_SUITE("model_steps") {
       r.struct_size = sizeof r;
       RANK_CHECK(tppp_model_poll(o.m, &r, &ready) == TPPP_ERR_INVALID_USAGE, "poll in every-rank mode");
       RANK_CHECK(tppp_model_wait(o.m, &r) == TPPP_ERR_INVALID_USAGE, "wait with nothing in flight");
-      // Rank 2 (stage 1) passes another token id: it is told, naming the field.
+      // Rank 2 (stage 1) passes another token id: every rank is told, naming the call, rank and argument.
       Batch b;
       b.add(rank == 2 ? 7 : 5, 0, 20);
       tppp_batch v = b.view();
-      const tppp_status s = tppp_model_submit(o.m, &v, nullptr, nullptr);
-      if (rank == 2) {
-        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE && std::string(tppp_last_error()).find("token 0's token") !=
-                                                      std::string::npos,
-                   "%s: %s", tppp_status_string(s), tppp_last_error());
-      } else {
-        RANK_OK(s);
-      }
+      tppp_status s = tppp_model_submit(o.m, &v, nullptr, nullptr);
+      RANK_CHECK(s == TPPP_ERR_INVALID_USAGE && std::string(tppp_last_error()).find("submit: rank 2's token ids") !=
+                                                    std::string::npos,
+                 "%s: %s", tppp_status_string(s), tppp_last_error());
+      // The bug it guards against: TP ranks 0 and 1 with batches of one size but other ids got wrong logits
+      // with TPPP_OK from forward. Now: refused everywhere, nothing written.
+      Batch f;
+      f.add(rank == 1 ? 9 : 5, 0, 21);
+      f.add(6, 1, 21);
+      tppp_batch fv = f.view();
+      s = tppp_model_forward(o.m, &fv, TPPP_OUT_IDS, nullptr, nullptr, nullptr);
+      RANK_CHECK(s == TPPP_ERR_INVALID_USAGE && std::string(tppp_last_error()).find("forward: rank 1's token ids") !=
+                                                    std::string::npos,
+                 "%s: %s", tppp_status_string(s), tppp_last_error());
+      // Sampling parameters that differ on one rank: named too.
+      tppp_sampling_params sp = sampler(rank == 3 ? 0.5f : 0.7f, 0, 1.f, 1);
+      const tppp_sampling_params* spp[1] = {&sp};
+      tppp_step_params stp;
+      tppp_step_params_init(&stp, sizeof stp);
+      stp.sampling = spp;
+      s = tppp_model_submit(o.m, &v, &stp, nullptr);
+      RANK_CHECK(s == TPPP_ERR_INVALID_USAGE && std::string(tppp_last_error()).find("rank 2's token ids") != std::string::npos,
+                 "%s: %s", tppp_status_string(s), tppp_last_error());
+      b.tok[0] = 5;
+      v = b.view();
+      s = tppp_model_submit(o.m, &v, &stp, nullptr);
+      RANK_CHECK(s == TPPP_ERR_INVALID_USAGE && std::string(tppp_last_error()).find("rank 3's sampling parameters") !=
+                                                    std::string::npos,
+                 "%s: %s", tppp_status_string(s), tppp_last_error());
+      RANK_CHECK(tppp_model_remove_seq(o.m, rank == 0 ? 1 : 2) == TPPP_ERR_INVALID_USAGE, "remove of other ids");
+      // Agreed again: the model is usable.
+      sp.temperature = 0.7f;
+      RANK_OK(tppp_model_submit(o.m, &v, &stp, nullptr));
       RANK_OK(tppp_model_wait(o.m, &r));
+      RANK_CHECK(r.n_out == 1, "%d rows", r.n_out);
       return 0;
     });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));

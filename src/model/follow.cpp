@@ -56,6 +56,7 @@ static void refuse_follower(bool follower, const char* op) {
 int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
   refuse_follower(p_.follow && !driver(), "forward");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "forward: the driver has stopped its followers");
+  agree_batch("forward", b, outputs, nullptr);
   const KvPlan kv = check(b, outputs);  // a refusal costs the followers nothing
   if (leading()) {
     Writer w;
@@ -73,6 +74,7 @@ int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64
 
 void Model::remove(int32_t seq) {
   refuse_follower(p_.follow && !driver(), "remove_seq");
+  agree("remove_seq", {{"seq_id", fingerprint(&seq, 4)}});
   if (leading()) {
     if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "remove_seq: the driver has stopped its followers");
     if (seq < 0 || seq >= book_.max_seqs())
@@ -89,6 +91,21 @@ void Model::remove(int32_t seq) {
 void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
                      const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
   refuse_follower(p_.follow && !driver(), "generate");
+  {
+    std::vector<int32_t> flat, lens;
+    for (const auto& pr : prompts) {
+      lens.push_back(static_cast<int32_t>(pr.size()));
+      flat.insert(flat.end(), pr.begin(), pr.end());
+    }
+    const int32_t opts[6] = {o.max_new, o.microbatches, o.prefill_chunk, o.ignore_eos, o.callback_stops,
+                             static_cast<int32_t>(prompts.size())};
+    agree("generate", {{"options", fingerprint(opts, sizeof opts)},
+                       {"prompt lengths", fingerprint(lens.data(), lens.size() * 4)},
+                       {"prompt tokens", fingerprint(flat.data(), flat.size() * 4)},
+                       {"stop ids", fingerprint(o.stop.data(), o.stop.size() * 4)},
+                       {"max_new_each", fingerprint(o.max_new_each.data(), o.max_new_each.size() * 4)},
+                       {"sampling", fingerprint(std::vector<SamplingParams>{o.sampling})}});
+  }
   if (!steps_.empty())
     fail(TPPP_ERR_INVALID_USAGE, "generate: %zu host steps are in flight; wait for them first", steps_.size());
   check_sampling(o.sampling, "generate");

@@ -21,6 +21,10 @@ namespace tppp {
 
 class Group;
 
+// FNV-1a fingerprints of a call's arguments (agree.cpp).
+uint64_t fingerprint(const void* p, size_t n);
+uint64_t fingerprint(const std::vector<SamplingParams>& s);
+
 struct ModelParams {
   int32_t dtype = -1;       // compute dtype; -1: the checkpoint's float dtype
   int32_t page_size = 16;   // KV tokens per page
@@ -130,6 +134,14 @@ class Model {
                      const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits);
   bool driver() const;
   Stream& stream();
+  // Every-rank mode: INVALID_USAGE on every rank, naming the call, rank and
+  // argument, unless every rank passes the same arguments (agree.cpp).
+  struct Arg {
+    const char* name;
+    uint64_t hash;
+  };
+  void agree(const char* call, const std::vector<Arg>& args);
+  void agree_batch(const char* call, const BatchView& b, int32_t outputs, const std::vector<SamplingParams>* samp);
   // A sequence leaves (remove) or loses its tail from p0 (seq_rm): the book,
   // the last stage's token history, and its steps in flight (dropped for it).
   void forget(int32_t seq, int32_t p0 = 0);

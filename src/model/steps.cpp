@@ -29,27 +29,6 @@ void refuse_follower(bool follower, const char* op) {
          "the other ranks call tppp_model_follow", op);
 }
 
-// The first field where two ranks' copies of a step differ (every-rank mode).
-std::string first_difference(const Item& mine, const Item& got) {
-  const char* names[4] = {"token", "position", "sequence", "logits flag"};
-  const std::vector<int32_t>* a[3] = {&mine.tok, &mine.pos, &mine.seq};
-  const std::vector<int32_t>* b[3] = {&got.tok, &got.pos, &got.seq};
-  if (mine.tok.size() != got.tok.size())
-    return "n_tokens (" + std::to_string(mine.tok.size()) + " here, " + std::to_string(got.tok.size()) + " there)";
-  for (size_t i = 0; i < mine.tok.size(); i++) {
-    for (int f = 0; f < 3; f++)
-      if ((*a[f])[i] != (*b[f])[i])
-        return std::string("token ") + std::to_string(i) + "'s " + names[f] + " (" + std::to_string((*a[f])[i]) +
-               " here, " + std::to_string((*b[f])[i]) + " there)";
-    if ((mine.want[i] != 0) != (got.want[i] != 0)) return "token " + std::to_string(i) + "'s " + names[3];
-  }
-  if (mine.samp.size() != got.samp.size() ||
-      (!mine.samp.empty() && std::memcmp(mine.samp.data(), got.samp.data(), mine.samp.size() * sizeof(SamplingParams))))
-    return "the sampling parameters";
-  if ((mine.flags & kFlagLogits) != (got.flags & kFlagLogits)) return "outputs";
-  return "";
-}
-
 }  // namespace
 
 void Model::check_step(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) const {
@@ -75,6 +54,7 @@ void Model::check_step(const BatchView& b, const std::vector<SamplingParams>& sa
 int64_t Model::submit(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) {
   refuse_follower(p_.follow && !driver(), "submit");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "submit: the driver has stopped its followers");
+  agree_batch("submit", b, outputs, &samp);
   check_step(b, samp, outputs);  // a refusal costs nothing, alike on every rank
   const KvPlan kv = check(b, outputs);
   if (leading()) {
@@ -112,7 +92,6 @@ int64_t Model::submit_here(const BatchView& b, const std::vector<SamplingParams>
   const int64_t no = next_step_++;
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Entry> e;
-  std::string differs;
   stream().begin();
   try {
     if (pp_rank() == 0) {
@@ -122,7 +101,6 @@ int64_t Model::submit_here(const BatchView& b, const std::vector<SamplingParams>
       if (!stream().follow_one(&got))
         fail(TPPP_ERR_INVALID_USAGE, "submit: stage %d got the end of a generation, not step %lld", pp_rank(),
              static_cast<long long>(no));
-      if (!p_.follow) differs = first_difference(it, got);
     }
   } catch (const Error& e2) {
     stream().warn_next(e2.status());
@@ -146,10 +124,6 @@ int64_t Model::submit_here(const BatchView& b, const std::vector<SamplingParams>
     for (auto it2 = steps_.rbegin(); it2 != steps_.rend(); ++it2)
       if (it2->e && it2->e->awaits() && ++coming > static_cast<size_t>(p_.max_inflight)) it2->e->wait();
   }
-  if (!differs.empty())
-    fail(TPPP_ERR_INVALID_USAGE,
-         "submit (step %lld): rank %d's arguments differ from stage 0's (every rank must make the same call): %s; the "
-         "step ran as stage 0 sent it", static_cast<long long>(no), g_.config().rank, differs.c_str());
   return no;
 }
 
@@ -213,6 +187,7 @@ bool Model::poll(StepOut* out) {
 void Model::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
   refuse_follower(p_.follow && !driver(), "seq_rm");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "seq_rm: the driver has stopped its followers");
+  agree("seq_rm", {{"seq_id", fingerprint(&seq, 4)}, {"p0", fingerprint(&p0, 4)}, {"p1", fingerprint(&p1, 4)}});
   if (seq < 0 || seq >= book_.max_seqs())
     fail(TPPP_ERR_INVALID_ARGUMENT, "seq_rm: sequence %d is outside [0, max_seqs %d)", seq, book_.max_seqs());
   if (p0 < 0 || (p1 >= 0 && p1 < p0))
