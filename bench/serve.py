@@ -144,16 +144,17 @@ def step_cost(m, batch, reps):
         m.wait()
     sp = tppp.sampling_params(temperature=1.0, top_k=50, top_p=0.9, seed=3)
     toks, pos, seqs = rng.integers(0, 8192, batch).tolist(), [64] * batch, list(range(batch))
-    out = {"greedy": [], "sampled": []}
+    out = {"greedy": [], "sampled": [], "gathered": []}
     for r in range(reps):
-        for mode in ("greedy", "sampled"):
+        for mode in ("greedy", "sampled", "gathered"):
             t = time.perf_counter()
-            m.submit(toks, pos, seqs, want=[1] * batch, sampling=sp if mode == "sampled" else None)
+            m.submit(toks, pos, seqs, want=[1] * batch, sampling=sp if mode == "sampled" else None,
+                     logits=mode == "gathered")
             m.wait()
             out[mode].append(time.perf_counter() - t)
             for s in seqs:
                 m.seq_rm(s, 64)
-    return out["greedy"], out["sampled"]
+    return out["greedy"], out["sampled"], out["gathered"]
 
 
 def main():
@@ -177,11 +178,12 @@ def main():
         with tppp.Group.from_env(tp_size=a.tp, pp_size=a.pp) as g, tppp.Checkpoint(a.ckpt) as c, \
                 tppp.Model(g, c, kv_tokens=65536, max_seqs=a.step_cost, follow=True) as m:
             if g.info()["rank"] == 0:
-                gr, sa = step_cost(m, a.step_cost, 30)
+                gr, sa, ga = step_cost(m, a.step_cost, 30)
                 m.stop()
                 q = lambda v: (1e3 * float(np.median(v)), 1e3 * float(np.min(v)), 1e3 * float(np.max(v)))  # noqa: E731
-                print("| tp%d pp%d | %d | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %.3f |" % (
-                    a.tp, a.pp, a.step_cost, *q(gr), *q(sa), float(np.median(sa)) / float(np.median(gr))), flush=True)
+                print("| tp%d pp%d | %d | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %.3f | %.2f (%.2f-%.2f) | %.3f |" % (
+                    a.tp, a.pp, a.step_cost, *q(gr), *q(sa), float(np.median(sa)) / float(np.median(gr)), *q(ga),
+                    float(np.median(ga)) / float(np.median(gr))), flush=True)
             else:
                 m.follow(-1)
         return

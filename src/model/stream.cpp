@@ -166,14 +166,16 @@ void Stream::finish_last(uint32_t no, const Item& it, const KvPlan& kv, Entry* l
   } else {
     // Sampling on the head rank over the gathered logits (see DESIGN: the
     // gather against per-rank candidates), ids broadcast where they go on.
-    if (head) r.logits.resize(w * static_cast<size_t>(V_));
+    // Logits nobody asked for land in a buffer kept warm (no page faults).
+    std::vector<float>& lg = want_logits ? r.logits : logits_;
+    if (head) lg.resize(w * static_cast<size_t>(V_));
     timed([&] {
-      s_.head(kv, true, head ? r.logits.data() : nullptr, nullptr);
+      s_.head(kv, true, head ? lg.data() : nullptr, nullptr);
       if (head)
         for (size_t k = 0; k < w; k++) {
           const int32_t row = kv.wanted[k];
           const int32_t seq = it.seq[static_cast<size_t>(row)], pos = it.pos[static_cast<size_t>(row)];
-          const Draw d = m_.sample(it.samp[k], r.logits.data() + k * static_cast<size_t>(V_), seq, pos, &scratch_);
+          const Draw d = m_.sample(it.samp[k], lg.data() + k * static_cast<size_t>(V_), seq, pos, &scratch_);
           r.ids[k] = d.id;
           r.logprob[k] = d.logprob;
           for (size_t j = 0; j < d.top_ids.size(); j++) {
@@ -184,7 +186,6 @@ void Stream::finish_last(uint32_t no, const Item& it, const KvPlan& kv, Entry* l
       if ((it.flags & kFlagRing) && m_.g_.config().tp > 1)
         tr_.broadcast(m_.g_.comm(TPPP_SCOPE_TP), r.ids.data(), w, TPPP_DTYPE_I64, 0, kHostPlace);
     });
-    if (!want_logits) r.logits.clear();
   }
   if (local) {  // P = 1: stage 0 is the last stage
     local->r = std::move(r);

@@ -148,7 +148,7 @@ class Stream {
   RequestPtr warn_;
   std::vector<int32_t> meta_;  // later stages: the item's batch as it came
   DevBuf in_h_, in_r_;
-  std::vector<float> scratch_;
+  std::vector<float> scratch_, logits_;  // the sampler's; the head rank's logits of a sampled step
 };
 
 }  // namespace tppp
