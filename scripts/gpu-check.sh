@@ -5,7 +5,8 @@
 # float64 reference, the CUDA suite (each backend op against the CPU backend,
 # graph capture, NCCL at world size 1, device buffers over UCX in TP and PP
 # grids; the decoder ops, FlashInfer's attention and whole models against the
-# CPU oracle and transformers; the rank-wide load into device memory),
+# CPU oracle and transformers, with steps in flight and seeded sampling;
+# the rank-wide load into device memory),
 # compute-sanitizer memcheck on the CUDA suite, the GPU benchmarks (linear:
 # bench/results/linear-gpu-<date>-<gpu>.md; model: bench/model_gpu.sh, steps
 # model-ckpt, model-ours, model-hf, model-table), and a summary table last.
@@ -53,7 +54,7 @@ step() {  # step NAME COMMAND...: runs, records PASS/FAIL and the seconds taken
 }
 nvidia-smi -L || true
 ldd "$G/bin/tppp_tests" | grep -E "not found|cublasLt|nccl" || true
-want logic && step "cuda_logic + c_api suites" tppp_tests --test-suite=cuda_logic,c_api
+want logic && step "cuda_logic + c_api + sampling suites" tppp_tests --test-suite=cuda_logic,c_api,sampling
 want cuda && step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP, loader, deadlines)" tppp_tests --test-suite=cuda
 want layers && step "layer tests on CUDA, TP 1/2/4 on one GPU" tppp_tests --test-suite=layers
 if want memcheck; then

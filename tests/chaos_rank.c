@@ -220,17 +220,24 @@ static int phase_layer(tppp_group_t g, const char* fixtures) {
   return rc ? rc : ok_end();
 }
 
-static int phase_generate(tppp_group_t g, const char* fixtures) {
-  tppp_checkpoint_t c = NULL;
-  TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", &c));
+/* The qwen2 fixture as a model over the group, or a report of what failed. */
+static int open_model(tppp_group_t g, const char* fixtures, tppp_checkpoint_t* c, tppp_model_t* m) {
+  TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", c));
   tppp_model_params mp;
   tppp_model_params_init(&mp, sizeof mp);
-  tppp_model_t m = NULL;
-  tppp_status s = tppp_model_create(g, c, &mp, &m);
+  tppp_status s = tppp_model_create(g, *c, &mp, m);
   if (s != TPPP_OK) {
-    tppp_checkpoint_close(c);
+    tppp_checkpoint_close(*c);
     return failed("model_create", s);
   }
+  return 0;
+}
+
+static int phase_generate(tppp_group_t g, const char* fixtures) {
+  tppp_checkpoint_t c = NULL;
+  tppp_model_t m = NULL;
+  if (open_model(g, fixtures, &c, &m)) return 1;
+  tppp_status s;
   enum { NP = 4, LEN = 12, NEW = 8 };
   int32_t prompts[NP][LEN], lens[NP];
   const int32_t* pp[NP];
@@ -262,15 +269,9 @@ static int phase_generate(tppp_group_t g, const char* fixtures) {
  * every rank composes the same steps. */
 static int phase_serve(tppp_group_t g, const char* fixtures) {
   tppp_checkpoint_t c = NULL;
-  TRY("checkpoint_open", open_fixture(fixtures, "models/qwen2", &c));
-  tppp_model_params mp;
-  tppp_model_params_init(&mp, sizeof mp);
   tppp_model_t m = NULL;
-  tppp_status s = tppp_model_create(g, c, &mp, &m);
-  if (s != TPPP_OK) {
-    tppp_checkpoint_close(c);
-    return failed("model_create", s);
-  }
+  if (open_model(g, fixtures, &c, &m)) return 1;
+  tppp_status s;
   enum { G = 2, PER = 3 };
   int32_t len[G * PER] = {0}, tok[PER], pos[PER], seq[PER];
   tppp_sampling_params sp;

@@ -174,6 +174,59 @@ int flashinfer_attention(int dev) {
   return 0;
 }
 
+// Steps in flight on the GPU (every-rank mode): prompt 0's prefill, then
+// decode steps fed transformers' tokens, each sampled id against the next;
+// a seeded draw repeats after seq_rm takes the sequence back to its prompt.
+int steps_on_gpu(tppp_model_t m, int rank, const mt::Ref& ref, const std::string& name) {
+  const std::vector<int32_t>& q = ref.prompts[0];
+  const int32_t n = static_cast<int32_t>(q.size()), check = ref.bf16 ? 2 : 6;
+  tppp_step_result r;
+  r.struct_size = sizeof r;
+  for (int32_t t = -1; t < check - 1; t++) {
+    mt::Batch b;
+    if (t < 0) {
+      for (int32_t k = 0; k < n; k++) b.add(q[static_cast<size_t>(k)], k, 7);
+      for (auto& w : b.want) w = 0;
+      b.want.back() = 1;
+    } else {
+      b.add(ref.tokens[0][static_cast<size_t>(t)], n + t, 7);
+    }
+    tppp_batch v = b.view();
+    RANK_OK(tppp_model_submit(m, &v, nullptr, nullptr));
+    RANK_OK(tppp_model_wait(m, &r));
+    if (rank == 0)
+      RANK_CHECK(r.n_out == 1 && r.token[0] == ref.tokens[0][static_cast<size_t>(t + 1)],
+                 "%s step %d: %d, transformers %d", name.c_str(), t + 1, r.n_out ? r.token[0] : -1,
+                 ref.tokens[0][static_cast<size_t>(t + 1)]);
+  }
+  tppp_sampling_params sp;
+  tppp_sampling_params_init(&sp, sizeof sp);
+  sp.temperature = 0.8f;
+  sp.top_k = 20;
+  sp.seed = 11;
+  sp.logprobs = 1;
+  const tppp_sampling_params* spp[1] = {&sp};
+  tppp_step_params stp;
+  tppp_step_params_init(&stp, sizeof stp);
+  stp.sampling = spp;
+  int32_t draws[2] = {-1, -2};
+  for (int k = 0; k < 2; k++) {
+    RANK_OK(tppp_model_seq_rm(m, 7, n, -1));
+    mt::Batch b;
+    b.add(ref.tokens[0][0], n, 7);
+    tppp_batch v = b.view();
+    RANK_OK(tppp_model_submit(m, &v, &stp, nullptr));
+    RANK_OK(tppp_model_wait(m, &r));
+    if (rank == 0) {
+      RANK_CHECK(r.n_out == 1 && r.logprob[0] <= 0.f, "%s: sampled step", name.c_str());
+      draws[k] = r.token[0];
+    }
+  }
+  if (rank == 0) RANK_CHECK(draws[0] == draws[1], "%s: a seeded draw differs: %d, %d", name.c_str(), draws[0], draws[1]);
+  RANK_OK(tppp_model_remove_seq(m, 7));
+  return 0;
+}
+
 // A whole model on the GPU: every prompt position's logits, then greedy
 // generation against transformers' tokens (bf16: the first 4).
 int model_on_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp, const std::string& name) {
@@ -204,7 +257,7 @@ int model_on_gpu(int rank, const tppp_unique_id& id, int dev, int tp, int pp, co
       RANK_CHECK(out[static_cast<size_t>(p * max_new + t)] == ref.tokens[static_cast<size_t>(p)][static_cast<size_t>(t)],
                  "%s prompt %d token %d: %d, transformers %d", name.c_str(), p, t,
                  out[static_cast<size_t>(p * max_new + t)], ref.tokens[static_cast<size_t>(p)][static_cast<size_t>(t)]);
-  return 0;
+  return steps_on_gpu(o.m, rank, ref, name);
 }
 
 // tppp_checkpoint_load_rank into device memory equals the host load, byte

@@ -47,33 +47,27 @@ void Model::send_cmd(int32_t op, const std::vector<char>& data) {
   for (auto& q : reqs) q->wait();
 }
 
-static void refuse_follower(bool follower, const char* op) {
-  if (follower)
+void Model::refuse_follower(const char* op) const {
+  if (p_.follow && !driver())
     fail(TPPP_ERR_INVALID_USAGE, "%s: this model follows the driver (params.follow): only world rank 0 calls it, "
          "the other ranks call tppp_model_follow", op);
 }
 
 int32_t Model::forward(const BatchView& b, int32_t outputs, float* logits, int64_t* ids) {
-  refuse_follower(p_.follow && !driver(), "forward");
+  refuse_follower("forward");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "forward: the driver has stopped its followers");
   agree_batch("forward", b, outputs, nullptr);
   const KvPlan kv = check(b, outputs);  // a refusal costs the followers nothing
   if (leading()) {
     Writer w;
-    w.i32(outputs);
-    w.i32(b.n);
-    w.i32(b.logits ? 1 : 0);
-    w.i32s(b.token, static_cast<size_t>(b.n));
-    w.i32s(b.pos, static_cast<size_t>(b.n));
-    w.i32s(b.seq, static_cast<size_t>(b.n));
-    if (b.logits) w.put(b.logits, static_cast<size_t>(b.n));
+    write_batch(&w, outputs, b.n, b.token, b.pos, b.seq, b.logits);
     send_cmd(kCmdForward, w.b);
   }
   return run(b, kv, outputs, logits, ids);
 }
 
 void Model::remove(int32_t seq) {
-  refuse_follower(p_.follow && !driver(), "remove_seq");
+  refuse_follower("remove_seq");
   agree("remove_seq", {{"seq_id", fingerprint(&seq, 4)}});
   if (leading()) {
     if (stopped_) fail(TPPP_ERR_INVALID_USAGE, "remove_seq: the driver has stopped its followers");
@@ -90,7 +84,7 @@ void Model::remove(int32_t seq) {
 
 void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
                      const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
-  refuse_follower(p_.follow && !driver(), "generate");
+  refuse_follower("generate");
   {
     std::vector<int32_t> flat, lens;
     for (const auto& pr : prompts) {
@@ -210,12 +204,10 @@ void Model::follow(int64_t idle_timeout_ms) {
     try {
       switch (h.op) {
         case kCmdForward: {
-          const int32_t outputs = rd.i32(), n = rd.i32(), has_want = rd.i32();
-          const std::vector<int32_t> tok = rd.i32s(n), pos = rd.i32s(n), seq = rd.i32s(n);
-          std::vector<int8_t> want(has_want ? static_cast<size_t>(n) : 0);
-          rd.get(want.data(), want.size());
-          const BatchView b{n, tok.data(), pos.data(), seq.data(), has_want ? want.data() : nullptr};
-          run(b, check(b, outputs), outputs, nullptr, nullptr);
+          WireBatch wb;
+          wb.read(&rd, p_.max_batch);
+          const BatchView b{wb.n, wb.tok.data(), wb.pos.data(), wb.seq.data(), wb.has_want ? wb.want.data() : nullptr};
+          run(b, check(b, wb.outputs), wb.outputs, nullptr, nullptr);
           break;
         }
         case kCmdRemove:

@@ -133,6 +133,8 @@ class Model {
   void generate_here(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
                      const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits);
   bool driver() const;
+  // INVALID_USAGE naming op on a follower (follow mode: only the driver calls).
+  void refuse_follower(const char* op) const;
   Stream& stream();
   // Every-rank mode: INVALID_USAGE on every rank, naming the call, rank and
   // argument, unless every rank passes the same arguments (agree.cpp).

@@ -21,15 +21,6 @@
 #include "model/wire.hpp"
 
 namespace tppp {
-namespace {
-
-void refuse_follower(bool follower, const char* op) {
-  if (follower)
-    fail(TPPP_ERR_INVALID_USAGE, "%s: this model follows the driver (params.follow): only world rank 0 calls it, "
-         "the other ranks call tppp_model_follow", op);
-}
-
-}  // namespace
 
 void Model::check_step(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) const {
   (void)outputs;
@@ -52,20 +43,14 @@ void Model::check_step(const BatchView& b, const std::vector<SamplingParams>& sa
 }
 
 int64_t Model::submit(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) {
-  refuse_follower(p_.follow && !driver(), "submit");
+  refuse_follower("submit");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "submit: the driver has stopped its followers");
   agree_batch("submit", b, outputs, &samp);
   check_step(b, samp, outputs);  // a refusal costs nothing, alike on every rank
   const KvPlan kv = check(b, outputs);
   if (leading()) {
     Writer w;
-    w.i32(outputs);
-    w.i32(b.n);
-    w.i32(b.logits ? 1 : 0);
-    w.i32s(b.token, static_cast<size_t>(b.n));
-    w.i32s(b.pos, static_cast<size_t>(b.n));
-    w.i32s(b.seq, static_cast<size_t>(b.n));
-    if (b.logits) w.put(b.logits, static_cast<size_t>(b.n));
+    write_batch(&w, outputs, b.n, b.token, b.pos, b.seq, b.logits);
     w.i32(static_cast<int32_t>(samp.size()));
     w.put(samp.data(), samp.size() * sizeof(SamplingParams));
     send_cmd(kCmdSubmit, w.b);
@@ -166,13 +151,13 @@ void Model::retire(StepOut* out) {
 }
 
 void Model::wait(StepOut* out) {
-  refuse_follower(p_.follow && !driver(), "wait");
+  refuse_follower("wait");
   if (steps_.empty()) fail(TPPP_ERR_INVALID_USAGE, "wait: no step is in flight");
   retire(out);
 }
 
 bool Model::poll(StepOut* out) {
-  refuse_follower(p_.follow && !driver(), "poll");
+  refuse_follower("poll");
   if (!p_.follow && g_.config().world > 1)
     fail(TPPP_ERR_INVALID_USAGE,
          "poll: in every-rank mode the ranks would see steps land at different times and compose different next "
@@ -185,7 +170,7 @@ bool Model::poll(StepOut* out) {
 }
 
 void Model::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
-  refuse_follower(p_.follow && !driver(), "seq_rm");
+  refuse_follower("seq_rm");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "seq_rm: the driver has stopped its followers");
   agree("seq_rm", {{"seq_id", fingerprint(&seq, 4)}, {"p0", fingerprint(&p0, 4)}, {"p1", fingerprint(&p1, 4)}});
   if (seq < 0 || seq >= book_.max_seqs())
@@ -215,19 +200,16 @@ void Model::run_cmd(int32_t op, const std::vector<char>& data) {
     forget(seq, p0);
     return;
   }
-  const int32_t outputs = rd.i32(), n = rd.i32(), has_want = rd.i32();
-  if (n <= 0 || n > p_.max_batch) fail(TPPP_ERR_FORMAT, "follow: a submit command with %d tokens", n);
-  const std::vector<int32_t> tok = rd.i32s(n), pos = rd.i32s(n), seq = rd.i32s(n);
-  std::vector<int8_t> want(has_want ? static_cast<size_t>(n) : 0);
-  rd.get(want.data(), want.size());
+  WireBatch wb;
+  wb.read(&rd, p_.max_batch);
   const int32_t ns = rd.i32();
-  if (ns != 0 && ns != n) fail(TPPP_ERR_FORMAT, "follow: a submit command with %d sampling parameters for %d tokens", ns, n);
+  if (ns != 0 && ns != wb.n)
+    fail(TPPP_ERR_FORMAT, "follow: a submit command with %d sampling parameters for %d tokens", ns, wb.n);
   std::vector<SamplingParams> samp(static_cast<size_t>(ns));
   rd.get(samp.data(), samp.size() * sizeof(SamplingParams));
-  const BatchView b{n, tok.data(), pos.data(), seq.data(), has_want ? want.data() : nullptr};
-  const KvPlan kv = check(b, outputs);
-  check_step(b, samp, outputs);
-  submit_here(b, samp, outputs, kv);
+  const BatchView b{wb.n, wb.tok.data(), wb.pos.data(), wb.seq.data(), wb.has_want ? wb.want.data() : nullptr};
+  check_step(b, samp, wb.outputs);
+  submit_here(b, samp, wb.outputs, check(b, wb.outputs));
 }
 
 }  // namespace tppp

@@ -54,4 +54,34 @@ struct Reader {
   }
 };
 
+// A batch (and its outputs flags) in a command: written by the driver, read
+// back by a follower into owned arrays.
+inline void write_batch(Writer* w, int32_t outputs, int32_t n, const int32_t* tok, const int32_t* pos,
+                        const int32_t* seq, const int8_t* want) {
+  w->i32(outputs);
+  w->i32(n);
+  w->i32(want ? 1 : 0);
+  w->i32s(tok, static_cast<size_t>(n));
+  w->i32s(pos, static_cast<size_t>(n));
+  w->i32s(seq, static_cast<size_t>(n));
+  if (want) w->put(want, static_cast<size_t>(n));
+}
+struct WireBatch {
+  int32_t outputs = 0, n = 0;
+  bool has_want = false;
+  std::vector<int32_t> tok, pos, seq;
+  std::vector<int8_t> want;
+  void read(Reader* rd, int32_t max_batch) {
+    outputs = rd->i32();
+    n = rd->i32();
+    has_want = rd->i32() != 0;
+    if (n <= 0 || n > max_batch) fail(TPPP_ERR_FORMAT, "follow: a command with a batch of %d tokens", n);
+    tok = rd->i32s(n);
+    pos = rd->i32s(n);
+    seq = rd->i32s(n);
+    want.resize(has_want ? static_cast<size_t>(n) : 0);
+    rd->get(want.data(), want.size());
+  }
+};
+
 }  // namespace tppp

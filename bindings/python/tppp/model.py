@@ -7,6 +7,19 @@ from . import (_Owned, DTYPES, OUT_IDS, OUT_LOGITS, TOKEN_FN, Batch, GeneratePar
                ModelStats, SamplingParams, StepParams, StepResult, TpppError, _check, _enum, library)
 
 
+def _batch(op, tokens, positions, seq_ids, want):
+    """A tppp_batch over contiguous arrays, and the arrays (the caller keeps them alive for the call)."""
+    t = np.ascontiguousarray(tokens, np.int32)
+    p = np.ascontiguousarray(positions, np.int32)
+    s = np.ascontiguousarray(seq_ids, np.int32)
+    w = None if want is None else np.ascontiguousarray(want, np.int8)
+    if not (t.shape == p.shape == s.shape) or (w is not None and w.shape != t.shape):
+        raise TpppError(1, f"{op}: tokens, positions, seq_ids (and want) must have the same length")
+    b = Batch(t.size, t.ctypes.data_as(C.POINTER(C.c_int32)), p.ctypes.data_as(C.POINTER(C.c_int32)),
+              s.ctypes.data_as(C.POINTER(C.c_int32)), w.ctypes.data_as(C.POINTER(C.c_int8)) if w is not None else None)
+    return b, (t, p, s, w)
+
+
 def sampling_params(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0, frequency_penalty=0.0,
                     presence_penalty=0.0, logprobs=False, top_logprobs=0, seed=0):
     """A tppp_sampling_params (defaults: greedy, every filter and penalty off)."""
@@ -55,14 +68,7 @@ class Model(_Owned):
         """Runs one batch (parallel lists/arrays; want: per-token flags, None = the last token).
 
         On the driver returns (logits f32 [n_out, vocab] or None, ids int64 [n_out]); elsewhere (None, None)."""
-        t = np.ascontiguousarray(tokens, np.int32)
-        p = np.ascontiguousarray(positions, np.int32)
-        s = np.ascontiguousarray(seq_ids, np.int32)
-        w = None if want is None else np.ascontiguousarray(want, np.int8)
-        if not (t.shape == p.shape == s.shape) or (w is not None and w.shape != t.shape):
-            raise TpppError(1, "forward: tokens, positions, seq_ids (and want) must have the same length")
-        b = Batch(t.size, t.ctypes.data_as(C.POINTER(C.c_int32)), p.ctypes.data_as(C.POINTER(C.c_int32)),
-                  s.ctypes.data_as(C.POINTER(C.c_int32)), w.ctypes.data_as(C.POINTER(C.c_int8)) if w is not None else None)
+        b, (t, p, s, w) = _batch("forward", tokens, positions, seq_ids, want)
         n_out = int(w.astype(bool).sum()) if w is not None else (1 if t.size else 0)
         vocab = self.info()["vocab_size"]
         lg = np.empty((n_out, vocab), np.float32) if (logits and self._driver) else None
@@ -95,14 +101,7 @@ class Model(_Owned):
     def submit(self, tokens, positions, seq_ids, want=None, sampling=None, logits=False):
         """Submits one step without waiting (tppp_model_submit); returns its number. sampling: None (greedy), one
         SamplingParams for every wanted token, or a list per token (None entries greedy)."""
-        t = np.ascontiguousarray(tokens, np.int32)
-        p = np.ascontiguousarray(positions, np.int32)
-        s = np.ascontiguousarray(seq_ids, np.int32)
-        w = None if want is None else np.ascontiguousarray(want, np.int8)
-        if not (t.shape == p.shape == s.shape) or (w is not None and w.shape != t.shape):
-            raise TpppError(1, "submit: tokens, positions, seq_ids (and want) must have the same length")
-        b = Batch(t.size, t.ctypes.data_as(C.POINTER(C.c_int32)), p.ctypes.data_as(C.POINTER(C.c_int32)),
-                  s.ctypes.data_as(C.POINTER(C.c_int32)), w.ctypes.data_as(C.POINTER(C.c_int8)) if w is not None else None)
+        b, (t, p, s, w) = _batch("submit", tokens, positions, seq_ids, want)
         sp = StepParams()
         _check(library.tppp_step_params_init(C.byref(sp), C.sizeof(sp)))
         sp.outputs = OUT_LOGITS if logits else 0
