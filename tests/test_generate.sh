@@ -3,7 +3,8 @@
 # grid in {1,2,4} x {1,2,3} that the model divides (heads over tp, layers
 # over pp): its greedy tokens must equal transformers' (--reference exits 1
 # on a mismatch), and --dump-logits must write [prompts, vocab] f32. Then
-# follow mode and other micro-batch groupings and prompt chunks.
+# follow mode and other micro-batch groupings and prompt chunks; a seeded
+# sampled run gives the same tokens on two grids.
 # Args: tppp-run, generate, fixtures dir.
 set -uo pipefail
 run=$1 gen=$2 fx=$3
@@ -37,5 +38,16 @@ for extra in "qwen3 2 2 --follow --chunk 3" "llama 1 3 --microbatches 1 --chunk 
   fi
   echo "ok $m tp=$tp pp=$pp $opts"
 done
+# Sampling flags: a seed gives the same tokens on two grids, and they are not the greedy ones.
+samp="--max-new 16 --temperature 0.9 --top-k 40 --top-p 0.95 --min-p 0.01 --seed 77 --reference"
+a=$("$run" -n 2 --timeout 120 -- "$gen" "$fx/models/qwen2" --tp 1 --pp 2 $samp 2>&1 | grep "tokens:")
+b=$("$run" -n 4 --timeout 120 -- "$gen" "$fx/models/qwen2" --tp 2 --pp 2 --chunk 3 $samp 2>&1 | grep "tokens:")
+g=$("$run" -n 2 --timeout 120 -- "$gen" "$fx/models/qwen2" --tp 1 --pp 2 --max-new 16 2>&1 | grep "tokens:")
+n=$((n + 1))
+if [ -z "$a" ] || [ "$a" != "$b" ] || [ "$a" = "$g" ]; then
+  echo "FAIL sampling: tp1xpp2 / tp2xpp2 / greedy:"; echo "$a"; echo "$b"; echo "$g"; fail=$((fail + 1))
+else
+  echo "ok sampling with a seed: the same tokens on tp1xpp2 and tp2xpp2"
+fi
 echo "$((n - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -43,6 +43,12 @@ int32_t top_n_of(const Item& it) {
   return n;
 }
 
+// memcpy that accepts the null data() of an empty vector (UBSan: memcpy's
+// pointers must not be null even for 0 bytes).
+void put(void* dst, const void* src, size_t n) {
+  if (n) std::memcpy(dst, src, n);
+}
+
 }  // namespace
 
 void Results::size_for(size_t w, int32_t n) {
@@ -57,19 +63,19 @@ void Results::to_wire() {
   const size_t w = ids.size(), t = top_ids.size();
   wire.resize(w * 8 + w * 4 + t * 8);
   char* p = wire.data();
-  std::memcpy(p, ids.data(), w * 8);
-  std::memcpy(p + w * 8, logprob.data(), w * 4);
-  std::memcpy(p + w * 12, top_ids.data(), t * 4);
-  std::memcpy(p + w * 12 + t * 4, top_lp.data(), t * 4);
+  put(p, ids.data(), w * 8);
+  put(p + w * 8, logprob.data(), w * 4);
+  put(p + w * 12, top_ids.data(), t * 4);
+  put(p + w * 12 + t * 4, top_lp.data(), t * 4);
 }
 
 void Results::from_wire() {
   const size_t w = ids.size(), t = top_ids.size();
   const char* p = wire.data();
-  std::memcpy(ids.data(), p, w * 8);
-  std::memcpy(logprob.data(), p + w * 8, w * 4);
-  std::memcpy(top_ids.data(), p + w * 12, t * 4);
-  std::memcpy(top_lp.data(), p + w * 12 + t * 4, t * 4);
+  put(ids.data(), p, w * 8);
+  put(logprob.data(), p + w * 8, w * 4);
+  put(top_ids.data(), p + w * 12, t * 4);
+  put(top_lp.data(), p + w * 12 + t * 4, t * 4);
 }
 
 bool Entry::test() {
