@@ -241,6 +241,44 @@ TEST_SUITE("sampling") {
     }
   }
 
+  TEST_CASE("the vocabulary split over ranks: each slice's top-k, merged, draws what sample_row draws") {
+    const int V = 1000;
+    const std::vector<float> lg = random_logits(V, 21, 2.f);
+    const std::vector<int32_t> hist = {4, 900, 900, 17, 333, 501, 4};
+    std::vector<float> scratch;
+    int same = 0, total = 0;
+    for (int tp : {2, 3, 4}) {
+      const int per = (V + tp - 1) / tp;
+      for (int k : {1, 5, 50}) {
+        SamplingParams p;
+        p.temperature = 0.7f;
+        p.top_k = k;
+        p.top_p = 0.9f;
+        p.min_p = 0.02f;
+        p.repetition_penalty = 1.2f;
+        p.frequency_penalty = 0.3f;
+        for (int64_t pos = 0; pos < 40; pos++) {
+          p.seed = static_cast<uint64_t>(pos * 7 + k);
+          const tppp::TokenHistory h{hist.data(), static_cast<int64_t>(hist.size()), 2};
+          const int32_t want = tppp::sample_row(lg.data(), V, p, h, pos, &scratch).id;
+          std::vector<tppp::Cand> all, c;
+          for (int r = 0; r < tp; r++) {  // what each rank does with its slice
+            const int64_t c0 = static_cast<int64_t>(r) * per, valid = std::max<int64_t>(0, std::min<int64_t>(per, V - c0));
+            std::vector<float> slice(lg.begin() + c0, lg.begin() + c0 + valid);
+            tppp::penalize(slice.data(), valid, c0, p, h);
+            tppp::top_k_cands(slice.data(), valid, c0, k, true, &c);
+            CHECK(c.size() <= static_cast<size_t>(k));
+            all.insert(all.end(), c.begin(), c.end());
+          }
+          std::reverse(all.begin(), all.end());  // the order does not matter
+          same += tppp::draw_cands(&all, p, pos) == want;
+          total++;
+        }
+      }
+    }
+    CHECK_MESSAGE(same == total, same, " of ", total, " draws equal");
+  }
+
   TEST_CASE("a draw depends on (seed, position) and the logits only") {
     const std::vector<float> lg = random_logits(200, 5, 1.f);
     SamplingParams p;

@@ -193,6 +193,11 @@ void TpLayer::argmax(const tppp_tensor&, const tppp_tensor&, void*) {
   need(false, "argmax needs an LM_HEAD layer, this is %s", name());
 }
 
+const void* TpLayer::local_logits(const void*, int64_t, int64_t*, int64_t*, int64_t*, void*) {
+  need(false, "local logits need an LM_HEAD layer, this is %s", name());
+  return nullptr;
+}
+
 // With f16/bf16 the partial sums stay f32 through the all-reduce and are
 // rounded once at the end (f32 accumulate), so TP adds no rounding steps.
 void TpLayer::reduce_rows(const void* x, int64_t m, void* y, void* stream) {

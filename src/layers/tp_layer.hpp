@@ -71,6 +71,12 @@ class TpLayer {
   void count_call() { calls_++; }
   // LM_HEAD only: greedy ids [M] (I64) of x[M, hidden].
   virtual void argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream);
+  // LM_HEAD only: this rank's slice of the logits, [M, per] in the layer
+  // dtype, backend memory (the layer's scratch, valid until its next call);
+  // its columns are vocab ids [c0, c0 + per), the first `valid` real (the
+  // rest padding). No communication.
+  virtual const void* local_logits(const void* x, int64_t m, int64_t* per, int64_t* c0, int64_t* valid,
+                                   void* stream);
   // INVALID_USAGE naming op unless every part is bound.
   virtual void check_bound(const char* op) const;
   // Counts reallocations of this layer's scratch (and its sub-layers'): a

@@ -50,6 +50,16 @@ class LmHead final : public TpLayer {
   }
   std::vector<int64_t> weight_shape(int) const override { return {(s_.vocab + tp_ - 1) / tp_, s_.in}; }
   void argmax(const tppp_tensor& x, const tppp_tensor& ids, void* stream) override;
+  const void* local_logits(const void* x, int64_t m, int64_t* per, int64_t* c0, int64_t* valid,
+                           void* stream) override {
+    check_bound("local logits");
+    count_call();
+    const Part& p = part0();
+    *per = p.n;
+    *c0 = r_ * p.n;
+    *valid = std::max<int64_t>(0, std::min(p.n, s_.vocab - *c0));
+    return local_logits(x, m, stream);
+  }
 
  protected:
   int64_t y_cols() const override { return s_.vocab; }

@@ -338,10 +338,8 @@ void StageDecoder::layers(int64_t n, bool residual_started) {
   }
 }
 
-void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids) {
-  TraceRange tr("lm head");
-  const int64_t H = spec_.dims.hidden, V = spec_.dims.vocab, w = static_cast<int64_t>(kv.wanted.size());
-  if (w == 0) return;
+const void* StageDecoder::final_rows(const KvPlan& kv) {
+  const int64_t H = spec_.dims.hidden, w = static_cast<int64_t>(kv.wanted.size());
   const float eps = static_cast<float>(spec_.rms_eps);
   // The wanted rows only: norm(residual += hidden) of each, gathered.
   char* x = static_cast<char*>(wanted_x_.get(*be_, static_cast<size_t>(w) * 3 * row_bytes()));
@@ -360,7 +358,32 @@ void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64
     }
   }
   be_->rms_norm(xh, xr, final_norm_, x, w, H, eps, dt_, st_);
-  tppp_tensor xt = tensor(x, dt_, w, H);
+  return x;
+}
+
+void StageDecoder::head_local(const KvPlan& kv, std::vector<float>* out, int64_t* per, int64_t* c0, int64_t* valid) {
+  TraceRange tr("lm head (local)");
+  const int64_t w = static_cast<int64_t>(kv.wanted.size());
+  if (w == 0) return;
+  const void* x = final_rows(kv);
+  const void* y = lm_head_->local_logits(x, w, per, c0, valid, st_);
+  const size_t n = static_cast<size_t>(w * *per);
+  out->resize(n);
+  if (dt_ == TPPP_DTYPE_F32) {
+    be_->copy(out->data(), y, n * 4, st_);
+  } else {
+    void* f = f32_scratch_.get(*be_, n * 4);
+    be_->convert(y, dt_, f, TPPP_DTYPE_F32, n, st_);
+    be_->copy(out->data(), f, n * 4, st_);
+  }
+  be_->sync(st_);
+}
+
+void StageDecoder::head(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids) {
+  TraceRange tr("lm head");
+  const int64_t H = spec_.dims.hidden, V = spec_.dims.vocab, w = static_cast<int64_t>(kv.wanted.size());
+  if (w == 0) return;
+  tppp_tensor xt = tensor(const_cast<void*>(final_rows(kv)), dt_, w, H);
   if (want_logits) {
     const bool root = g_.pos().tp_rank == 0;
     void* y = root ? logits_.get(*be_, static_cast<size_t>(w * V) * dtype_size(dt_)) : nullptr;

@@ -91,6 +91,10 @@ class StageDecoder {
   // (host memory), and/or (ids non-NULL on every TP rank) greedy ids [w]
   // into ids (host). Collective over TP.
   void head(const KvPlan& kv, bool want_logits, float* logits, int64_t* ids);
+  // Last stage: this TP rank's slice of the wanted rows' logits, f32 [w, per]
+  // on the host; vocab ids [c0, c0 + per), the first `valid` real. No
+  // communication (the per-rank sampler's candidates, stream.cpp).
+  void head_local(const KvPlan& kv, std::vector<float>* out, int64_t* per, int64_t* c0, int64_t* valid);
 
  private:
   struct Layer {
@@ -101,6 +105,8 @@ class StageDecoder {
   void* upload(const HostTensor& t);
   tppp_tensor tensor(void* p, int32_t dtype, int64_t rows, int64_t cols) const;
   void attention_block(Layer& L, int64_t n);
+  // norm(residual += hidden) of the wanted rows, [w, hidden] backend memory.
+  const void* final_rows(const KvPlan& kv);
   void layers(int64_t n, bool residual_started);  // eager (or being captured)
   uint64_t graph_signature() const;
   static constexpr int64_t kGraphMaxRows = 64;

@@ -116,13 +116,16 @@ void Model::note_tokens(const BatchView& b) {
   }
 }
 
-Draw Model::sample(const SamplingParams& p, const float* logits, int32_t seq, int32_t pos,
-                   std::vector<float>* scratch) {
+TokenHistory Model::history(int32_t seq, int32_t pos) {
   const size_t s = static_cast<size_t>(seq);
   if (out_start_[s] < 0) out_start_[s] = pos + 1;  // the sequence's first draw: its output starts here
   const std::vector<int32_t>& h = hist_[s];
-  const TokenHistory th{h.data(), std::min<int64_t>(static_cast<int64_t>(h.size()), pos + 1), out_start_[s]};
-  return sample_row(logits, spec_.dims.vocab, p, th, pos + 1, scratch);
+  return TokenHistory{h.data(), std::min<int64_t>(static_cast<int64_t>(h.size()), pos + 1), out_start_[s]};
+}
+
+Draw Model::sample(const SamplingParams& p, const float* logits, int32_t seq, int32_t pos,
+                   std::vector<float>* scratch) {
+  return sample_row(logits, spec_.dims.vocab, p, history(seq, pos), pos + 1, scratch);
 }
 int32_t Model::pp_rank() const { return g_.pos().pp_rank; }
 

@@ -149,6 +149,9 @@ class Model {
   void forget(int32_t seq, int32_t p0 = 0);
   // Last stage: the batch's tokens join their sequences' histories (penalties).
   void note_tokens(const BatchView& b);
+  // Last stage: the tokens a penalty sees for the row of `seq` at `pos` (the
+  // sequence's first draw marks where its output starts).
+  TokenHistory history(int32_t seq, int32_t pos);
   // Last stage, head rank: a draw for the row of `seq` at `pos`.
   Draw sample(const SamplingParams& p, const float* logits, int32_t seq, int32_t pos, std::vector<float>* scratch);
   // steps.cpp: the checks of submit, and its work on this rank.

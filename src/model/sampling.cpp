@@ -28,6 +28,8 @@ uint64_t mix(uint64_t z) {  // splitmix64's finaliser
 // [-log(-log 2^-54), -log(-log(1 - 2^-54))] = [-3.6, 37.4].
 constexpr double kGumbelSpan = 41.5;
 
+bool cand_before(const Cand& a, const Cand& b) { return a.x > b.x || (a.x == b.x && a.id < b.id); }
+
 // Descending by value, then ascending id (transformers' stable order for ties).
 struct ByValue {
   const float* x;
@@ -92,6 +94,99 @@ void check_sampling(const SamplingParams& p, const char* where) {
   if (p.top_logprobs < 0 || p.top_logprobs > kMaxTopLogprobs) bad("top_logprobs", p.top_logprobs, "must be in [0, 20]");
 }
 
+void penalize(float* x, int64_t n, int64_t id0, const SamplingParams& p, const TokenHistory& h) {
+  // repetition (transformers: divide a positive logit, multiply a negative
+  // one, once per distinct token), then frequency and presence (OpenAI:
+  // minus count * f + [count > 0] * p) over the output.
+  std::vector<int32_t> seen(h.tokens, h.tokens + h.n);
+  std::vector<int32_t> out(h.tokens + std::min(h.n, std::max<int64_t>(h.out_start, 0)), h.tokens + h.n);
+  std::sort(seen.begin(), seen.end());
+  seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+  auto mine = [&](int32_t t) { return t >= id0 && t < id0 + n; };
+  if (p.repetition_penalty != 1.f)
+    for (int32_t t : seen)
+      if (mine(t)) {
+        float& v = x[t - id0];
+        v = v < 0 ? v * p.repetition_penalty : v / p.repetition_penalty;
+      }
+  std::sort(out.begin(), out.end());
+  for (size_t i = 0; i < out.size();) {
+    size_t j = i;
+    while (j < out.size() && out[j] == out[i]) j++;
+    if (mine(out[i])) x[out[i] - id0] -= static_cast<float>(j - i) * p.frequency_penalty + p.presence_penalty;
+    i = j;
+  }
+}
+
+void top_k_cands(const float* x, int64_t n, int64_t id0, int32_t k, bool exactly_k, std::vector<Cand>* out) {
+  out->clear();
+  if (k >= n) {
+    for (int64_t i = 0; i < n; i++) out->push_back(Cand{x[i], static_cast<int32_t>(id0 + i)});
+    return;
+  }
+  const float kth = kth_largest(x, static_cast<int32_t>(n), k);
+  for (int64_t i = 0; i < n; i++)
+    if (x[i] >= kth) out->push_back(Cand{x[i], static_cast<int32_t>(id0 + i)});
+  if (exactly_k && out->size() > static_cast<size_t>(k)) {  // ties at the k-th: the smaller ids
+    std::sort(out->begin(), out->end(), cand_before);
+    out->resize(static_cast<size_t>(k));
+  }
+}
+
+int32_t draw_cands(std::vector<Cand>* cands, const SamplingParams& p, int64_t pos) {
+  std::vector<Cand>& c = *cands;
+  c.erase(std::remove_if(c.begin(), c.end(), [](const Cand& a) { return a.x != a.x; }), c.end());
+  if (c.empty()) return -1;
+  // Warpers in transformers' order on x / T. Each keeps the best token, so
+  // the kept set's max is the max over all.
+  const double inv_t = 1.0 / static_cast<double>(p.temperature);
+  if (p.top_k > 0 && c.size() > static_cast<size_t>(p.top_k)) {  // again: c may hold several ranks' top-k
+    std::vector<float> v(c.size());
+    for (size_t i = 0; i < c.size(); i++) v[i] = c[i].x;
+    const float kth = kth_largest(v.data(), static_cast<int32_t>(v.size()), p.top_k);
+    c.erase(std::remove_if(c.begin(), c.end(), [kth](const Cand& a) { return a.x < kth; }), c.end());
+  }
+  float mx = c[0].x;
+  for (const Cand& a : c) mx = std::max(mx, a.x);
+  if (p.top_p < 1.f) {
+    // transformers removes tokens whose ascending cumulative mass is <=
+    // 1 - top_p: in descending order, a token stays while the mass of the
+    // tokens before it is < top_p. Sorted lazily: the head is enough.
+    double z = 0;
+    for (const Cand& a : c) z += std::exp((static_cast<double>(a.x) - mx) * inv_t);
+    size_t sorted = 0, keep = 0;
+    double before = 0;
+    for (size_t want = 64;; want *= 2) {
+      const size_t m = std::min(want, c.size());
+      std::partial_sort(c.begin() + static_cast<long>(sorted), c.begin() + static_cast<long>(m), c.end(), cand_before);
+      sorted = m;
+      while (keep < sorted && before < static_cast<double>(p.top_p)) {
+        before += std::exp((static_cast<double>(c[keep].x) - mx) * inv_t) / z;
+        keep++;
+      }
+      if (keep < sorted || sorted == c.size()) break;
+    }
+    c.resize(std::max<size_t>(keep, 1));
+  }
+  double floor_x = -std::numeric_limits<double>::infinity();  // min-p: p_i >= min_p * p_max
+  if (p.min_p > 0.f) floor_x = static_cast<double>(mx) + std::log(static_cast<double>(p.min_p)) / inv_t;
+  const double prune = static_cast<double>(mx) * inv_t - kGumbelSpan;
+  double best = -std::numeric_limits<double>::infinity();
+  int32_t pick = -1;
+  for (const Cand& a : c) {
+    const double xi = static_cast<double>(a.x);
+    if (xi < floor_x) continue;
+    const double v = xi * inv_t;
+    if (!(v >= prune)) continue;
+    const double g = -std::log(-std::log(keyed_uniform(p.seed, pos, a.id)));
+    if (v + g > best || (v + g == best && a.id < pick)) {
+      best = v + g;
+      pick = a.id;
+    }
+  }
+  return pick;
+}
+
 Draw sample_row(const float* logits, int64_t V, const SamplingParams& p, const TokenHistory& h, int64_t pos,
                 std::vector<float>* scratch) {
   Draw d;
@@ -115,29 +210,13 @@ Draw sample_row(const float* logits, int64_t V, const SamplingParams& p, const T
       }
     }
   }
-  // Penalties on a copy: repetition (transformers: divide a positive logit,
-  // multiply a negative one, once per distinct token), then frequency and
-  // presence (OpenAI: minus count * f + [count > 0] * p) over the output.
+  // Penalties on a copy, then the draw among the candidates: the top-k
+  // filter's tokens, or every token.
   const float* x = logits;
   if (has_penalties(p)) {
     scratch->assign(logits, logits + n);
-    float* s = scratch->data();
-    std::vector<int32_t> seen(h.tokens, h.tokens + h.n);
-    std::vector<int32_t> out(h.tokens + std::min(h.n, std::max<int64_t>(h.out_start, 0)), h.tokens + h.n);
-    std::sort(seen.begin(), seen.end());
-    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-    if (p.repetition_penalty != 1.f)
-      for (int32_t t : seen)
-        if (t >= 0 && t < n) s[t] = s[t] < 0 ? s[t] * p.repetition_penalty : s[t] / p.repetition_penalty;
-    std::sort(out.begin(), out.end());
-    for (size_t i = 0; i < out.size();) {
-      size_t j = i;
-      while (j < out.size() && out[j] == out[i]) j++;
-      const int32_t t = out[i];
-      if (t >= 0 && t < n) s[t] -= static_cast<float>(j - i) * p.frequency_penalty + p.presence_penalty;
-      i = j;
-    }
-    x = s;
+    penalize(scratch->data(), n, 0, p, h);
+    x = scratch->data();
   }
   int32_t pick = -1;
   if (is_greedy(p)) {
@@ -145,68 +224,18 @@ Draw sample_row(const float* logits, int64_t V, const SamplingParams& p, const T
     for (int32_t c = 1; c < n; c++)
       if (argmax_better(x[c], c, x[pick], pick)) pick = c;
   } else {
-    // Warpers in transformers' order on x / T. Each keeps the best token, so
-    // the kept set's max is the max over all.
-    const double inv_t = 1.0 / static_cast<double>(p.temperature);
-    std::vector<int32_t> cand;  // the kept tokens once a filter has run; empty: all
-    bool all = true;
-    float mx = x[0];
-    for (int32_t i = 1; i < n; i++) mx = std::max(mx, x[i]);
-    if (p.top_k > 0 && p.top_k < n) {  // keep x >= the k-th largest (ties kept, as transformers)
-      const float kth = kth_largest(x, n, p.top_k);
-      for (int32_t i = 0; i < n; i++)
-        if (x[i] >= kth) cand.push_back(i);
-      all = false;
+    std::vector<Cand> c;
+    if (p.top_k > 0 && p.top_k < n) {
+      top_k_cands(x, n, 0, p.top_k, false, &c);
+    } else {
+      c.resize(static_cast<size_t>(n));
+      for (int32_t i = 0; i < n; i++) c[static_cast<size_t>(i)] = Cand{x[i], i};
     }
-    if (p.top_p < 1.f) {
-      // transformers removes tokens whose ascending cumulative mass is <=
-      // 1 - top_p: in descending order, a token stays while the mass of the
-      // tokens before it is < top_p. Sorted lazily: the head is enough.
-      if (all) {
-        cand.resize(static_cast<size_t>(n));
-        std::iota(cand.begin(), cand.end(), 0);
-        all = false;
-      }
-      double z = 0;
-      for (int32_t i : cand) z += std::exp((static_cast<double>(x[i]) - mx) * inv_t);
-      size_t sorted = 0, keep = 0;
-      double before = 0;
-      for (size_t want = 64;; want *= 2) {
-        const size_t m = std::min(want, cand.size());
-        std::partial_sort(cand.begin() + static_cast<long>(sorted), cand.begin() + static_cast<long>(m), cand.end(),
-                          ByValue{x});
-        sorted = m;
-        while (keep < sorted && before < static_cast<double>(p.top_p)) {
-          before += std::exp((static_cast<double>(x[cand[keep]]) - mx) * inv_t) / z;
-          keep++;
-        }
-        if (keep < sorted || sorted == cand.size()) break;
-      }
-      cand.resize(std::max<size_t>(keep, 1));
-    }
-    double floor_x = -std::numeric_limits<double>::infinity();  // min-p: p_i >= min_p * p_max
-    if (p.min_p > 0.f) floor_x = static_cast<double>(mx) + std::log(static_cast<double>(p.min_p)) / inv_t;
-    const double prune = static_cast<double>(mx) * inv_t - kGumbelSpan;
-    double best = -std::numeric_limits<double>::infinity();
-    auto consider = [&](int32_t i) {
-      const double xi = static_cast<double>(x[i]);
-      if (xi < floor_x) return;
-      const double v = xi * inv_t;
-      if (!(v >= prune)) return;
-      const double g = -std::log(-std::log(keyed_uniform(p.seed, pos, i)));
-      if (v + g > best || (v + g == best && i < pick)) {
-        best = v + g;
-        pick = i;
-      }
-    };
-    if (all)
-      for (int32_t i = 0; i < n; i++) consider(i);
-    else
-      for (int32_t i : cand) consider(i);
+    pick = draw_cands(&c, p, pos);
     if (pick < 0) {  // every logit NaN or -inf: the greedy rule decides
       pick = 0;
-      for (int32_t c = 1; c < n; c++)
-        if (argmax_better(x[c], c, x[pick], pick)) pick = c;
+      for (int32_t i = 1; i < n; i++)
+        if (argmax_better(x[i], i, x[pick], pick)) pick = i;
     }
   }
   d.id = pick;

@@ -52,6 +52,21 @@ struct Draw {
   std::vector<float> top_logprobs;
 };
 
+// The pieces of sample_row, for a vocabulary split over TP ranks (each
+// rank's slice holds ids [id0, id0 + n)): penalties on a slice in place;
+// the slice's top-k candidates (penalised logits with global ids; ties at
+// the k-th kept, or cut to exactly k by the smaller id); and the draw among
+// candidates that hold every token the top-k filter keeps (the global top-k
+// is taken again, then top-p, min-p and the keyed Gumbel-max): -1 when none
+// is finite. A draw is independent of the candidates' order.
+struct Cand {
+  float x;  // penalised logit, before temperature
+  int32_t id;
+};
+void penalize(float* x, int64_t n, int64_t id0, const SamplingParams& p, const TokenHistory& h);
+void top_k_cands(const float* x, int64_t n, int64_t id0, int32_t k, bool exactly_k, std::vector<Cand>* out);
+int32_t draw_cands(std::vector<Cand>* c, const SamplingParams& p, int64_t pos);
+
 // Samples from logits [V] for a draw at position `pos` (the position the
 // sampled token will take). Logprobs are of the model's raw distribution
 // (before penalties and warpers), as vLLM's default. `scratch` is reused

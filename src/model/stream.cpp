@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 
 #include "core/error.hpp"
 #include "core/trace.hpp"
@@ -166,7 +167,9 @@ void Stream::finish_last(uint32_t no, const Item& it, const KvPlan& kv, Entry* l
   const bool want_logits = (it.flags & kFlagLogits) != 0, sampling = (it.flags & kFlagSampling) != 0;
   Results r;
   r.size_for(w, sampling ? top_n_of(it) : 0);
-  if (!sampling) {  // greedy: the distributed argmax (or the gathered logits' argmax)
+  if (sampling && !want_logits && local_candidates(it)) {
+    timed([&] { sample_local(it, kv, &r); });
+  } else if (!sampling) {  // greedy: the distributed argmax (or the gathered logits' argmax)
     if (want_logits && head) r.logits.resize(w * static_cast<size_t>(V_));
     timed([&] { m_.head_ids(kv, want_logits, head ? r.logits.data() : nullptr, r.ids.data()); });
   } else {
@@ -213,6 +216,53 @@ void Stream::finish_last(uint32_t no, const Item& it, const KvPlan& kv, Entry* l
   if (head && want_logits)
     s.reqs.push_back(tr_.isend(world_, 0, tags::model(no, ModelMsg::Logits), s.r.logits.data(),
                                s.r.logits.size() * 4, kHostPlace));
+}
+
+bool Stream::local_candidates(const Item& it) const {
+  if (m_.g_.config().tp == 1) return false;
+  for (const SamplingParams& p : it.samp)
+    if (is_greedy(p) || p.top_k <= 0 || wants_logprobs(p)) return false;
+  return true;
+}
+
+// Every TP rank of the last stage: its slice's logits, penalties on it, its
+// top-k per row (exactly k, ties by the smaller id), one all-gather of the
+// candidates, then the same draw on every rank from the merged set. What
+// crosses the wire is w x k (logit, id) pairs per rank instead of the
+// vocabulary, and no rank waits for another's sampling.
+void Stream::sample_local(const Item& it, const KvPlan& kv, Results* r) {
+  const size_t w = kv.wanted.size();
+  int64_t per = 0, c0 = 0, valid = 0;
+  s_.head_local(kv, &logits_, &per, &c0, &valid);
+  int32_t K = 0;
+  for (const SamplingParams& p : it.samp) K = std::max(K, p.top_k);
+  const size_t k = static_cast<size_t>(std::min<int64_t>(K, per));  // the same on every rank
+  const int tp = m_.g_.config().tp;
+  std::vector<Cand> mine(w * k, Cand{std::numeric_limits<float>::quiet_NaN(), -1}), all(mine.size() * static_cast<size_t>(tp));
+  std::vector<Cand> c;
+  for (size_t q = 0; q < w; q++) {
+    const int32_t row = kv.wanted[q];
+    const SamplingParams& p = it.samp[q];
+    float* x = logits_.data() + q * static_cast<size_t>(per);
+    if (has_penalties(p))
+      penalize(x, valid, c0, p, m_.history(it.seq[static_cast<size_t>(row)], it.pos[static_cast<size_t>(row)]));
+    top_k_cands(x, valid, c0, p.top_k, true, &c);
+    std::copy(c.begin(), c.end(), mine.begin() + static_cast<long>(q * k));
+  }
+  tr_.all_gather(m_.g_.comm(TPPP_SCOPE_TP), mine.data(), all.data(), mine.size() * sizeof(Cand), TPPP_DTYPE_U8,
+                 kHostPlace);
+  for (size_t q = 0; q < w; q++) {
+    c.clear();
+    for (int t = 0; t < tp; t++) {
+      const Cand* b = all.data() + static_cast<size_t>(t) * w * k + q * k;
+      for (size_t j = 0; j < k; j++)
+        if (b[j].id >= 0) c.push_back(b[j]);
+    }
+    const int32_t row = kv.wanted[q];
+    m_.history(it.seq[static_cast<size_t>(row)], it.pos[static_cast<size_t>(row)]);  // marks the output's start
+    const int32_t id = draw_cands(&c, it.samp[q], it.pos[static_cast<size_t>(row)] + 1);
+    r->ids[q] = id >= 0 ? id : 0;
+  }
 }
 
 std::unique_ptr<Entry> Stream::emit(const Item& it, const KvPlan& kv) {

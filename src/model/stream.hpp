@@ -129,6 +129,10 @@ class Stream {
   // Last stage: samples the wanted rows; sends what the flags say. local:
   // stage 0's entry when P = 1 (results stay here).
   void finish_last(uint32_t no, const Item& it, const KvPlan& kv, Entry* local);
+  // TP > 1, every row sampled with top-k and no logprobs: the draw from each
+  // rank's candidates (no vocabulary gather), ids on every TP rank.
+  bool local_candidates(const Item& it) const;
+  void sample_local(const Item& it, const KvPlan& kv, Results* r);
 
   Model& m_;
   StageDecoder& s_;
