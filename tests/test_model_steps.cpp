@@ -244,7 +244,8 @@ TEST_SUITE("model_steps") {
       int tp, pp;
     };
     std::vector<std::string> got;
-    for (const Grid gr : {Grid{1, 1}, Grid{2, 1}, Grid{4, 1}, Grid{1, 2}, Grid{2, 2}, Grid{1, 3}, Grid{4, 3}}) {
+    for (const Grid gr : {Grid{1, 1}, Grid{2, 1}, Grid{4, 1}, Grid{1, 2}, Grid{2, 2}, Grid{4, 2}, Grid{1, 3}, Grid{2, 3},
+                          Grid{4, 3}}) {
       CAPTURE(gr.tp);
       CAPTURE(gr.pp);
       const std::string out = base + "_" + std::to_string(gr.tp) + "x" + std::to_string(gr.pp);
