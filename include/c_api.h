@@ -777,8 +777,8 @@ TPPP_API tppp_status tppp_model_wait(tppp_model_t m, tppp_step_result* out);
 /* The oldest step's results if they are here (*ready = 1), else *ready = 0
  * at once. Follow mode or a one-rank group only. */
 TPPP_API tppp_status tppp_model_poll(tppp_model_t m, tppp_step_result* out, int32_t* ready);
-/* llama.h's seq_rm: removes positions [p0, p1) (p1 < 0: to the end) of a
- * sequence and frees the pages past what is left. Only a tail may go
+/* llama.h's seq_rm: removes positions [p0, p1) (p0 < 0: from the start;
+ * p1 < 0: to the end) of a sequence and frees the pages past what is left. Only a tail may go
  * (NOT_SUPPORTED otherwise: positions stay contiguous); p0 = 0 removes the
  * sequence. A step in flight for the sequence is dropped for it. */
 TPPP_API tppp_status tppp_model_seq_rm(tppp_model_t m, int32_t seq_id, int32_t p0, int32_t p1);

@@ -175,9 +175,10 @@ void Model::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
   agree("seq_rm", {{"seq_id", fingerprint(&seq, 4)}, {"p0", fingerprint(&p0, 4)}, {"p1", fingerprint(&p1, 4)}});
   if (seq < 0 || seq >= book_.max_seqs())
     fail(TPPP_ERR_INVALID_ARGUMENT, "seq_rm: sequence %d is outside [0, max_seqs %d)", seq, book_.max_seqs());
-  if (p0 < 0 || (p1 >= 0 && p1 < p0))
-    fail(TPPP_ERR_INVALID_ARGUMENT, "seq_rm: positions [%d, %d) of sequence %d: p0 must be >= 0 and p1 >= p0 (or < 0: "
-         "to the end)", p0, p1, seq);
+  if (p0 < 0) p0 = 0;  // llama.h: p0 < 0 is from the start
+  if (p1 >= 0 && p1 < p0)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "seq_rm: positions [%d, %d) of sequence %d: p1 must be >= p0 (or < 0: to the end)",
+         p0, p1, seq);
   const int32_t len = book_.length(seq);
   if (p1 >= 0 && p1 < len && p1 > p0)
     fail(TPPP_ERR_NOT_SUPPORTED, "seq_rm: positions [%d, %d) are inside sequence %d (%d tokens): only a tail can go "
