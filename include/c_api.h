@@ -715,6 +715,10 @@ typedef struct tppp_generate_params {
    * Every-rank mode: set it on every rank (it is called on the driver only,
    * whose verdicts go to the other ranks of stage 0). */
   tppp_token_stop_fn on_token_stop;
+  /* Per-prompt stop ids, besides stop_ids: prompt i's are stop_ids_each[i]
+   * [n_stop_each[i]] (a NULL row: none). Both NULL: none. */
+  const int32_t* const* stop_ids_each;
+  const int32_t* n_stop_each;
 } tppp_generate_params;
 TPPP_API tppp_status tppp_generate_params_init(tppp_generate_params* p, size_t size);
 /* Greedy decoding of n_prompts prompts (prompt i of prompt_lens[i] tokens,

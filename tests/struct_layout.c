@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
     F(tppp_generate_params, microbatches); F(tppp_generate_params, on_token); F(tppp_generate_params, user);
     F(tppp_generate_params, prefill_chunk); F(tppp_generate_params, sampling); F(tppp_generate_params, ignore_eos);
     F(tppp_generate_params, max_new_each); F(tppp_generate_params, on_token_stop);
+    F(tppp_generate_params, stop_ids_each); F(tppp_generate_params, n_stop_each);
     printf_json("}},\n \"tppp_sampling_params\": {\"size\": %zu, \"offsets\": {", sizeof(tppp_sampling_params));
     first = 1;
     F(tppp_sampling_params, temperature); F(tppp_sampling_params, top_k); F(tppp_sampling_params, top_p);

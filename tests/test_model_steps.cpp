@@ -295,7 +295,7 @@ TEST_SUITE("model_steps") {
     CHECK(got[0] != greedy);
   }
 
-  TEST_CASE("EOS from generation_config.json ends a prompt (kept) unless ignore_eos; a stopping callback") {
+  TEST_CASE("EOS from generation_config.json ends a prompt (kept) unless ignore_eos; per-prompt stop ids; a stopping callback") {
     const Ref ref = load_ref("qwen2");
     const std::string dir = tmp_path("eos");
     const int32_t eos = ref.tokens[0][3];
@@ -329,6 +329,16 @@ TEST_SUITE("model_steps") {
       g.ignore_eos = 1;
       RANK_OK(tppp_model_generate(o.m, 1, &p0, &l0, &g, tok.data(), cnt.data(), nullptr));
       if (rank == 0) RANK_CHECK(cnt[0] == 20, "ignore_eos: %d tokens", cnt[0]);
+      // Per-prompt stop ids: prompt 0 ends at transformers' third token (kept).
+      const int32_t stop0[1] = {ref.tokens[0][2]};
+      const int32_t* each[1] = {stop0};
+      const int32_t n_each[1] = {1};
+      g.stop_ids_each = each;
+      g.n_stop_each = n_each;
+      RANK_OK(tppp_model_generate(o.m, 1, &p0, &l0, &g, tok.data(), cnt.data(), nullptr));
+      if (rank == 0) RANK_CHECK(cnt[0] == 3 && tok[2] == stop0[0], "per-prompt stop: %d tokens", cnt[0]);
+      g.stop_ids_each = nullptr;
+      g.n_stop_each = nullptr;
       g.on_token_stop = [](void*, int32_t, int32_t) -> int32_t { return 1; };  // every first token ends
       RANK_OK(tppp_model_generate(o.m, 1, &p0, &l0, &g, tok.data(), cnt.data(), nullptr));
       if (rank == 0) RANK_CHECK(cnt[0] == 1, "stopping callback: %d tokens", cnt[0]);

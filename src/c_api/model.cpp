@@ -232,6 +232,15 @@ tppp_status tppp_model_generate(tppp_model_t m, int32_t n_prompts, const int32_t
   REQUIRE(p.ignore_eos == 0 || p.ignore_eos == 1, "tppp_model_generate: ignore_eos %d must be 0 or 1", p.ignore_eos);
   o.ignore_eos = p.ignore_eos != 0;
   if (p.sampling) o.sampling = sampling_of(p.sampling, "tppp_generate_params.sampling");
+  REQUIRE(!p.stop_ids_each == !p.n_stop_each, "tppp_model_generate: stop_ids_each and n_stop_each go together");
+  if (p.stop_ids_each)
+    for (int32_t i = 0; i < n_prompts; i++) {
+      REQUIRE(p.n_stop_each[i] >= 0 && (p.n_stop_each[i] == 0 || p.stop_ids_each[i]),
+              "tppp_model_generate: prompt %d: n_stop_each %d with stop_ids_each %p", i, p.n_stop_each[i],
+              static_cast<const void*>(p.stop_ids_each[i]));
+      o.stop_each.emplace_back(p.stop_ids_each[i] ? p.stop_ids_each[i] : nullptr,
+                               p.stop_ids_each[i] ? p.stop_ids_each[i] + p.n_stop_each[i] : nullptr);
+    }
   if (p.max_new_each) {
     o.max_new_each.assign(p.max_new_each, p.max_new_each + n_prompts);
     for (int32_t i = 0; i < n_prompts; i++)

@@ -85,6 +85,11 @@ void Model::remove(int32_t seq) {
 void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& o,
                      const TokenFn& on_token, std::vector<std::vector<int32_t>>* tokens, float* first_logits) {
   refuse_follower("generate");
+  std::vector<int32_t> each;  // stop_each flattened: count, ids per prompt
+  for (const auto& e : o.stop_each) {
+    each.push_back(static_cast<int32_t>(e.size()));
+    each.insert(each.end(), e.begin(), e.end());
+  }
   {
     std::vector<int32_t> flat, lens;
     for (const auto& pr : prompts) {
@@ -98,11 +103,15 @@ void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const Gen
                        {"prompt tokens", fingerprint(flat.data(), flat.size() * 4)},
                        {"stop ids", fingerprint(o.stop.data(), o.stop.size() * 4)},
                        {"max_new_each", fingerprint(o.max_new_each.data(), o.max_new_each.size() * 4)},
+                       {"stop_ids_each", fingerprint(each.data(), each.size() * 4)},
                        {"sampling", fingerprint(std::vector<SamplingParams>{o.sampling})}});
   }
   if (!steps_.empty())
     fail(TPPP_ERR_INVALID_USAGE, "generate: %zu host steps are in flight; wait for them first", steps_.size());
   check_sampling(o.sampling, "generate");
+  if (!o.stop_each.empty() && o.stop_each.size() != prompts.size())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "generate: %zu per-prompt stop lists for %zu prompts", o.stop_each.size(),
+         prompts.size());
   if (!o.max_new_each.empty() && o.max_new_each.size() != prompts.size())
     fail(TPPP_ERR_INVALID_ARGUMENT, "generate: %zu per-prompt max_new values for %zu prompts", o.max_new_each.size(),
          prompts.size());
@@ -141,6 +150,9 @@ void Model::generate(const std::vector<std::vector<int32_t>>& prompts, const Gen
     w.put(&o.sampling, sizeof o.sampling);
     w.i32(static_cast<int32_t>(o.max_new_each.size()));
     w.i32s(o.max_new_each.data(), o.max_new_each.size());
+    w.i32(o.stop_each.empty() ? 0 : 1);
+    w.i32(static_cast<int32_t>(each.size()));
+    w.i32s(each.data(), each.size());
     for (const auto& pr : prompts) w.i32(static_cast<int32_t>(pr.size()));
     for (const auto& pr : prompts) w.i32s(pr.data(), pr.size());
     send_cmd(kCmdGenerate, w.b);
@@ -229,6 +241,18 @@ void Model::follow(int64_t idle_timeout_ms) {
           o.callback_stops = rd.i32() != 0;
           rd.get(&o.sampling, sizeof o.sampling);
           o.max_new_each = rd.i32s(rd.i32());
+          const bool has_each = rd.i32() != 0;
+          const std::vector<int32_t> each = rd.i32s(rd.i32());
+          if (has_each) {
+            size_t at = 0;
+            for (int32_t i = 0; i < np; i++) {
+              if (at >= each.size() || each[at] < 0 || static_cast<size_t>(each[at]) > each.size() - at - 1)
+                fail(TPPP_ERR_FORMAT, "follow: a generate command's stop lists are malformed");
+              o.stop_each.emplace_back(each.begin() + static_cast<long>(at + 1),
+                                       each.begin() + static_cast<long>(at + 1 + static_cast<size_t>(each[at])));
+              at += 1 + static_cast<size_t>(each[at]);
+            }
+          }
           const std::vector<int32_t> lens = rd.i32s(np);
           std::vector<std::vector<int32_t>> prompts;
           for (int32_t l : lens) prompts.push_back(rd.i32s(l));

@@ -100,6 +100,9 @@ class Generation {
     out.push_back(t);
     bool end = static_cast<int32_t>(out.size()) >= max_new(i) ||
                std::find(o_.stop.begin(), o_.stop.end(), t) != o_.stop.end() ||
+               (!o_.stop_each.empty() && std::find(o_.stop_each[static_cast<size_t>(i)].begin(),
+                                                   o_.stop_each[static_cast<size_t>(i)].end(), t) !=
+                                             o_.stop_each[static_cast<size_t>(i)].end()) ||
                (!o_.ignore_eos && std::find(m_.spec_.eos.begin(), m_.spec_.eos.end(), t) != m_.spec_.eos.end());
     if (m_.driver() && on_token_ && on_token_(i, t)) end = true;
     return end;

@@ -40,6 +40,7 @@ struct GenerateOptions {
   int32_t max_new = 16;
   std::vector<int32_t> max_new_each;  // per prompt (empty: max_new for all)
   std::vector<int32_t> stop;   // a generated stop id ends its prompt (and is kept)
+  std::vector<std::vector<int32_t>> stop_each;  // per prompt, besides `stop` (empty: none)
   bool ignore_eos = false;     // false: the model's EOS ids end a prompt too (kept)
   int32_t microbatches = 0;    // decode groups in flight; 0: min(P, sequences / 16), at least 1
   int32_t prefill_chunk = 0;   // prompt tokens per prefill micro-batch; 0: see generate.cpp

@@ -139,7 +139,8 @@ class GenerateParams(C.Structure):
                 ("n_stop", C.c_int32), ("microbatches", C.c_int32), ("on_token", TOKEN_FN), ("user", C.c_void_p),
                 ("prefill_chunk", C.c_int32), ("reserved", C.c_int32), ("sampling", C.POINTER(SamplingParams)),
                 ("ignore_eos", C.c_int32), ("reserved2", C.c_int32), ("max_new_each", C.POINTER(C.c_int32)),
-                ("on_token_stop", TOKEN_STOP_FN)]
+                ("on_token_stop", TOKEN_STOP_FN), ("stop_ids_each", C.POINTER(C.POINTER(C.c_int32))),
+                ("n_stop_each", C.POINTER(C.c_int32))]
 
 
 class ModelStats(C.Structure):

@@ -140,6 +140,8 @@ pub struct tppp_generate_params {
     pub reserved2: i32,
     pub max_new_each: *const i32,
     pub on_token_stop: Option<unsafe extern "C" fn(*mut c_void, i32, i32) -> i32>,
+    pub stop_ids_each: *const *const i32,
+    pub n_stop_each: *const i32,
 }
 
 #[repr(C)]
