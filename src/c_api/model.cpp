@@ -3,6 +3,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "c_api.h"
@@ -284,7 +285,10 @@ tppp_status tppp_model_submit(tppp_model_t m, const tppp_batch* b, const tppp_st
   if (p.sampling) {
     samp.resize(static_cast<size_t>(b->n_tokens));
     for (int32_t i = 0; i < b->n_tokens; i++)
-      if (p.sampling[i]) samp[static_cast<size_t>(i)] = sampling_of(p.sampling[i], "tppp_step_params.sampling[i]");
+      if (p.sampling[i]) {
+        const std::string what = "tppp_step_params.sampling[" + std::to_string(i) + "]";
+        samp[static_cast<size_t>(i)] = sampling_of(p.sampling[i], what.c_str());
+      }
   }
   tppp::BatchView v{b->n_tokens, b->token, b->pos, b->seq_id, b->logits};
   const int64_t s = M.submit(v, samp, p.outputs);
