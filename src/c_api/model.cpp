@@ -81,13 +81,13 @@ tppp::SamplingParams sampling_of(const tppp_sampling_params* in, const char* wha
   return s;
 }
 
-void fill_result(const tppp::StepOut& o, bool driver, tppp_step_result* out) {
+void fill_result(const tppp::StepOut& o, tppp_step_result* out) {
   tppp_step_result v;
   std::memset(&v, 0, sizeof v);
   v.step = o.step;
   v.n_out = static_cast<int32_t>(o.seq.size());
   v.seq_id = o.seq.empty() ? nullptr : o.seq.data();
-  if (driver && !o.token.empty()) {
+  if (!o.token.empty()) {  // the driver's rows
     v.token = o.token.data();
     v.logprob = o.r.logprob.data();
     v.n_top = o.r.top_n;
@@ -301,7 +301,7 @@ tppp_status tppp_model_wait(tppp_model_t m, tppp_step_result* out) {
   tppp::Model& M = model(m, "tppp_model_wait");
   REQUIRE(out, "tppp_model_wait: out is NULL");
   M.wait(&m->out);
-  fill_result(m->out, true, out);
+  fill_result(m->out, out);
   API_END
 }
 
@@ -312,7 +312,7 @@ tppp_status tppp_model_poll(tppp_model_t m, tppp_step_result* out, int32_t* read
   if (!M.poll(&m->out)) {
     *ready = 0;
   } else {
-    fill_result(m->out, true, out);
+    fill_result(m->out, out);
     *ready = 1;
   }
   API_END

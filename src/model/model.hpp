@@ -156,7 +156,7 @@ class Model {
   // Last stage, head rank: a draw for the row of `seq` at `pos`.
   Draw sample(const SamplingParams& p, const float* logits, int32_t seq, int32_t pos, std::vector<float>* scratch);
   // steps.cpp: the checks of submit, and its work on this rank.
-  void check_step(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) const;
+  void check_step(const BatchView& b, const std::vector<SamplingParams>& samp) const;
   int64_t submit_here(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs, const KvPlan& kv);
   void retire(StepOut* out);
   void run_cmd(int32_t op, const std::vector<char>& data);  // follow mode: submit and seq_rm

@@ -22,8 +22,7 @@
 
 namespace tppp {
 
-void Model::check_step(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs) const {
-  (void)outputs;
+void Model::check_step(const BatchView& b, const std::vector<SamplingParams>& samp) const {
   if (!samp.empty() && samp.size() != static_cast<size_t>(b.n))
     fail(TPPP_ERR_INTERNAL, "submit: %zu sampling parameters for %d tokens", samp.size(), b.n);
   for (int32_t t = 0; t < b.n && !samp.empty(); t++) {
@@ -46,7 +45,7 @@ int64_t Model::submit(const BatchView& b, const std::vector<SamplingParams>& sam
   refuse_follower("submit");
   if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "submit: the driver has stopped its followers");
   agree_batch("submit", b, outputs, &samp);
-  check_step(b, samp, outputs);  // a refusal costs nothing, alike on every rank
+  check_step(b, samp);  // a refusal costs nothing, alike on every rank
   const KvPlan kv = check(b, outputs);
   if (leading()) {
     Writer w;
@@ -209,7 +208,7 @@ void Model::run_cmd(int32_t op, const std::vector<char>& data) {
   std::vector<SamplingParams> samp(static_cast<size_t>(ns));
   rd.get(samp.data(), samp.size() * sizeof(SamplingParams));
   const BatchView b{wb.n, wb.tok.data(), wb.pos.data(), wb.seq.data(), wb.has_want ? wb.want.data() : nullptr};
-  check_step(b, samp, wb.outputs);
+  check_step(b, samp);
   submit_here(b, samp, wb.outputs, check(b, wb.outputs));
 }
 
