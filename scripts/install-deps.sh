@@ -17,11 +17,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Python side: numpy + pytest for the binding's tests (safetensors for the
 # fixture writer and the loader benchmark; setuptools + wheel so the test
-# can pip-install bindings/python without fetching a build backend).
-if ! python3 -c "import numpy, pytest, safetensors, setuptools, wheel" >/dev/null 2>&1; then
-  echo "installing: numpy pytest safetensors setuptools wheel (pip)"
+# can pip-install bindings/python without fetching a build backend); gguf
+# to make the real model's checkpoint (scripts/fetch-model.sh), tokenizers
+# + jinja2 for text in and out (tppp.text), openai for the server's tests.
+if ! python3 -c "import numpy, pytest, safetensors, setuptools, wheel, gguf, tokenizers, jinja2, openai" >/dev/null 2>&1; then
+  echo "installing: numpy pytest safetensors setuptools wheel gguf tokenizers jinja2 openai (pip)"
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check numpy pytest safetensors \
-    setuptools wheel >/dev/null
+    setuptools wheel gguf tokenizers jinja2 openai >/dev/null
 fi
 # FlashInfer's attention headers (pinned wheels from PyPI) when CUDA is here.
 # Optional: without them the CUDA backend attends with its generic kernel.
