@@ -34,7 +34,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- versions */
 #define TPPP_VERSION_MAJOR 0
-#define TPPP_VERSION_MINOR 4
+#define TPPP_VERSION_MINOR 5
 #define TPPP_VERSION_PATCH 0
 /* major * 10000 + minor * 100 + patch */
 #define TPPP_VERSION_CODE \
@@ -786,6 +786,16 @@ TPPP_API tppp_status tppp_model_poll(tppp_model_t m, tppp_step_result* out, int3
  * (NOT_SUPPORTED otherwise: positions stay contiguous); p0 = 0 removes the
  * sequence. A step in flight for the sequence is dropped for it. */
 TPPP_API tppp_status tppp_model_seq_rm(tppp_model_t m, int32_t seq_id, int32_t p0, int32_t p1);
+/* llama.h's seq_cp, for prefix sharing (0.5): sequence dst, which must hold
+ * nothing, gets positions [0, p1) of src (p0 <= 0; p1 < 0: all of src) by
+ * sharing the KV pages that hold them, so a common prefix (a system prompt)
+ * is prefilled once. p1 must be a whole number of pages (NOT_SUPPORTED
+ * otherwise, naming the largest that is: the host prefills the rest, as
+ * vLLM's prefix cache recomputes a partial block); shared pages are never
+ * written (a batch that would write one is refused). Pages are freed when
+ * the last sequence holding them lets go. */
+TPPP_API tppp_status tppp_model_seq_cp(tppp_model_t m, int32_t seq_id_src, int32_t seq_id_dst, int32_t p0,
+                                       int32_t p1);
 
 /* Follow mode, every rank but the driver: runs the driver's calls until it
  * calls tppp_model_stop (TPPP_OK). idle_timeout_ms bounds the wait for each
@@ -901,6 +911,8 @@ typedef struct tppp_api {
   tppp_status (*model_wait)(tppp_model_t, tppp_step_result*);
   tppp_status (*model_poll)(tppp_model_t, tppp_step_result*, int32_t*);
   tppp_status (*model_seq_rm)(tppp_model_t, int32_t, int32_t, int32_t);
+  /* 0.5 */
+  tppp_status (*model_seq_cp)(tppp_model_t, int32_t, int32_t, int32_t, int32_t);
   /* later versions append here */
 } tppp_api;
 

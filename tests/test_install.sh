@@ -17,12 +17,29 @@ for f in include/tppp/c_api.h lib/pkgconfig/tppp.pc lib/cmake/tppp/tpppConfig.cm
   [ -e "$prefix/$f" ] || { echo "missing after install: $f"; exit 1; }
 done
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib"
-# As README says: pkg-config for the flags, an rpath (or LD_LIBRARY_PATH) so the program finds libtppp.so.
-cc -o "$work/demo_pc" "$src/examples/demo.c" $(pkg-config --cflags --libs tppp) -lm \
-  -Wl,-rpath,"$(pkg-config --variable=libdir tppp)"
-found=$(env -u LD_LIBRARY_PATH ldd "$work/demo_pc" | awk '/libtppp/{print $3}')
-[ -n "$found" ] && [ "$(readlink -f "$found")" = "$(readlink -f "$prefix/lib/libtppp.so")" ] ||
-  { echo "demo_pc does not find the installed libtppp.so by its rpath (ldd: ${found:-not found})"; exit 1; }
+# As README says: pkg-config's flags alone (they carry the rpath), so the program finds libtppp.so by itself.
+cc -o "$work/demo_pc" "$src/examples/demo.c" $(pkg-config --cflags --libs tppp) -lm
+finds_installed() {  # a program (or library) resolves libtppp.so to the installed one with no LD_LIBRARY_PATH
+  local found
+  found=$(env -u LD_LIBRARY_PATH ldd "$1" | awk '/libtppp/{print $3}')
+  [ -n "$found" ] && [ "$(readlink -f "$found")" = "$(readlink -f "$prefix/lib/libtppp.so")" ] ||
+    { echo "$1 does not find the installed libtppp.so by its rpath (ldd: ${found:-not found})"; exit 1; }
+}
+finds_installed "$work/demo_pc"
+finds_installed "$prefix/bin/tppp-inspect"
+env -u LD_LIBRARY_PATH "$prefix/bin/tppp-inspect" "$src/tests/fixtures/data/qwen2" >/dev/null
+# Go and Rust programs built against the installed prefix start without LD_LIBRARY_PATH too.
+if command -v go >/dev/null && [ "${3:-}" != --after-demo ]; then
+  (cd "$src/bindings/go" && CGO_LDFLAGS="$(pkg-config --libs tppp)" GOFLAGS=-mod=mod GOPROXY=off \
+    GOCACHE="$work/go-cache" go test -c -o "$work/go_tppp.test" ./tppp >/dev/null)
+  finds_installed "$work/go_tppp.test"
+fi
+cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+if [ -x "$cargo" ] && [ "${3:-}" != --after-demo ]; then
+  (cd "$src/bindings/rust" && env -u TPPP_LIB_DIR CARGO_TARGET_DIR="$work/cargo" "$cargo" build --offline --quiet \
+    --example model)
+  finds_installed "$work/cargo/debug/examples/model"
+fi
 mkdir -p "$work/cm"
 cat > "$work/cm/CMakeLists.txt" <<CM
 cmake_minimum_required(VERSION 3.22)

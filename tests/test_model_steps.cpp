@@ -422,4 +422,75 @@ TEST_SUITE("model_steps") {
     });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
   }
+
+  TEST_CASE("seq_cp shares a prefix's pages: the same logits as a fresh prefill; pages counted once; refusals named") {
+    const Ref ref = load_ref("qwen2");
+    auto codes = th::run_ranks(2, 120, [&](int rank, const tppp_unique_id& id) {
+      Open o;
+      if (open_model(id, rank, 1, 2, "qwen2", &o, 4096, 4, 30000, true)) return 1;
+      if (rank != 0) {
+        RANK_OK(tppp_model_follow(o.m, 60000));
+        return 0;
+      }
+      tppp_model_info in, now;
+      if (info(o.m, &in)) return 1;
+      const std::vector<int32_t>& q = ref.prompts[1];  // 11 tokens: pages 0-1 full, page 2 partial
+      tppp_step_result r;
+      r.struct_size = sizeof r;
+      auto run = [&](int32_t seq, size_t from, size_t to, int32_t outputs) {
+        Batch b;
+        for (size_t k = from; k < to; k++) b.add(q[k], static_cast<int32_t>(k), seq);
+        tppp_step_params p;
+        tppp_step_params_init(&p, sizeof p);
+        p.outputs = outputs;
+        tppp_batch v = b.view();
+        const tppp_status st = tppp_model_submit(o.m, &v, &p, nullptr);
+        return st != TPPP_OK ? st : tppp_model_wait(o.m, &r);
+      };
+      RANK_OK(run(1, 0, q.size(), 0));
+      if (info(o.m, &now)) return 1;
+      RANK_CHECK(now.free_pages == in.free_pages - 3, "the prompt holds %d pages", in.free_pages - now.free_pages);
+      // Sequence 2 shares the first 8 positions (2 pages), then prefills the rest itself.
+      RANK_OK(tppp_model_seq_cp(o.m, 1, 2, 0, 8));
+      if (info(o.m, &now)) return 1;
+      RANK_CHECK(now.free_pages == in.free_pages - 3, "seq_cp took pages: %d free", now.free_pages);
+      RANK_OK(run(2, 8, q.size(), TPPP_OUT_LOGITS));
+      RANK_CHECK(r.n_out == 3 && r.logits && r.token[2] == ref.tokens[1][0], "shared: %d rows", r.n_out);
+      for (size_t k = 0; k < 3; k++) {
+        const float* want = ref.logits.data() + ref.offsets[1] + (8 + k) * static_cast<size_t>(ref.vocab);
+        const double e = row_err(r.logits + k * static_cast<size_t>(ref.vocab), want, ref.vocab);
+        RANK_CHECK(e < 1e-4, "after a shared prefix, position %zu: relative error %.3g", 8 + k, e);
+      }
+      if (info(o.m, &now)) return 1;
+      RANK_CHECK(now.free_pages == in.free_pages - 4, "one page of its own: %d free", now.free_pages);
+      // Refusals, each naming what is wrong; nothing changes.
+      struct Bad { int32_t src, dst, p0, p1; tppp_status st; const char* says; };
+      for (const Bad& b : {Bad{1, 2, 0, 8, TPPP_ERR_INVALID_USAGE, "holds"},
+                           Bad{1, 3, 0, 6, TPPP_ERR_NOT_SUPPORTED, "share 4"},
+                           Bad{1, 3, 2, 8, TPPP_ERR_NOT_SUPPORTED, "p0 2"},
+                           Bad{1, 3, 0, 40, TPPP_ERR_INVALID_ARGUMENT, "holds 11"},
+                           Bad{1, 1, 0, 4, TPPP_ERR_INVALID_ARGUMENT, "both sequence 1"},
+                           Bad{1, 999, 0, 4, TPPP_ERR_INVALID_ARGUMENT, "max_seqs"}}) {
+        const tppp_status st = tppp_model_seq_cp(o.m, b.src, b.dst, b.p0, b.p1);
+        RANK_CHECK(st == b.st && std::string(tppp_last_error()).find(b.says) != std::string::npos,
+                   "seq_cp(%d, %d, %d, %d): %s: %s", b.src, b.dst, b.p0, b.p1, tppp_status_string(st),
+                   tppp_last_error());
+      }
+      // Sequence 1 back to 6 keeps page 1, which sequence 2 shares: rewriting position 6 is refused.
+      RANK_OK(tppp_model_seq_rm(o.m, 1, 6, -1));
+      const tppp_status st = run(1, 6, 7, 0);
+      RANK_CHECK(st == TPPP_ERR_NOT_SUPPORTED && std::string(tppp_last_error()).find("share") != std::string::npos,
+                 "%s: %s", tppp_status_string(st), tppp_last_error());
+      // Pages go back only when the last holder lets go.
+      RANK_OK(tppp_model_remove_seq(o.m, 1));
+      if (info(o.m, &now)) return 1;
+      RANK_CHECK(now.free_pages == in.free_pages - 3, "sequence 2 still holds 3 pages: %d free", now.free_pages);
+      RANK_OK(tppp_model_remove_seq(o.m, 2));
+      if (info(o.m, &now)) return 1;
+      RANK_CHECK(now.free_pages == in.free_pages, "%d of %d pages free", now.free_pages, in.free_pages);
+      RANK_OK(tppp_model_stop(o.m));
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
 }

@@ -92,6 +92,7 @@ const tppp_api* tppp_get_api(uint32_t major, uint32_t minor) {
       tppp_model_wait,
       tppp_model_poll,
       tppp_model_seq_rm,
+      tppp_model_seq_cp,
   };
   if (major != TPPP_VERSION_MAJOR || minor > TPPP_VERSION_MINOR) return nullptr;
   return &table;

@@ -324,6 +324,12 @@ tppp_status tppp_model_seq_rm(tppp_model_t m, int32_t seq_id, int32_t p0, int32_
   API_END
 }
 
+tppp_status tppp_model_seq_cp(tppp_model_t m, int32_t seq_id_src, int32_t seq_id_dst, int32_t p0, int32_t p1) {
+  API_BEGIN
+  model(m, "tppp_model_seq_cp").seq_cp(seq_id_src, seq_id_dst, p0, p1);
+  API_END
+}
+
 tppp_status tppp_model_get_stats(tppp_model_t m, tppp_model_stats* out) {
   API_BEGIN
   const tppp::Model& M = model(m, "tppp_model_get_stats");

@@ -227,6 +227,7 @@ void Model::follow(int64_t idle_timeout_ms) {
           break;
         case kCmdSubmit:
         case kCmdSeqRm:
+        case kCmdSeqCp:
           run_cmd(h.op, data);
           break;
         case kCmdGenerate: {

@@ -10,7 +10,8 @@
 namespace tppp {
 
 KvBook::KvBook(int32_t num_pages, int32_t page_size, int32_t max_seqs)
-    : num_pages_(num_pages), page_size_(page_size), seqs_(static_cast<size_t>(max_seqs)) {
+    : num_pages_(num_pages), page_size_(page_size), seqs_(static_cast<size_t>(max_seqs)),
+      holders_(static_cast<size_t>(std::max(num_pages, 0)), 0) {
   if (num_pages <= 0 || page_size <= 0 || max_seqs <= 0)
     fail(TPPP_ERR_INVALID_ARGUMENT, "KV cache: pages %d, page size %d and max sequences %d must all be > 0", num_pages,
          page_size, max_seqs);
@@ -82,9 +83,15 @@ KvPlan KvBook::plan(const BatchView& b, int64_t vocab) const {
   for (int32_t t = 0; t < b.n; t++) {
     const size_t ti = static_cast<size_t>(t);
     const int32_t s = b.seq[t], pos = b.pos[t], off = start[s];
+    const int32_t page = p.pages[static_cast<size_t>(off + pos / page_size_)];
+    if (page < num_pages_ && holders_[static_cast<size_t>(page)] > 1)
+      fail(TPPP_ERR_NOT_SUPPORTED,
+           "batch token %d (sequence %d): position %d is in KV page %d, which %d sequences share (seq_cp); writing it "
+           "would change the others' cache: remove whole shared pages (seq_rm at a page boundary) before rewriting",
+           t, s, pos, page, holders_[static_cast<size_t>(page)]);
     p.page_off[ti] = off;
     p.kv_len[ti] = pos + 1;
-    p.slot[ti] = p.pages[static_cast<size_t>(off + pos / page_size_)] * page_size_ + pos % page_size_;
+    p.slot[ti] = page * page_size_ + pos % page_size_;
     if (b.logits ? b.logits[t] != 0 : t == b.n - 1) p.wanted.push_back(t);
   }
   return p;
@@ -135,6 +142,7 @@ void KvBook::commit(const KvPlan& p) {
   for (auto& g : p.grow) {
     Seq& q = seqs_[static_cast<size_t>(g.first)];
     q.pages.insert(q.pages.end(), g.second.begin(), g.second.end());
+    for (int32_t pg : g.second) holders_[static_cast<size_t>(pg)] = 1;
   }
   for (auto& l : p.new_len) seqs_[static_cast<size_t>(l.first)].len = l.second;
 }
@@ -143,9 +151,33 @@ void KvBook::remove(int32_t seq) {
   if (seq < 0 || seq >= max_seqs())
     fail(TPPP_ERR_INVALID_ARGUMENT, "remove: sequence id %d is outside [0, %d)", seq, max_seqs());
   Seq& q = seqs_[static_cast<size_t>(seq)];
-  for (auto it = q.pages.rbegin(); it != q.pages.rend(); ++it) free_.push_back(*it);
+  for (auto it = q.pages.rbegin(); it != q.pages.rend(); ++it) release(*it);
   q.pages.clear();
   q.len = 0;
+}
+
+void KvBook::release(int32_t page) {
+  if (--holders_[static_cast<size_t>(page)] == 0) free_.push_back(page);
+}
+
+void KvBook::share(int32_t src, int32_t dst, int32_t len) {
+  if (src < 0 || src >= max_seqs() || dst < 0 || dst >= max_seqs())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "seq_cp: sequences %d -> %d: both must be in [0, %d)", src, dst, max_seqs());
+  if (src == dst) fail(TPPP_ERR_INVALID_ARGUMENT, "seq_cp: source and destination are both sequence %d", src);
+  const Seq& s = seqs_[static_cast<size_t>(src)];
+  Seq& d = seqs_[static_cast<size_t>(dst)];
+  if (d.len != 0)
+    fail(TPPP_ERR_INVALID_USAGE, "seq_cp: destination sequence %d holds %d tokens; remove it first", dst, d.len);
+  if (len < 0 || len > s.len)
+    fail(TPPP_ERR_INVALID_ARGUMENT, "seq_cp: %d positions of sequence %d, which holds %d", len, src, s.len);
+  if (len % page_size_ != 0)
+    fail(TPPP_ERR_NOT_SUPPORTED,
+         "seq_cp: %d positions of sequence %d is not a whole number of KV pages (%d tokens each); share %d and "
+         "recompute the rest", len, src, page_size_, len / page_size_ * page_size_);
+  const size_t n = static_cast<size_t>(len / page_size_);
+  d.pages.assign(s.pages.begin(), s.pages.begin() + static_cast<long>(n));
+  for (int32_t pg : d.pages) holders_[static_cast<size_t>(pg)]++;
+  d.len = len;
 }
 
 void KvBook::truncate(int32_t seq, int32_t len) {
@@ -154,7 +186,7 @@ void KvBook::truncate(int32_t seq, int32_t len) {
   Seq& q = seqs_[static_cast<size_t>(seq)];
   if (len >= q.len) return;
   const size_t keep = static_cast<size_t>((std::max(len, 0) + page_size_ - 1) / page_size_);
-  for (size_t i = q.pages.size(); i-- > keep;) free_.push_back(q.pages[i]);
+  for (size_t i = q.pages.size(); i-- > keep;) release(q.pages[i]);
   q.pages.resize(keep);
   q.len = std::max(len, 0);
 }

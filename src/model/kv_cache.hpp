@@ -60,6 +60,12 @@ class KvBook {
   void remove(int32_t seq);
   // Keeps positions [0, len) of the sequence and frees the pages past them.
   void truncate(int32_t seq, int32_t len);
+  // Prefix sharing (llama.h's seq_cp over whole pages): dst, which holds
+  // nothing, gets src's first len positions by sharing the pages that hold
+  // them (a count per page; a page is free when no sequence holds it). len
+  // must be a multiple of the page size, so neither sequence ever writes a
+  // shared page; a write that would (after a seq_rm into one) is refused.
+  void share(int32_t src, int32_t dst, int32_t len);
   int32_t length(int32_t seq) const;
   int32_t free_pages() const { return static_cast<int32_t>(free_.size()); }
   int32_t num_pages() const { return num_pages_; }
@@ -74,6 +80,8 @@ class KvBook {
   int32_t num_pages_, page_size_;
   std::vector<Seq> seqs_;
   std::vector<int32_t> free_;  // a stack: pages are taken from the back
+  std::vector<int32_t> holders_;  // per page: the sequences that hold it
+  void release(int32_t page);
 };
 
 }  // namespace tppp

@@ -87,6 +87,10 @@ class Model {
   // stay contiguous. Pages past the new length are freed. A step of the
   // sequence in flight is dropped for it (cancel).
   void seq_rm(int32_t seq, int32_t p0, int32_t p1);
+  // llama.h's seq_cp for prefix sharing: dst (holding nothing) gets src's
+  // positions [0, p1) (p1 < 0: all of src) by sharing the KV pages that hold
+  // them; p1 must be a whole number of pages (KvBook::share), p0 must be 0.
+  void seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1);
 
   // Steps in flight (steps.cpp). submit: checks the batch (KV plan,
   // sequences already in flight, sampling parameters: the same verdict on
@@ -159,7 +163,8 @@ class Model {
   void check_step(const BatchView& b, const std::vector<SamplingParams>& samp) const;
   int64_t submit_here(const BatchView& b, const std::vector<SamplingParams>& samp, int32_t outputs, const KvPlan& kv);
   void retire(StepOut* out);
-  void run_cmd(int32_t op, const std::vector<char>& data);  // follow mode: submit and seq_rm
+  void run_cmd(int32_t op, const std::vector<char>& data);  // follow mode: submit, seq_rm, seq_cp
+  void share(int32_t src, int32_t dst, int32_t len);         // seq_cp's work on this rank
   // follow.cpp: the driver's side of follow mode (a no-op otherwise).
   bool leading() const { return p_.follow && driver(); }
   void send_cmd(int32_t op, const std::vector<char>& data);

@@ -192,8 +192,46 @@ void Model::seq_rm(int32_t seq, int32_t p0, int32_t p1) {
   forget(seq, p0);
 }
 
+void Model::seq_cp(int32_t src, int32_t dst, int32_t p0, int32_t p1) {
+  refuse_follower("seq_cp");
+  if (leading() && stopped_) fail(TPPP_ERR_INVALID_USAGE, "seq_cp: the driver has stopped its followers");
+  agree("seq_cp", {{"seq_id_src", fingerprint(&src, 4)}, {"seq_id_dst", fingerprint(&dst, 4)},
+                   {"p0", fingerprint(&p0, 4)}, {"p1", fingerprint(&p1, 4)}});
+  if (src < 0 || src >= book_.max_seqs() || dst < 0 || dst >= book_.max_seqs())
+    fail(TPPP_ERR_INVALID_ARGUMENT, "seq_cp: sequences %d -> %d: both must be in [0, max_seqs %d)", src, dst,
+         book_.max_seqs());
+  if (p0 > 0)
+    fail(TPPP_ERR_NOT_SUPPORTED, "seq_cp: p0 %d: only a prefix can be shared (p0 <= 0), since positions stay "
+         "contiguous", p0);
+  const int32_t len = p1 < 0 ? book_.length(src) : p1;
+  if (busy_[static_cast<size_t>(dst)] >= 0)
+    fail(TPPP_ERR_INVALID_USAGE, "seq_cp: destination sequence %d is in step %lld, which is in flight", dst,
+         static_cast<long long>(busy_[static_cast<size_t>(dst)]));
+  share(src, dst, len);  // checks everything else before changing anything
+  if (leading()) {
+    Writer w;
+    w.i32(src);
+    w.i32(dst);
+    w.i32(len);
+    send_cmd(kCmdSeqCp, w.b);
+  }
+}
+
+void Model::share(int32_t src, int32_t dst, int32_t len) {
+  book_.share(src, dst, len);
+  const size_t s = static_cast<size_t>(src), d = static_cast<size_t>(dst);
+  hist_[d].assign(hist_[s].begin(), hist_[s].begin() + std::min<long>(len, static_cast<long>(hist_[s].size())));
+  out_start_[d] = -1;
+  epoch_[d]++;
+}
+
 void Model::run_cmd(int32_t op, const std::vector<char>& data) {
   Reader rd{data};
+  if (op == kCmdSeqCp) {
+    const int32_t src = rd.i32(), dst = rd.i32(), len = rd.i32();
+    share(src, dst, len);  // throws FORMAT-worthy errors as the book's own (the driver checked the same book)
+    return;
+  }
   if (op == kCmdSeqRm) {
     const int32_t seq = rd.i32(), p0 = rd.i32();
     if (seq < 0 || seq >= book_.max_seqs()) fail(TPPP_ERR_FORMAT, "follow: seq_rm of sequence %d", seq);

@@ -11,7 +11,7 @@
 
 namespace tppp {
 
-enum : int32_t { kCmdForward = 1, kCmdRemove = 2, kCmdGenerate = 3, kCmdStop = 4, kCmdSubmit = 5, kCmdSeqRm = 6 };
+enum : int32_t { kCmdForward = 1, kCmdRemove = 2, kCmdGenerate = 3, kCmdStop = 4, kCmdSubmit = 5, kCmdSeqRm = 6, kCmdSeqCp = 7 };
 
 struct CmdHead {
   int32_t op;

@@ -145,8 +145,9 @@ func (m *Model) Forward(tokens, pos, seq []int32, want []bool) ([]float32, []int
 func (m *Model) Remove(seq int) error { return check(C.tppp_model_remove_seq(m.h, C.int32_t(seq))) }
 
 // GenerateOptions are tppp_generate_params.
+// GenerateOptions: zero values mean the library's defaults.
 type GenerateOptions struct {
-	MaxNew       int
+	MaxNew       int // new tokens per prompt; 0: the library's default (16)
 	StopIDs      []int32
 	Microbatches int // PP > 1: groups of sequences in flight; 0: min(PP, prompts/16), at least 1
 	PrefillChunk int // prompt tokens per micro-batch; 0: the library's default
@@ -189,7 +190,9 @@ func (m *Model) Generate(prompts [][]int32, o GenerateOptions) ([][]int32, []flo
 	if err := check(C.tppp_generate_params_init(&g, C.size_t(unsafe.Sizeof(g)))); err != nil {
 		return nil, nil, err
 	}
-	g.max_new = C.int32_t(o.MaxNew)
+	if o.MaxNew != 0 {
+		g.max_new = C.int32_t(o.MaxNew) // 0 keeps the library's default
+	}
 	g.microbatches = C.int32_t(o.Microbatches)
 	g.prefill_chunk = C.int32_t(o.PrefillChunk)
 	if len(o.StopIDs) > 0 {
@@ -209,7 +212,7 @@ func (m *Model) Generate(prompts [][]int32, o GenerateOptions) ([][]int32, []flo
 		g.on_token = C.tppp_token_fn(C.goTpppOnToken)
 		g.user = unsafe.Pointer(hp)
 	}
-	maxNew := o.MaxNew
+	maxNew := int(g.max_new)
 	if maxNew < 1 {
 		maxNew = 1
 	}

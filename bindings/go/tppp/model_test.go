@@ -100,6 +100,11 @@ func modelRankMain() int {
 		if err != nil || !reflect.DeepEqual(toks2, ref.Tokens) {
 			return fail("follow mode: %v %v", toks2, err)
 		}
+		// Zero-value options are the library's defaults: 16 new tokens.
+		toks0, _, err := f.Generate(ref.Prompts, GenerateOptions{})
+		if err != nil || len(toks0[0]) != 16 || !reflect.DeepEqual(toks0[0], ref.Tokens[0][:16]) {
+			return fail("zero-value options: %v %v", toks0, err)
+		}
 		// Steps in flight: prompt 0's prefill and two decode steps give generate's tokens; a seeded draw
 		// repeats after SeqRm takes the sequence back to its prompt.
 		q := ref.Prompts[0]

@@ -96,16 +96,6 @@ def test_library_is_found_from_a_directory_and_a_miss_names_every_place(tmp_path
     assert "the build tree" in r.stderr and "the loader path" in r.stderr, r.stderr
 
 
-def test_pip_installs_the_package(tmp_path):
-    target, src = tmp_path / "site", tmp_path / "src"  # a copy: the build writes beside the sources
-    shutil.copytree(os.path.dirname(HERE), src, ignore=shutil.ignore_patterns("tests", "__pycache__"))
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
-                        "--no-index", "--target", str(target), str(src)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    r = run_py("import tppp, sys; print(tppp.__file__)", dict(NO_LAUNCHER, PYTHONPATH=str(target)), cwd=str(tmp_path))
-    assert r.returncode == 0 and str(target) in r.stdout, r.stdout + r.stderr
-
-
 def test_checkpoint_loads_what_safetensors_reads():
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
     path = os.path.join(REPO, "tests", "fixtures", "data", "llama")

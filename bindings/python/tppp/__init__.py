@@ -8,9 +8,10 @@ tppp_last_error(); callbacks handed to the library are kept alive by the
 objects that registered them.
 
 The shared library is found, in order, through TPPP_LIBRARY (the file, or a
-directory holding libtppp.so), an installed prefix that `pkg-config tppp`
-knows, the repository's build/ tree, and the loader path; an ImportError
-names every place tried.
+directory holding libtppp.so), the package itself (`pip install
+bindings/python` builds and bundles it), an installed prefix that
+`pkg-config tppp` knows, the repository's build/ tree, and the loader path;
+an ImportError names every place tried.
 
     import numpy as np, tppp
     with tppp.Group.from_env(pp_size=1) as g:            # under tppp-run / torchrun / mpirun, or alone
@@ -27,12 +28,12 @@ from . import _dlpack
 
 __all__ = ["TpppError", "Group", "Layer", "Checkpoint", "Scheduler", "Model", "DeviceTensor", "library", "version",
            "STATUS", "__version__"]
-__version__ = "0.4.0"  # = pyproject.toml's version = the C API version this binding was written against
+__version__ = "0.5.0"  # = pyproject.toml's version = the C API version this binding was written against
 
 STATUS = {0: "OK", 1: "INVALID_ARGUMENT", 2: "INVALID_USAGE", 3: "OUT_OF_MEMORY", 4: "IO", 5: "FORMAT", 6: "CUDA",
           7: "NCCL", 8: "UCX", 9: "SYSTEM", 10: "REMOTE", 11: "TIMEOUT", 12: "IN_PROGRESS", 13: "ABORTED",
           14: "VERSION_MISMATCH", 15: "NOT_SUPPORTED", 16: "INTERNAL"}
-VERSION_MAJOR, VERSION_MINOR = 0, 4  # the c_api.h this binding was written against
+VERSION_MAJOR, VERSION_MINOR = 0, 5  # the c_api.h this binding was written against
 MAX_DIMS = 8
 SCOPES = {"world": 0, "tp": 1, "pp": 2}
 DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(np.int8): 5, np.dtype(np.uint8): 6,
@@ -174,11 +175,12 @@ def _candidates():
     env = os.environ.get("TPPP_LIBRARY")
     if env:
         out.append(("TPPP_LIBRARY", os.path.join(env, "libtppp.so") if os.path.isdir(env) else env))
+    here = os.path.dirname(os.path.abspath(__file__))
+    out.append(("the package (pip install)", os.path.join(here, "libtppp.so")))
     if shutil.which("pkg-config"):
         r = subprocess.run(["pkg-config", "--variable=libdir", "tppp"], capture_output=True, text=True)
         if r.returncode == 0 and r.stdout.strip():
             out.append(("pkg-config tppp", os.path.join(r.stdout.strip(), "libtppp.so")))
-    here = os.path.dirname(os.path.abspath(__file__))
     out.append(("the build tree", os.path.normpath(os.path.join(here, "..", "..", "..", "build", "libtppp.so"))))
     out.append(("the loader path", "libtppp.so"))
     return out
@@ -250,6 +252,7 @@ def _load():
         "tppp_model_wait": (i32, [vp, C.POINTER(StepResult)]),
         "tppp_model_poll": (i32, [vp, C.POINTER(StepResult), C.POINTER(i32)]),
         "tppp_model_seq_rm": (i32, [vp, i32, i32, i32]),
+        "tppp_model_seq_cp": (i32, [vp, i32, i32, i32, i32]),
         "tppp_model_get_stats": (i32, [vp, C.POINTER(ModelStats)]),
     }
     for name, (res, args) in sig.items():

@@ -147,6 +147,11 @@ class Model(_Owned):
         """Removes positions [p0, p1) (p1 < 0: to the end; a tail only) of a sequence (tppp_model_seq_rm)."""
         _check(library.tppp_model_seq_rm(self._h, seq_id, p0, p1))
 
+    def seq_cp(self, src, dst, n=-1):
+        """Prefix sharing (tppp_model_seq_cp): sequence dst (empty) gets src's first n positions (-1: all; a whole
+        number of KV pages) by sharing its pages."""
+        _check(library.tppp_model_seq_cp(self._h, src, dst, 0, n))
+
     def generate(self, prompts, max_new=16, stop_ids=(), on_token=None, microbatches=0, prefill_chunk=0,
                  sampling=None, ignore_eos=False):
         """Tokens for each prompt (greedy, or sampling: a SamplingParams; EOS ends a prompt unless ignore_eos) (a list of id lists). On the driver: (tokens per prompt, first logits

@@ -78,6 +78,9 @@ fn main() -> Result<(), tppp::Error> {
     if rank == 0 {
         let o = GenerateOptions { max_new: new_tokens, microbatches: 1, prefill_chunk: 3, ..Default::default() };
         assert_eq!(f.generate(&prompts, &o, None)?.expect("driver").tokens, want);
+        // Default options are the library's defaults: 16 new tokens.
+        let d = f.generate(&prompts, &GenerateOptions::default(), None)?.expect("driver").tokens;
+        assert!(d.iter().zip(&want).all(|(a, w)| a.len() == 16 && a[..] == w[..16]), "zero-value options: {d:?}");
         // Steps in flight: prompt 0's prefill and two decode steps give generate's tokens; a seeded draw
         // repeats after seq_rm takes the sequence back to its prompt.
         let q = &prompts[0];

@@ -103,9 +103,10 @@ impl Default for ModelOptions {
     }
 }
 
-/// Greedy generation options (tppp_generate_params).
+/// Greedy generation options (tppp_generate_params); zero values (`Default`) mean the library's defaults.
 #[derive(Clone, Debug, Default)]
 pub struct GenerateOptions {
+    /// New tokens per prompt; 0: the library's default (16).
     pub max_new: i32,
     pub stop_ids: Vec<i32>,
     /// PP > 1: groups of sequences in flight; 0: min(PP, prompts / 16), at least 1.
@@ -231,7 +232,13 @@ impl<'g> Model<'g> {
         let np = prompts.len();
         let ptrs: Vec<*const i32> = prompts.iter().map(|p| p.as_ptr()).collect();
         let lens: Vec<i32> = prompts.iter().map(|p| p.len() as i32).collect();
-        let max_new = o.max_new.max(0) as usize;
+        let mut p: sys::tppp_generate_params = unsafe { std::mem::zeroed() };
+        // SAFETY: sized params.
+        check(unsafe { sys::tppp_generate_params_init(&mut p, std::mem::size_of::<sys::tppp_generate_params>()) })?;
+        if o.max_new != 0 {
+            p.max_new = o.max_new; // 0 keeps the library's default
+        }
+        let max_new = p.max_new.max(0) as usize;
         let mut out = vec![0i32; np * max_new.max(1)];
         let mut counts = vec![0i32; np];
         let mut first = vec![0f32; if self.driver { np * self.vocab as usize } else { 0 }];
@@ -239,9 +246,6 @@ impl<'g> Model<'g> {
         let mut cb = Callback { f: on_token_fn.unwrap_or(&mut noop), panic: None };
         // SAFETY: sized params; every pointer is live for the call; cb outlives it.
         let status = unsafe {
-            let mut p: sys::tppp_generate_params = std::mem::zeroed();
-            check(sys::tppp_generate_params_init(&mut p, std::mem::size_of::<sys::tppp_generate_params>()))?;
-            p.max_new = o.max_new;
             p.stop_ids = if o.stop_ids.is_empty() { ptr::null() } else { o.stop_ids.as_ptr() };
             p.n_stop = o.stop_ids.len() as i32;
             p.microbatches = o.microbatches;

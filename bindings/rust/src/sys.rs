@@ -14,7 +14,7 @@ pub const TPPP_OUT_LOGITS: i32 = 1;
 pub const TPPP_OUT_IDS: i32 = 2;
 pub const TPPP_MAX_DIMS: usize = 8;
 pub const TPPP_VERSION_MAJOR: u32 = 0;
-pub const TPPP_VERSION_MINOR: u32 = 4;
+pub const TPPP_VERSION_MINOR: u32 = 5;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
