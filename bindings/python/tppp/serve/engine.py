@@ -79,7 +79,11 @@ class Engine:
         self.stopping = False
         self.log = log or (lambda *a: None)
         self.lock = threading.Lock()
-        self.metrics = collections.Counter()
+        # Every key up front: stats() copies this dict from HTTP threads while the loop counts, and a dict that
+        # never grows is safe to copy under the GIL.
+        self.metrics = collections.Counter({k: 0 for k in (
+            "requests_received", "requests_cancelled", "prompt_tokens", "generation_tokens", "prefix_cached_tokens",
+            "preemptions", "finished_stop", "finished_length", "finished_cancelled")})
         self.step_time = [0.0, 0]  # seconds, steps: submit to result on the driver
         self.stage_busy_ms = 0.0
         self.free_cached = self.num_pages
