@@ -46,9 +46,6 @@ class Request:
         self.in_flight = False
         self.done = False
         self.finish_reason = None
-        self.arrival = time.monotonic()
-        self.first_token_at = None
-        self.preemptions = 0
         self.cached_tokens = 0  # prompt tokens that came from shared pages
 
     @property
@@ -268,7 +265,6 @@ class Engine:
             self.m.remove(r.seq)
             self.free_seqs.append(r.seq)
             r.seq, r.computed, r.cached_tokens = -1, 0, 0
-            r.preemptions += 1
             self.metrics["preemptions"] += 1
             self.waiting.appendleft(r)
             self.log(f"engine: preempted a request ({len(r.prompt)} + {len(r.output)} tokens): the KV cache is full")
@@ -309,9 +305,6 @@ class Engine:
             self._token(r, res["tokens"][k], res["logprobs"][k], res["top"][k])
 
     def _token(self, r, tid, lp, top):
-        now = time.monotonic()
-        if r.first_token_at is None:
-            r.first_token_at = now
         r.output.append(tid)
         self.metrics["generation_tokens"] += 1
         r.events.put(("token", tid, lp, top if r.logprobs else None))
