@@ -6,6 +6,7 @@
 //   tppp-run -n 2 -- linear_bench    TP=2: COLUMN (no gather) and ROW
 //                                    (all-reduce) layers, rank 0 reports
 // Prints "tp DTYPE M K N KIND ours_us [direct_us]": medians over repetitions.
+//   linear_bench --core              the kernels OpenBLAS picked on this CPU
 #include <cblas.h>
 
 #include <algorithm>
@@ -34,12 +35,17 @@ double median_us(F&& f, int reps) {
   return t[t.size() / 2];
 }
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--core") {  // the kernels OpenBLAS picked on this CPU
+    std::printf("Core: %s\n", openblas_get_corename());
+    return 0;
+  }
   tppp_group_info info;
   tppp_group_t g = group_from_env(600000, &info);
   const int tp = info.tp_size, r = info.tp_rank;
-  const int64_t Ms[] = {1, 16, 128};
-  const int64_t KN[][2] = {{1024, 4096}, {4096, 1024}, {2048, 8192}};
+  const int64_t Ms[] = {1, 4, 16, 128, 512};
+  // A 7B-class layer's shapes, then SmolLM2-135M's (hidden 576: gate_up, down).
+  const int64_t KN[][2] = {{1024, 4096}, {4096, 1024}, {2048, 8192}, {576, 3072}, {1536, 576}};
   for (int32_t dt : {TPPP_DTYPE_F32, TPPP_DTYPE_BF16}) {
     for (auto& kn : KN) {
       const int64_t K = kn[0], N = kn[1];
@@ -56,7 +62,7 @@ int main() {
           else
             reinterpret_cast<uint16_t*>(x.data())[i] = tppp::f32_to_bf16(xf[i]);
         }
-        const int reps = M * K * N > 200000000 ? 15 : 40;
+        const int reps = M * K * N > 2000000000 ? 5 : M * K * N > 200000000 ? 15 : 40;
         auto make = [&](int kind, int64_t rows, int64_t cols, const float* src, int64_t ld, int64_t r0, int64_t c0) {
           tppp_layer_params p;
           tppp_layer_params_init(&p, sizeof p);

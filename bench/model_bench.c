@@ -13,10 +13,14 @@
  *   model_bench --gemv B K:N[:count],...        one process: the median time of
  *                                               cblas_sgemm [B,K] x [N,K]^T for
  *                                               each shape, summed (count times)
+ *   model_bench --bandwidth T                   this machine's memory read speed:
+ *                                               T threads summing 1 GiB, best of 5,
+ *                                               "bw <GB/s>" (the roofline's divisor)
  *
  * The second form is the peer for "step": the GEMVs a decode step cannot do
  * without, on the same threads, so step - gemv is the runtime's overhead. */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +66,44 @@ static int gemv_only(int b, const char* shapes) {
   return 0;
 }
 
+/* --bandwidth T: T threads each read their part of 1 GiB (four 64-bit
+ * accumulators, so loads, not adds, set the pace); best of 5 passes. */
+struct bw_part {
+  const uint64_t* p;
+  size_t n;
+  uint64_t sum;
+};
+static void* bw_read(void* arg) {
+  struct bw_part* b = arg;
+  uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (size_t i = 0; i + 4 <= b->n; i += 4) a0 += b->p[i], a1 += b->p[i + 1], a2 += b->p[i + 2], a3 += b->p[i + 3];
+  b->sum = a0 + a1 + a2 + a3;
+  return NULL;
+}
+static int bandwidth(int threads) {
+  const size_t n = ((size_t)1 << 30) / 8;
+  uint64_t* p = malloc(n * 8);
+  if (!p || threads < 1 || threads > 256) return 2;
+  for (size_t i = 0; i < n; i++) p[i] = i;
+  double best = 1e30;
+  uint64_t sink = 0;
+  for (int r = 0; r < 5; r++) {
+    pthread_t th[256];
+    struct bw_part parts[256];
+    const double t0 = now_s();
+    for (int t = 0; t < threads; t++) {
+      parts[t].p = p + n / (size_t)threads * (size_t)t, parts[t].n = n / (size_t)threads;
+      pthread_create(&th[t], NULL, bw_read, &parts[t]);
+    }
+    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL), sink += parts[t].sum;
+    const double dt = now_s() - t0;
+    if (dt < best) best = dt;
+  }
+  printf("bw %.2f\n", (double)(n * 8) / best / 1e9 + (double)(sink & 0) );
+  free(p);
+  return 0;
+}
+
 #define CHECK(call)                                                                                         \
   do {                                                                                                      \
     tppp_status s_ = (call);                                                                                \
@@ -73,6 +115,7 @@ static int gemv_only(int b, const char* shapes) {
 
 int main(int argc, char** argv) {
   if (argc == 4 && !strcmp(argv[1], "--gemv")) return gemv_only(atoi(argv[2]), argv[3]);
+  if (argc == 3 && !strcmp(argv[1], "--bandwidth")) return bandwidth(atoi(argv[2]));
   const char* ckpt = argc > 1 ? argv[1] : NULL;
   int tp = 1, pp = 1, batch = 4, plen = 128, steps = 32, reps = 3, chunk = 0, mbs = 0;
   for (int i = 2; i + 1 < argc; i += 2) {

@@ -1,9 +1,10 @@
 """The transformers peer of bench/model_bench.c: the same checkpoint, the
-same prompts (the same generator), f32 on the CPU with `threads` threads.
+same prompts (the same generator), on the CPU with `threads` threads, in
+DTYPE (f32 or bf16: transformers' torch_dtype), attention by sdpa.
 Prints "gen <prefill tok/s> <decode tok/s>" (generate with max_new_tokens 1
 and 1 + steps, best of reps) and "step <median ms>" (one decode forward of
 the batch with the KV cache).
-Usage: model_hf.py CKPT BATCH PROMPT STEPS REPS THREADS"""
+Usage: model_hf.py CKPT BATCH PROMPT STEPS REPS THREADS [DTYPE]"""
 import statistics
 import sys
 import time
@@ -12,8 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 ckpt, batch, plen, steps, reps, threads = sys.argv[1], *map(int, sys.argv[2:7])
+dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[sys.argv[7] if len(sys.argv) > 7 else "f32"]
 torch.set_num_threads(threads)
-model = AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32).eval()
+model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=dtype, attn_implementation="sdpa").eval()
 vocab = model.config.vocab_size
 s, ids = 7, []
 for _ in range(batch * plen):  # model_bench.c's generator

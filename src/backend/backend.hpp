@@ -21,8 +21,8 @@ struct ArgmaxCand {
 };
 static_assert(sizeof(ArgmaxCand) == 16, "ArgmaxCand is exchanged as bytes");
 
-// A weight matrix W[N,K] prepared for the backend's GEMM (the CPU keeps an
-// f32 copy: Debian's OpenBLAS has no bf16 GEMM; CUDA a device copy in the
+// A weight matrix W[N,K] prepared for the backend's GEMM (the CPU: panels
+// in the checkpoint's dtype, cpu/gemm.hpp; CUDA: a device copy in the
 // compute dtype).
 class PackedWeight {
  public:

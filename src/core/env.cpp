@@ -31,6 +31,10 @@ const EnvSetting kSettings[] = {
      "the port rank 0 listens on for a unique id (default: any free port)"},
     {Env::RunId, "TPPP_RUN_ID", "string", "", false,
      "set by tppp-run: the job id that tppp_group_create_from_env turns into the group's magic"},
+    {Env::CpuThreads, "TPPP_CPU_THREADS", "int", "0", true,
+     "CPU backend: threads of the one pool its GEMMs, attention and row ops run on (`0`: the CPUs this process may use / the ranks its launcher started on this host)"},
+    {Env::CpuIsa, "TPPP_CPU_ISA", "string", "", true,
+     "CPU backend kernels: `auto` (default: AVX2+FMA+F16C when cpuid has them, else portable C++), `avx2`, or `generic` (the portable ones, for tests and comparison)"},
 };
 static_assert(sizeof kSettings / sizeof kSettings[0] == static_cast<size_t>(Env::Count),
               "one registry entry per Env value");

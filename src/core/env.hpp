@@ -26,6 +26,8 @@ enum class Env : int {
   BootstrapAddr,     // TPPP_BOOTSTRAP_ADDR
   BootstrapPort,     // TPPP_BOOTSTRAP_PORT
   RunId,             // TPPP_RUN_ID
+  CpuThreads,        // TPPP_CPU_THREADS
+  CpuIsa,            // TPPP_CPU_ISA
   Count
 };
 

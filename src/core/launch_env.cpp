@@ -120,4 +120,10 @@ LaunchEnv read_launch_env(const EnvLookup& env) {
   return e;
 }
 
+int local_world_size(const EnvLookup& env) {
+  for (const char* k : {"LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"})
+    if (has(env, k)) return static_cast<int>(parse_int(env, k, 1, 65535));
+  return 1;
+}
+
 }  // namespace tppp

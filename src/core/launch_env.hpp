@@ -24,4 +24,9 @@ using EnvLookup = std::function<const char*(const char*)>;
 // naming the variable when one holds garbage.
 LaunchEnv read_launch_env(const EnvLookup& env);
 
+// How many ranks the launcher started on this host: LOCAL_WORLD_SIZE
+// (torchrun, tppp-run), OMPI_COMM_WORLD_LOCAL_SIZE (mpirun), else 1. A
+// value that is not a whole number in [1, 65535] throws INVALID_ARGUMENT.
+int local_world_size(const EnvLookup& env);
+
 }  // namespace tppp

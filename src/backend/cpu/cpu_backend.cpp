@@ -1,7 +1,6 @@
-// CPU backend: OpenBLAS sgemm on f32 (f16/bf16 activations converted in
-// blocks, weights kept as an f32 copy), plain loops for the elementwise ops.
-#include <cblas.h>
-
+// CPU backend: our GEMM on weights packed once in their own dtype (gemm.hpp
+// says why not OpenBLAS), attention and the row ops on one thread pool;
+// f16/bf16 activations widened to f32 per call, rounded once on the way out.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +10,9 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/decoder_ops.hpp"
+#include "backend/cpu/gemm.hpp"
+#include "backend/cpu/simd.hpp"
+#include "backend/cpu/thread_pool.hpp"
 #include "c_api.h"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -20,8 +22,16 @@ namespace {
 
 class CpuWeight final : public PackedWeight {
  public:
-  std::vector<float> w;  // [n, k] f32
+  explicit CpuWeight(cpu::PackedMatrix&& m) : w(std::move(m)) {}
+  cpu::PackedMatrix w;
 };
+
+// Per-thread scratch, kept between calls: no allocation on the forward path
+// once the largest batch has run.
+float* scratch(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -42,12 +52,14 @@ class CpuBackend final : public Backend {
   }
   void sync(void*) override {}
 
-  std::unique_ptr<PackedWeight> pack(const void* w, int32_t dt, int64_t n, int64_t k, int32_t) override {
-    std::unique_ptr<CpuWeight> p(new CpuWeight());
+  // Weights keep the checkpoint's dtype under f32 compute (widening is
+  // exact, in registers); under f16/bf16 compute they are rounded to it once,
+  // as transformers' torch_dtype and the CUDA backend do.
+  std::unique_ptr<PackedWeight> pack(const void* w, int32_t dt, int64_t n, int64_t k, int32_t compute) override {
+    const int32_t store = compute == TPPP_DTYPE_F32 ? dt : compute;
+    std::unique_ptr<CpuWeight> p(new CpuWeight(cpu::PackedMatrix(w, dt, n, k, store)));
     p->n = n;
     p->k = k;
-    p->w.resize(static_cast<size_t>(n * k));
-    convert_dtype(w, dt, p->w.data(), TPPP_DTYPE_F32, p->w.size());
     return p;
   }
 
@@ -57,54 +69,51 @@ class CpuBackend final : public Backend {
 
   void linear(const void* x, const PackedWeight& pw, const void* bias, void* y, int64_t m, int64_t ldy, int32_t dt,
               int32_t ydt, void*) override {
-    const CpuWeight& w = static_cast<const CpuWeight&>(pw);
-    const int64_t n = w.n, k = w.k;
+    const cpu::PackedMatrix& w = static_cast<const CpuWeight&>(pw).w;
+    const int64_t n = w.n(), k = w.k();
     if (m == 0 || n == 0) return;
-    if (dt == TPPP_DTYPE_F32 && ydt == TPPP_DTYPE_F32) {
-      float* out = static_cast<float*>(y);
-      float beta = 0.0f;
-      if (bias) {  // start from the bias rows: one GEMM with beta = 1
-        for (int64_t r = 0; r < m; r++) std::memcpy(out + r * ldy, bias, static_cast<size_t>(n) * 4);
-        beta = 1.0f;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m), static_cast<blasint>(n),
-                  static_cast<blasint>(k), 1.0f, static_cast<const float*>(x), static_cast<blasint>(k), w.w.data(),
-                  static_cast<blasint>(k), beta, out, static_cast<blasint>(ldy));
+    const cpu::Kernels& kr = cpu::kernels();
+    thread_local std::vector<float> xs, ys, bs;
+    const float* xf = static_cast<const float*>(x);
+    if (dt != TPPP_DTYPE_F32) {
+      float* t = scratch(xs, static_cast<size_t>(m * k));
+      kr.to_f32(x, dt, t, m * k);
+      xf = t;
+    }
+    const float* bf = static_cast<const float*>(bias);
+    if (bias && dt != TPPP_DTYPE_F32) {
+      float* t = scratch(bs, static_cast<size_t>(n));
+      kr.to_f32(bias, dt, t, n);
+      bf = t;
+    }
+    if (ydt == TPPP_DTYPE_F32) {
+      cpu::gemm(xf, m, k, w, bf, static_cast<float*>(y), ldy);
       return;
     }
-    // f16/bf16: blocks of rows through f32 scratch, rounded once at the end.
-    const int64_t rb = std::min<int64_t>(64, m);
-    // Per-thread scratch, kept between calls: no allocation on the forward path.
-    thread_local std::vector<float> xs, ys, bs;
-    if (xs.size() < static_cast<size_t>(rb * k)) xs.resize(static_cast<size_t>(rb * k));
-    if (ys.size() < static_cast<size_t>(rb * n)) ys.resize(static_cast<size_t>(rb * n));
-    if (bias) {
-      if (bs.size() < static_cast<size_t>(n)) bs.resize(static_cast<size_t>(n));
-      convert_dtype(bias, dt, bs.data(), TPPP_DTYPE_F32, static_cast<size_t>(n));
-    }
-    for (int64_t r0 = 0; r0 < m; r0 += rb) {
-      const int64_t mr = std::min(rb, m - r0);
-      convert_dtype(static_cast<const char*>(x) + static_cast<size_t>(r0 * k) * dtype_size(dt), dt, xs.data(),
-                    TPPP_DTYPE_F32, static_cast<size_t>(mr * k));
-      for (int64_t r = 0; r < mr; r++)
-        if (bias)
-          std::memcpy(ys.data() + r * n, bs.data(), static_cast<size_t>(n) * 4);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(mr), static_cast<blasint>(n),
-                  static_cast<blasint>(k), 1.0f, xs.data(), static_cast<blasint>(k), w.w.data(),
-                  static_cast<blasint>(k), bias ? 1.0f : 0.0f, ys.data(), static_cast<blasint>(n));
-      for (int64_t r = 0; r < mr; r++)
-        for (int64_t c = 0; c < n; c++)
-          store_float(ydt, y, static_cast<size_t>((r0 + r) * ldy + c), ys[static_cast<size_t>(r * n + c)]);
-    }
+    float* yf = scratch(ys, static_cast<size_t>(m * n));  // f32, rounded once below
+    cpu::gemm(xf, m, k, w, bf, yf, n);
+    const size_t es = dtype_size(ydt);
+    for (int64_t r = 0; r < m; r++) kr.from_f32(yf + r * n, static_cast<char*>(y) + static_cast<size_t>(r * ldy) * es, ydt, n);
   }
 
   void silu_mul(const void* gu, void* out, int64_t m, int64_t i, int32_t dt, void*) override {
-    for (int64_t r = 0; r < m; r++)
-      for (int64_t c = 0; c < i; c++) {
-        float g = load_float(dt, gu, static_cast<size_t>(r * 2 * i + c));
-        float u = load_float(dt, gu, static_cast<size_t>(r * 2 * i + i + c));
-        store_float(dt, out, static_cast<size_t>(r * i + c), g / (1.0f + std::exp(-g)) * u);
-      }
+    const cpu::Kernels& kr = cpu::kernels();
+    const size_t es = dtype_size(dt);
+    const int64_t rows_per = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, i));  // ~32K elements a thread at least
+    cpu::pool().parallel(
+        [&](int tid, int nt) {
+          thread_local std::vector<float> g, u;
+          float* gf = scratch(g, static_cast<size_t>(i));
+          float* uf = scratch(u, static_cast<size_t>(i));
+          for (int64_t r = m * tid / nt; r < m * (tid + 1) / nt; r++) {
+            const char* row = static_cast<const char*>(gu) + static_cast<size_t>(r * 2 * i) * es;
+            kr.to_f32(row, dt, gf, i);
+            kr.to_f32(row + static_cast<size_t>(i) * es, dt, uf, i);
+            kr.silu_mul(gf, uf, gf, i);
+            kr.from_f32(gf, static_cast<char*>(out) + static_cast<size_t>(r * i) * es, dt, i);
+          }
+        },
+        static_cast<int>(std::max<int64_t>(1, m / rows_per)));
   }
 
   void add_bias(void* y, const void* bias, int64_t m, int64_t n, int32_t dt, int32_t ydt, void*) override {

@@ -1,13 +1,7 @@
 // CPU decoder ops: plain loops in f32 over rows (the oracle the CUDA kernels
-// are checked against). Attention works on runs of a batch's consecutive
-// tokens of one sequence: per kv head it gathers the sequence's K and V
-// [len, head_dim] from the pages and the run's query heads that share that
-// kv head, then two GEMMs (OpenBLAS, as the linear layers) around a causal
-// softmax in f32: scores [run * group, len] = Q K^T, out = P V. A run is cut
-// so its scores stay under 4M floats.
+// are checked against): RMSNorm, Qwen3's head norm, RoPE, the KV write.
+// Attention has its own file (attention.cpp).
 #include "backend/cpu/decoder_ops.hpp"
-
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -104,63 +98,6 @@ void kv_write(const void* k, const void* v, int64_t ld, int64_t m, int64_t kvh, 
     const size_t dst = at(slot[r]) * row, src = at(r * ld) * es;
     std::memcpy(static_cast<char*>(k_cache) + dst, static_cast<const char*>(k) + src, row);
     std::memcpy(static_cast<char*>(v_cache) + dst, static_cast<const char*>(v) + src, row);
-  }
-}
-
-void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
-               const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
-               const int32_t* pages, float scale, void* out, int32_t dt) {
-  const int64_t group = nh / kvh;
-  std::vector<float> k, v, qs, sc, o;
-  for (int64_t t0 = 0; t0 < m;) {
-    // A run: consecutive rows of one sequence (one page table), at most
-    // ~4M scores at a time.
-    int64_t r = 1, len = kv_len[t0];
-    while (t0 + r < m && page_off[t0 + r] == page_off[t0] &&
-           (r + 1) * group * std::max<int64_t>(len, kv_len[t0 + r]) <= (int64_t(1) << 22)) {
-      len = std::max<int64_t>(len, kv_len[t0 + r]);
-      r++;
-    }
-    const int64_t rows = r * group;
-    k.resize(at(len * d));
-    v.resize(at(len * d));
-    qs.resize(at(rows * d));
-    sc.resize(at(rows * len));
-    o.resize(at(rows * d));
-    for (int64_t kh = 0; kh < kvh; kh++) {
-      // The sequence's K and V rows [len, d] for this kv head, and the
-      // run's queries of its group [r * group, d], all f32.
-      for (int64_t p = 0; p < len; p++) {
-        const int64_t slot = static_cast<int64_t>(pages[page_off[t0] + p / page_size]) * page_size + p % page_size;
-        load(k_cache, dt, (slot * kvh + kh) * d, d, k.data() + p * d);
-        load(v_cache, dt, (slot * kvh + kh) * d, d, v.data() + p * d);
-      }
-      for (int64_t i = 0; i < r; i++)
-        for (int64_t g = 0; g < group; g++)
-          load(q, dt, (t0 + i) * ldq + (kh * group + g) * d, d, qs.data() + (i * group + g) * d);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows), static_cast<blasint>(len),
-                  static_cast<blasint>(d), scale, qs.data(), static_cast<blasint>(d), k.data(),
-                  static_cast<blasint>(d), 0.0f, sc.data(), static_cast<blasint>(len));
-      // Softmax of each row over the positions its token sees (causal: kv_len).
-      for (int64_t i = 0; i < r; i++)
-        for (int64_t g = 0; g < group; g++) {
-          float* srow = sc.data() + (i * group + g) * len;
-          const int64_t see = kv_len[t0 + i];
-          float mx = -INFINITY, sum = 0;
-          for (int64_t p = 0; p < see; p++) mx = srow[p] > mx ? srow[p] : mx;
-          for (int64_t p = 0; p < see; p++) sum += (srow[p] = std::exp(srow[p] - mx));
-          const float inv = sum > 0 ? 1.0f / sum : 0.0f;
-          for (int64_t p = 0; p < see; p++) srow[p] *= inv;
-          for (int64_t p = see; p < len; p++) srow[p] = 0.0f;
-        }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows), static_cast<blasint>(d),
-                  static_cast<blasint>(len), 1.0f, sc.data(), static_cast<blasint>(len), v.data(),
-                  static_cast<blasint>(d), 0.0f, o.data(), static_cast<blasint>(d));
-      for (int64_t i = 0; i < r; i++)
-        for (int64_t g = 0; g < group; g++)
-          store(out, dt, (t0 + i) * nh * d + (kh * group + g) * d, d, o.data() + (i * group + g) * d);
-    }
-    t0 += r;
   }
 }
 

@@ -1,5 +1,6 @@
 // The CPU backend's decoder ops (RMSNorm, RoPE, paged KV, attention) as free
-// functions over host memory; CpuBackend forwards to them. Semantics are the
+// functions over host memory; CpuBackend forwards to them (attention in
+// attention.cpp, on the backend's pool). Semantics are the
 // Backend interface's (backend/backend.hpp). f32 arithmetic throughout.
 #pragma once
 #include <cstdint>

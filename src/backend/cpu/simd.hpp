@@ -1,0 +1,45 @@
+// The CPU backend's inner loops, chosen once per process by what the CPU
+// has (cpuid feature bits, never model numbers: a CPU newer than this code
+// still gets the fastest path it supports): AVX2 + FMA + F16C kernels, or
+// portable C++ loops. TPPP_CPU_ISA=generic forces the portable loops (the
+// tests run both). Raw pointers and sizes, no allocation, no threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace tppp {
+namespace cpu {
+
+// Panel width of a packed weight (gemm.hpp): 16 output columns.
+constexpr int kNr = 16;
+// Most rows one GEMM tile computes.
+constexpr int kMr = 6;
+
+struct Kernels {
+  const char* isa;  // "avx2" or "generic"
+  // c[mr, nc] (row stride ldc) = (acc ? c : 0) + a[mr, kc] (row stride lda)
+  // times the panel b (kc rows of kNr weights of dtype bdt, contiguous);
+  // mr in [1, kMr], nc in [1, kNr].
+  void (*tile)(int mr, int64_t kc, const float* a, int64_t lda, const void* b, int32_t bdt, float* c, int64_t ldc,
+               int nc, bool acc);
+  // sum_i a[i] * b[i]
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // y[i] = y[i] * s + p * x[i]
+  void (*scale_axpy)(float* y, float s, float p, const float* x, int64_t n);
+  // dst[i] = f32(src[i]) for src of dtype F32/F16/BF16 (exact).
+  void (*to_f32)(const void* src, int32_t dt, float* dst, int64_t n);
+  // dst[i] = src[i] rounded to dtype (nearest even, NaN kept: core/dtype.hpp's rule).
+  void (*from_f32)(const float* src, void* dst, int32_t dt, int64_t n);
+  // out[i] = silu(g[i]) * u[i], f32
+  void (*silu_mul)(const float* g, const float* u, float* out, int64_t n);
+};
+
+// The process's kernels (resolved at first use).
+const Kernels& kernels();
+// The portable ones and the AVX2 ones (NULL where the CPU lacks them), for
+// tests that compare the two.
+const Kernels& generic_kernels();
+const Kernels* avx2_kernels();
+
+}  // namespace cpu
+}  // namespace tppp
