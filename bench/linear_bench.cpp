@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -83,6 +84,8 @@ int main(int argc, char** argv) {
         if (tp == 1) {
           tppp_layer_t l = make(TPPP_LAYER_REPLICATED, N, K, wf.data(), K, 0, 0);
           tppp_tensor xt = tensor2d(x.data(), dt, M, K), yt = tensor2d(y.data(), dt, M, N);
+          // OpenBLAS's threads spin (sched_yield) for a while after its last call: let them sleep first.
+          std::this_thread::sleep_for(std::chrono::milliseconds(300));
           double ours = median_us([&] { CHECK(tppp_layer_forward(l, &xt, &yt, nullptr)); }, reps);
           double direct = median_us(
               [&] {

@@ -154,9 +154,18 @@ TEST_SUITE("cpu_kernels") {
       }
       double dref = 0;
       for (int64_t i = 0; i < n; i++) dref += static_cast<double>(g[static_cast<size_t>(i)]) * u[static_cast<size_t>(i)];
-      CHECK(std::fabs(ks->dot(g.data(), u.data(), n) - dref) < 1e-5 * (std::fabs(dref) + 1));
+      CHECK(std::fabs(ks->dot(g.data(), u.data(), TPPP_DTYPE_F32, n) - dref) < 1e-5 * (std::fabs(dref) + 1));
+      std::vector<uint16_t> ub(u.size());  // bf16 and f16 operands: widened exactly
+      for (int32_t dt : {TPPP_DTYPE_BF16, TPPP_DTYPE_F16}) {
+        double r16 = 0;
+        for (int64_t i = 0; i < n; i++) {
+          ub[static_cast<size_t>(i)] = dt == TPPP_DTYPE_BF16 ? tppp::f32_to_bf16(u[static_cast<size_t>(i)]) : tppp::f32_to_f16(u[static_cast<size_t>(i)]);
+          r16 += static_cast<double>(g[static_cast<size_t>(i)]) * tppp::load_float(dt, ub.data(), static_cast<size_t>(i));
+        }
+        CHECK(std::fabs(ks->dot(g.data(), ub.data(), dt, n) - r16) < 1e-5 * (std::fabs(r16) + 1));
+      }
       std::vector<float> y(u);
-      ks->scale_axpy(y.data(), 0.5f, 2.0f, g.data(), n);
+      ks->scale_axpy(y.data(), 0.5f, 2.0f, g.data(), TPPP_DTYPE_F32, n);
       for (int64_t i = 0; i < n; i++)
         CHECK(y[static_cast<size_t>(i)] == doctest::Approx(0.5 * u[static_cast<size_t>(i)] + 2.0 * g[static_cast<size_t>(i)]).epsilon(1e-6));
     }

@@ -1,10 +1,11 @@
 // The CPU backend's paged attention: flash-attention's online softmax over
-// blocks of 64 cached positions, read straight from the pages (no gather of
-// a sequence's whole K and V), f32 arithmetic. The batch is cut into work
-// items of (up to 8 consecutive tokens of one sequence) x (one kv head);
-// the items of all sequences and heads share the pool's threads. Each item
-// widens a block of K and V to f32 once and uses it for all its queries
-// (the item's tokens times the query heads of that kv head's group).
+// blocks of 64 cached positions, read straight from the pages in the cache's
+// dtype (widened in registers; no gather, no f32 copy of K and V), f32
+// arithmetic. The batch is cut into work items of (up to 8 consecutive
+// tokens of one sequence) x (one kv head); the items of all sequences and
+// heads share the pool's threads, and an item's K and V rows serve all its
+// queries (its tokens times the query heads of that kv head's group) while
+// they are in L1.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -27,7 +28,8 @@ struct Item {
 };
 
 struct Scratch {
-  std::vector<float> q, o, kb, vb, s, mx, l;
+  std::vector<float> q, o, s, mx, l;
+  std::vector<const char*> kp, vp;
 };
 
 }  // namespace
@@ -56,8 +58,8 @@ void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, i
           for (int64_t t = w.t0; t < w.t1; t++) len = std::max<int64_t>(len, kv_len[t]);
           sc.q.resize(static_cast<size_t>(nq * d));
           sc.o.assign(static_cast<size_t>(nq * d), 0.0f);
-          sc.kb.resize(static_cast<size_t>(kPositions * d));
-          sc.vb.resize(static_cast<size_t>(kPositions * d));
+          sc.kp.resize(static_cast<size_t>(kPositions));
+          sc.vp.resize(static_cast<size_t>(kPositions));
           sc.s.resize(static_cast<size_t>(kPositions));
           sc.mx.assign(static_cast<size_t>(nq), -INFINITY);
           sc.l.assign(static_cast<size_t>(nq), 0.0f);
@@ -74,8 +76,8 @@ void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, i
               const int64_t pos = p0 + j;
               const size_t at = static_cast<size_t>(
                   ((static_cast<int64_t>(pg[pos / page_size]) * page_size + pos % page_size) * kvh + w.kh) * d);
-              kr.to_f32(static_cast<const char*>(k_cache) + at * es, dt, sc.kb.data() + j * d, d);
-              kr.to_f32(static_cast<const char*>(v_cache) + at * es, dt, sc.vb.data() + j * d, d);
+              sc.kp[static_cast<size_t>(j)] = static_cast<const char*>(k_cache) + at * es;
+              sc.vp[static_cast<size_t>(j)] = static_cast<const char*>(v_cache) + at * es;
             }
             for (int64_t i = 0; i < nq; i++) {
               // causal: token t sees kv_len[t] positions
@@ -84,15 +86,15 @@ void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, i
               const float* qi = sc.q.data() + i * d;
               float* oi = sc.o.data() + i * d;
               float bm = -INFINITY;
-              for (int64_t j = 0; j < cnt; j++) bm = std::max(bm, sc.s[j] = kr.dot(qi, sc.kb.data() + j * d, d));
+              for (int64_t j = 0; j < cnt; j++) bm = std::max(bm, sc.s[j] = kr.dot(qi, sc.kp[j], dt, d));
               const float mnew = std::max(sc.mx[i], bm);
               const float corr = std::exp(sc.mx[i] - mnew);  // 0 on the first block
               float l = sc.l[i] * corr;
-              if (corr != 1.0f) kr.scale_axpy(oi, corr, 0.0f, sc.vb.data(), d);
+              if (corr != 1.0f) kr.scale_axpy(oi, corr, 0.0f, sc.vp[0], dt, d);
               for (int64_t j = 0; j < cnt; j++) {
                 const float e = std::exp(sc.s[j] - mnew);
                 l += e;
-                kr.scale_axpy(oi, 1.0f, e, sc.vb.data() + j * d, d);
+                kr.scale_axpy(oi, 1.0f, e, sc.vp[j], dt, d);
               }
               sc.mx[i] = mnew;
               sc.l[i] = l;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "backend/cpu/simd.hpp"
 #include "backend/cpu/thread_pool.hpp"
@@ -41,7 +42,7 @@ PackedMatrix::PackedMatrix(const void* w, int32_t w_dt, int64_t n, int64_t k, in
       convert_dtype(src, w_dt, conv.get(), store_dt, static_cast<size_t>(k));
       src = conv.get();
     }
-    char* dst = data_.get() + static_cast<size_t>((r / kNr) * k * kNr + r % kNr) * es_;
+    char* dst = data_.get() + static_cast<size_t>((r / kNr) * k * kNr + panel_slot(store_dt, static_cast<int>(r % kNr))) * es_;
     for (int64_t c = 0; c < k; c++) std::memcpy(dst + static_cast<size_t>(c * kNr) * es_, src + c * es_, es_);
   }
 }
@@ -51,7 +52,7 @@ const char* PackedMatrix::panel(int64_t p, int64_t k0) const {
 }
 
 void PackedMatrix::row(int64_t r, float* out) const {
-  const char* base = data_.get() + static_cast<size_t>((r / kNr) * k_ * kNr + r % kNr) * es_;
+  const char* base = data_.get() + static_cast<size_t>((r / kNr) * k_ * kNr + panel_slot(dt_, static_cast<int>(r % kNr))) * es_;
   for (int64_t c = 0; c < k_; c++) out[c] = load_float(dt_, base, static_cast<size_t>(c * kNr));
 }
 
@@ -62,12 +63,19 @@ void gemm(const float* x, int64_t m, int64_t ldx, const PackedMatrix& w, const f
   const Kernels& kr = ks ? *ks : kernels();
   // Decode: one tile of rows, the whole K at once (each weight read once).
   const int64_t kc = m <= kMr ? std::max<int64_t>(k, 1) : kKc;
-  const int64_t chunk =
-      std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / (static_cast<size_t>(kc * kNr) * dtype_size(w.dtype()))));
+  // Several tiles of rows over 16-bit weights: widen each block of panels to
+  // f32 once (thread-local) and let every tile use that, rather than widen
+  // in every tile (the widening competes with the FMAs for the same ports).
+  const bool widen = m > kMr && w.dtype() != TPPP_DTYPE_F32;
+  const size_t es = widen ? 4 : dtype_size(w.dtype());
+  const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / (static_cast<size_t>(kc * kNr) * es)));
   // At least ~16 panels per thread, so a small GEMM does not pay for waking threads it cannot feed.
   const int max_threads = static_cast<int>(std::max<int64_t>(1, np / 16));
   pool().parallel(
       [&](int tid, int nt) {
+        thread_local std::vector<float> wide;
+        if (widen && wide.size() < static_cast<size_t>(chunk * kc * kNr))
+          wide.resize(static_cast<size_t>(chunk * kc * kNr));
         const int64_t p0 = np * tid / nt, p1 = np * (tid + 1) / nt;
         for (int64_t c0 = p0; c0 < p1; c0 += chunk) {
           const int64_t c1 = std::min(p1, c0 + chunk);
@@ -79,12 +87,15 @@ void gemm(const float* x, int64_t m, int64_t ldx, const PackedMatrix& w, const f
           for (int64_t k0 = 0; k0 < k || k0 == 0; k0 += kc) {
             const int64_t kb = std::min(kc, k - k0);
             const bool acc = bias != nullptr || k0 > 0;
+            if (widen)
+              for (int64_t p = c0; p < c1; p++) kr.panel_to_f32(w.panel(p, k0), w.dtype(), wide.data() + (p - c0) * kb * kNr, kb);
             for (int64_t m0 = 0; m0 < m; m0 += kMr) {
               const int mr = static_cast<int>(std::min<int64_t>(kMr, m - m0));
               for (int64_t p = c0; p < c1; p++) {
                 const int nc = static_cast<int>(std::min<int64_t>(kNr, n - p * kNr));
-                kr.tile(mr, kb, x + m0 * ldx + k0, ldx, w.panel(p, k0), w.dtype(), y + m0 * ldy + p * kNr, ldy, nc,
-                        acc);
+                const void* b = widen ? static_cast<const void*>(wide.data() + (p - c0) * kb * kNr) : w.panel(p, k0);
+                kr.tile(mr, kb, x + m0 * ldx + k0, ldx, b, widen ? TPPP_DTYPE_F32 : w.dtype(), y + m0 * ldy + p * kNr,
+                        ldy, nc, acc);
               }
             }
             if (kb <= 0) break;

@@ -7,8 +7,9 @@
 // kernels on CPUs newer than it (Prescott on a Xeon with AVX-512), it has
 // no bf16 GEMM on CPUs without AVX512-BF16, and its threads spin beside
 // ours. Decode (M <= 6) streams each panel once, the whole K in registers;
-// larger M blocks K by 256 and keeps a chunk of panels in L2 while 6-row
-// tiles of x pass over it (Goto's loop order). Threads split the panels.
+// larger M blocks K by 256 and keeps a chunk of panels in L2 (16-bit
+// weights widened to f32 there, once per chunk) while 6-row tiles of x
+// pass over it (Goto's loop order). Threads split the panels.
 #pragma once
 #include <cstdint>
 #include <memory>

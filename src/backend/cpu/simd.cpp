@@ -29,7 +29,7 @@ void tile_generic_mr(int64_t kc, const float* a, int64_t lda, const void* b, int
   float t[MR][kNr] = {};
   float w[kNr];
   for (int64_t k = 0; k < kc; k++) {
-    for (int j = 0; j < kNr; j++) w[j] = load_float(bdt, b, static_cast<size_t>(k * kNr + j));
+    for (int j = 0; j < kNr; j++) w[j] = load_float(bdt, b, static_cast<size_t>(k * kNr + panel_slot(bdt, j)));
     for (int i = 0; i < MR; i++) {
       const float ai = a[i * lda + k];
       for (int j = 0; j < kNr; j++) t[i][j] += ai * w[j];
@@ -51,14 +51,19 @@ void tile_generic(int mr, int64_t kc, const float* a, int64_t lda, const void* b
   }
 }
 
-float dot_generic(const float* a, const float* b, int64_t n) {
+void panel_to_f32_generic(const void* src, int32_t dt, float* dst, int64_t rows) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int j = 0; j < kNr; j++) dst[r * kNr + j] = load_float(dt, src, static_cast<size_t>(r * kNr + panel_slot(dt, j)));
+}
+
+float dot_generic(const float* a, const void* b, int32_t bdt, int64_t n) {
   float s = 0;
-  for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+  for (int64_t i = 0; i < n; i++) s += a[i] * load_float(bdt, b, static_cast<size_t>(i));
   return s;
 }
 
-void scale_axpy_generic(float* y, float s, float p, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = y[i] * s + p * x[i];
+void scale_axpy_generic(float* y, float s, float p, const void* x, int32_t xdt, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = y[i] * s + p * load_float(xdt, x, static_cast<size_t>(i));
 }
 
 void to_f32_generic(const void* src, int32_t dt, float* dst, int64_t n) {
@@ -73,8 +78,8 @@ void silu_mul_generic(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kGeneric = {"generic",      tile_generic,     dot_generic,     scale_axpy_generic,
-                          to_f32_generic, from_f32_generic, silu_mul_generic};
+const Kernels kGeneric = {"generic",          tile_generic,   panel_to_f32_generic, dot_generic,
+                          scale_axpy_generic, to_f32_generic, from_f32_generic,     silu_mul_generic};
 
 #if defined(__x86_64__)
 // ------------------------------------------------------------------- AVX2
@@ -85,10 +90,10 @@ TPPP_AVX2 inline void load16(const char* p, __m256& lo, __m256& hi) {
   if (DT == TPPP_DTYPE_F32) {
     lo = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
     hi = _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8);
-  } else if (DT == TPPP_DTYPE_BF16) {
+  } else if (DT == TPPP_DTYPE_BF16) {  // panel_slot order: even u16 = columns 0..7, odd = 8..15
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)), 16));
-    hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)), 16));
+    lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    hi = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
   } else {
     lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p) + 1));
@@ -183,25 +188,49 @@ TPPP_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-TPPP_AVX2 float dot_avx2(const float* a, const float* b, int64_t n) {
+TPPP_AVX2 void panel_to_f32_avx2(const void* src, int32_t dt, float* dst, int64_t rows) {
+  const char* p = static_cast<const char*>(src);
+  const size_t row = kNr * (dt == TPPP_DTYPE_F32 ? 4 : 2);
+  for (int64_t r = 0; r < rows; r++) {
+    __m256 lo, hi;
+    if (dt == TPPP_DTYPE_F32)
+      load16<TPPP_DTYPE_F32>(p + static_cast<size_t>(r) * row, lo, hi);
+    else if (dt == TPPP_DTYPE_BF16)
+      load16<TPPP_DTYPE_BF16>(p + static_cast<size_t>(r) * row, lo, hi);
+    else
+      load16<TPPP_DTYPE_F16>(p + static_cast<size_t>(r) * row, lo, hi);
+    _mm256_storeu_ps(dst + r * kNr, lo);
+    _mm256_storeu_ps(dst + r * kNr + 8, hi);
+  }
+}
+
+// 8 elements of dtype dt at p[i..i+8), in order, as f32.
+TPPP_AVX2 inline __m256 load8(const void* p, int32_t dt, int64_t i) {
+  if (dt == TPPP_DTYPE_F32) return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+  if (dt == TPPP_DTYPE_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+  return _mm256_cvtph_ps(v);
+}
+
+TPPP_AVX2 float dot_avx2(const float* a, const void* b, int32_t bdt, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b, bdt, i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8(b, bdt, i + 8), s1);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8(b, bdt, i), s0);
   float s = hsum(_mm256_add_ps(s0, s1));
-  for (; i < n; i++) s += a[i] * b[i];
+  for (; i < n; i++) s += a[i] * load_float(bdt, b, static_cast<size_t>(i));
   return s;
 }
 
-TPPP_AVX2 void scale_axpy_avx2(float* y, float s, float p, const float* x, int64_t n) {
+TPPP_AVX2 void scale_axpy_avx2(float* y, float s, float p, const void* x, int32_t xdt, int64_t n) {
   const __m256 vs = _mm256_set1_ps(s), vp = _mm256_set1_ps(p);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(x + i), _mm256_mul_ps(_mm256_loadu_ps(y + i), vs)));
-  for (; i < n; i++) y[i] = y[i] * s + p * x[i];
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, load8(x, xdt, i), _mm256_mul_ps(_mm256_loadu_ps(y + i), vs)));
+  for (; i < n; i++) y[i] = y[i] * s + p * load_float(xdt, x, static_cast<size_t>(i));
 }
 
 TPPP_AVX2 void to_f32_avx2(const void* src, int32_t dt, float* dst, int64_t n) {
@@ -277,7 +306,8 @@ TPPP_AVX2 void silu_mul_avx2(const float* g, const float* u, float* out, int64_t
   for (; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kAvx2 = {"avx2", tile_avx2, dot_avx2, scale_axpy_avx2, to_f32_avx2, from_f32_avx2, silu_mul_avx2};
+const Kernels kAvx2 = {"avx2",          tile_avx2,     panel_to_f32_avx2, dot_avx2, scale_axpy_avx2,
+                       to_f32_avx2,     from_f32_avx2, silu_mul_avx2};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

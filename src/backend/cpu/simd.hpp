@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "c_api.h"
+
 namespace tppp {
 namespace cpu {
 
@@ -15,6 +17,14 @@ constexpr int kNr = 16;
 // Most rows one GEMM tile computes.
 constexpr int kMr = 6;
 
+// Where column j (0..15) of a panel row sits in memory. BF16 rows are
+// stored [c0, c8, c1, c9, ..., c7, c15], so that one 256-bit load read as
+// eight 32-bit lanes gives columns 0..7 by a shift (<< 16) and 8..15 by a
+// mask (& 0xffff0000): two cheap ops where widening in order takes five.
+inline int panel_slot(int32_t dt, int j) {
+  return dt == TPPP_DTYPE_BF16 ? (j < 8 ? 2 * j : 2 * (j - 8) + 1) : j;
+}
+
 struct Kernels {
   const char* isa;  // "avx2" or "generic"
   // c[mr, nc] (row stride ldc) = (acc ? c : 0) + a[mr, kc] (row stride lda)
@@ -22,10 +32,12 @@ struct Kernels {
   // mr in [1, kMr], nc in [1, kNr].
   void (*tile)(int mr, int64_t kc, const float* a, int64_t lda, const void* b, int32_t bdt, float* c, int64_t ldc,
                int nc, bool acc);
-  // sum_i a[i] * b[i]
-  float (*dot)(const float* a, const float* b, int64_t n);
-  // y[i] = y[i] * s + p * x[i]
-  void (*scale_axpy)(float* y, float s, float p, const float* x, int64_t n);
+  // dst[r, 0..16) = panel rows r < rows (dtype dt, panel_slot order) as f32 in column order.
+  void (*panel_to_f32)(const void* src, int32_t dt, float* dst, int64_t rows);
+  // sum_i a[i] * b[i], b of dtype bdt (F32/F16/BF16, in order)
+  float (*dot)(const float* a, const void* b, int32_t bdt, int64_t n);
+  // y[i] = y[i] * s + p * x[i], x of dtype xdt
+  void (*scale_axpy)(float* y, float s, float p, const void* x, int32_t xdt, int64_t n);
   // dst[i] = f32(src[i]) for src of dtype F32/F16/BF16 (exact).
   void (*to_f32)(const void* src, int32_t dt, float* dst, int64_t n);
   // dst[i] = src[i] rounded to dtype (nearest even, NaN kept: core/dtype.hpp's rule).
