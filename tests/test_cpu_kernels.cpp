@@ -136,7 +136,7 @@ TEST_SUITE("cpu_kernels") {
     }
   }
 
-  TEST_CASE("silu(g) * u, dot and scale_axpy against float64") {
+  TEST_CASE("silu(g) * u, dot, exp_sum and scale_axpy against float64") {
     uint64_t s = 9;
     const int64_t n = 1003;
     std::vector<float> g(static_cast<size_t>(n)), u(static_cast<size_t>(n)), o(static_cast<size_t>(n));
@@ -164,6 +164,18 @@ TEST_SUITE("cpu_kernels") {
         }
         CHECK(std::fabs(ks->dot(g.data(), ub.data(), dt, n) - r16) < 1e-5 * (std::fabs(r16) + 1));
       }
+      std::vector<float> e(u), ex(u);
+      const float mx = 1.5f;
+      double esum = 0;
+      for (auto& v : e) v = std::min(v * 40.0f, mx);  // exponents from -40 to 0
+      ex = e;
+      const float got_sum = ks->exp_sum(ex.data(), n, mx);
+      for (int64_t i = 0; i < n; i++) {
+        const double want = std::exp(static_cast<double>(e[static_cast<size_t>(i)] - mx));  // the difference in f32, as the kernels take it
+        esum += want;
+        CHECK(std::fabs(ex[static_cast<size_t>(i)] - want) <= 4e-7 * want + 1e-37);
+      }
+      CHECK(std::fabs(got_sum - esum) <= 1e-5 * esum);
       std::vector<float> y(u);
       ks->scale_axpy(y.data(), 0.5f, 2.0f, g.data(), TPPP_DTYPE_F32, n);
       for (int64_t i = 0; i < n; i++)
@@ -193,6 +205,8 @@ TEST_SUITE("cpu_kernels") {
         kv_len.push_back(70), page_off.push_back(off[1]);
         for (int i = 0; i < 12; i++) kv_len.push_back(119 + i), page_off.push_back(off[2]);
         kv_len.push_back(1), page_off.push_back(off[0]);
+        // seq1 again: a run of 20 prefill tokens (more than one work item of 16) seeing 51..70.
+        for (int i = 0; i < 20; i++) kv_len.push_back(51 + i), page_off.push_back(off[1]);
         const int64_t m = static_cast<int64_t>(kv_len.size()), ldq = nh * d + 5;
         std::vector<float> q(static_cast<size_t>(m * ldq));
         for (auto& v : q) v = tppp::round_to(dt, rnd(s));

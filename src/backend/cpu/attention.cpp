@@ -1,11 +1,17 @@
 // The CPU backend's paged attention: flash-attention's online softmax over
-// blocks of 64 cached positions, read straight from the pages in the cache's
-// dtype (widened in registers; no gather, no f32 copy of K and V), f32
-// arithmetic. The batch is cut into work items of (up to 8 consecutive
-// tokens of one sequence) x (one kv head); the items of all sequences and
-// heads share the pool's threads, and an item's K and V rows serve all its
-// queries (its tokens times the query heads of that kv head's group) while
-// they are in L1.
+// blocks of 64 cached positions, f32 arithmetic. The batch is cut into work
+// items of (up to 16 consecutive tokens of one sequence) x (one kv head);
+// the items of all sequences and heads share the pool's threads. An item's
+// queries (its tokens times the query heads of that kv head's group) share
+// each K and V row while it is in L1. Two ways through an item, by its rows:
+//  - tiled (prefill, >= 12 rows): per block, K is widened from the pages into
+//    a panel (positions as columns) and V into panels (head dims as
+//    columns), then both products run on the GEMM's tile kernel: S = Q K^T,
+//    the softmax update, O = O * corr + P V;
+//  - direct (decode, a few rows): dot products and axpys straight on the
+//    cache rows in their dtype (widened in registers), since packing a block
+//    for three rows costs more than the products.
+// Causality: row i sees kv_len[its token] positions; its P row is 0 beyond.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -20,24 +26,155 @@ namespace tppp {
 namespace cpu {
 namespace {
 
-constexpr int64_t kTokens = 8;      // tokens per work item
-constexpr int64_t kPositions = 64;  // cached positions per block
+constexpr int64_t kTokens = 16;     // tokens per work item
+constexpr int64_t kPositions = 64;  // cached positions per block (4 panels of kNr)
+constexpr int64_t kTiledRows = 12;  // items with at least this many rows take the tiled way
+
+inline size_t at(int64_t i) { return static_cast<size_t>(i); }
 
 struct Item {
   int64_t t0, t1, kh;
 };
 
-struct Scratch {
-  std::vector<float> q, o, s, mx, l;
-  std::vector<const char*> kp, vp;
+struct Args {
+  const void* q;
+  int64_t ldq, nh, kvh, d, page_size, group;
+  const void *k_cache, *v_cache;
+  const int32_t *kv_len, *page_off, *pages;
+  float scale;
+  void* out;
+  int32_t dt;
+  size_t es;
+  const Kernels* kr;
+  // Cache row of position pos of the item's sequence, for kv head kh (elements).
+  size_t slot(const int32_t* pg, int64_t pos, int64_t kh) const {
+    return at(((static_cast<int64_t>(pg[pos / page_size]) * page_size + pos % page_size) * kvh + kh) * d);
+  }
 };
+
+struct Scratch {
+  std::vector<float> q, o, s, kp, vp, row, mx, l;
+  std::vector<size_t> slots;
+};
+
+// Q rows of the item (scaled), O = 0, running max -inf and sum 0.
+int64_t begin_item(const Args& a, const Item& w, Scratch& sc, int64_t* len) {
+  const int64_t nq = (w.t1 - w.t0) * a.group, d = a.d;
+  *len = 0;
+  for (int64_t t = w.t0; t < w.t1; t++) *len = std::max<int64_t>(*len, a.kv_len[t]);
+  sc.q.resize(at(nq * d));
+  sc.o.assign(at(nq * d), 0.0f);
+  sc.s.resize(at(nq * kPositions));
+  sc.mx.assign(at(nq), -INFINITY);
+  sc.l.assign(at(nq), 0.0f);
+  for (int64_t i = 0; i < nq; i++) {
+    const int64_t t = w.t0 + i / a.group, h = w.kh * a.group + i % a.group;
+    float* qi = sc.q.data() + i * d;
+    a.kr->to_f32(static_cast<const char*>(a.q) + at(t * a.ldq + h * d) * a.es, a.dt, qi, d);
+    for (int64_t j = 0; j < d; j++) qi[j] *= a.scale;
+  }
+  return nq;
+}
+
+// Row i's softmax update over its scores si[0, pb) of the block at p0: P in
+// place (0 past what it sees), O scaled by the correction.
+void softmax_row(const Args& a, const Item& w, Scratch& sc, int64_t i, int64_t p0, int64_t pb, float* si) {
+  const int64_t cnt = std::min<int64_t>(pb, a.kv_len[w.t0 + i / a.group] - p0);
+  if (cnt <= 0) {
+    std::fill(si, si + pb, 0.0f);
+    return;
+  }
+  float bm = -INFINITY;
+  for (int64_t j = 0; j < cnt; j++) bm = std::max(bm, si[j]);
+  const float mnew = std::max(sc.mx[at(i)], bm);
+  const float corr = std::exp(sc.mx[at(i)] - mnew);  // 0 on the first block
+  const float sum = a.kr->exp_sum(si, cnt, mnew);
+  std::fill(si + cnt, si + pb, 0.0f);
+  if (corr != 1.0f) {
+    float* oi = sc.o.data() + i * a.d;
+    for (int64_t c = 0; c < a.d; c++) oi[c] *= corr;
+  }
+  sc.l[at(i)] = sc.l[at(i)] * corr + sum;
+  sc.mx[at(i)] = mnew;
+}
+
+void end_item(const Args& a, const Item& w, Scratch& sc, int64_t nq) {
+  for (int64_t i = 0; i < nq; i++) {
+    const int64_t t = w.t0 + i / a.group, h = w.kh * a.group + i % a.group;
+    float* oi = sc.o.data() + i * a.d;
+    const float inv = sc.l[at(i)] > 0 ? 1.0f / sc.l[at(i)] : 0.0f;
+    for (int64_t j = 0; j < a.d; j++) oi[j] *= inv;
+    a.kr->from_f32(oi, static_cast<char*>(a.out) + at(t * a.nh * a.d + h * a.d) * a.es, a.dt, a.d);
+  }
+}
+
+void item_direct(const Args& a, const Item& w, Scratch& sc) {
+  int64_t len = 0;
+  const int64_t nq = begin_item(a, w, sc, &len), d = a.d;
+  const int32_t* pg = a.pages + a.page_off[w.t0];
+  const char *kc = static_cast<const char*>(a.k_cache), *vc = static_cast<const char*>(a.v_cache);
+  sc.slots.resize(at(kPositions));
+  for (int64_t p0 = 0; p0 < len; p0 += kPositions) {
+    const int64_t pb = std::min(kPositions, len - p0);
+    for (int64_t j = 0; j < pb; j++) sc.slots[at(j)] = a.slot(pg, p0 + j, w.kh) * a.es;
+    for (int64_t i = 0; i < nq; i++) {
+      float* si = sc.s.data() + i * kPositions;
+      const float* qi = sc.q.data() + i * d;
+      for (int64_t j = 0; j < pb; j++) si[j] = a.kr->dot(qi, kc + sc.slots[at(j)], a.dt, d);
+      softmax_row(a, w, sc, i, p0, pb, si);
+      float* oi = sc.o.data() + i * d;
+      const int64_t cnt = std::min<int64_t>(pb, a.kv_len[w.t0 + i / a.group] - p0);
+      for (int64_t j = 0; j < cnt; j++) a.kr->scale_axpy(oi, 1.0f, si[j], vc + sc.slots[at(j)], a.dt, d);
+    }
+  }
+  end_item(a, w, sc, nq);
+}
+
+void item_tiled(const Args& a, const Item& w, Scratch& sc) {
+  int64_t len = 0;
+  const int64_t nq = begin_item(a, w, sc, &len), d = a.d, dpan = (d + kNr - 1) / kNr;
+  const Kernels& kr = *a.kr;
+  sc.kp.resize(at(kPositions * d));
+  sc.vp.resize(at(dpan * kPositions * kNr));
+  sc.row.resize(at(d));
+  const int32_t* pg = a.pages + a.page_off[w.t0];
+  for (int64_t p0 = 0; p0 < len; p0 += kPositions) {
+    const int64_t pb = std::min(kPositions, len - p0), kpan = (pb + kNr - 1) / kNr;
+    // K into panels [kpan][d][kNr] (position j is column j % kNr of panel j / kNr), V into
+    // panels [dpan][pb][kNr] (dim c is column c % kNr of panel c / kNr). Columns past pb (K)
+    // or d (V) hold stale values: they feed only tile columns that are never stored.
+    for (int64_t j = 0; j < pb; j++) {
+      const size_t slot = a.slot(pg, p0 + j, w.kh) * a.es;
+      kr.to_f32(static_cast<const char*>(a.k_cache) + slot, a.dt, sc.row.data(), d);
+      float* kcol = sc.kp.data() + (j / kNr) * d * kNr + j % kNr;
+      for (int64_t c = 0; c < d; c++) kcol[c * kNr] = sc.row[at(c)];
+      kr.to_f32(static_cast<const char*>(a.v_cache) + slot, a.dt, sc.row.data(), d);
+      for (int64_t c0 = 0; c0 < d; c0 += kNr)
+        std::copy(sc.row.begin() + c0, sc.row.begin() + std::min(d, c0 + kNr),
+                  sc.vp.begin() + (c0 / kNr) * kPositions * kNr + j * kNr);
+    }
+    for (int64_t m0 = 0; m0 < nq; m0 += kMr)  // S[nq, pb] = Q K^T
+      for (int64_t pp = 0; pp < kpan; pp++)
+        kr.tile(static_cast<int>(std::min<int64_t>(kMr, nq - m0)), d, sc.q.data() + m0 * d, d,
+                sc.kp.data() + pp * d * kNr, TPPP_DTYPE_F32, sc.s.data() + m0 * kPositions + pp * kNr, kPositions,
+                static_cast<int>(std::min<int64_t>(kNr, pb - pp * kNr)), false);
+    for (int64_t i = 0; i < nq; i++) softmax_row(a, w, sc, i, p0, pb, sc.s.data() + i * kPositions);
+    for (int64_t m0 = 0; m0 < nq; m0 += kMr)  // O += P V
+      for (int64_t c = 0; c < dpan; c++)
+        kr.tile(static_cast<int>(std::min<int64_t>(kMr, nq - m0)), pb, sc.s.data() + m0 * kPositions, kPositions,
+                sc.vp.data() + c * kPositions * kNr, TPPP_DTYPE_F32, sc.o.data() + m0 * d + c * kNr, d,
+                static_cast<int>(std::min<int64_t>(kNr, d - c * kNr)), true);
+  }
+  end_item(a, w, sc, nq);
+}
 
 }  // namespace
 
 void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
                const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
                const int32_t* pages, float scale, void* out, int32_t dt) {
-  const int64_t group = nh / kvh;
+  const Args a{q,       ldq,     nh,       kvh,   d,   page_size,       nh / kvh,   k_cache,
+               v_cache, kv_len,  page_off, pages, scale, out, dt, dtype_size(dt), &kernels()};
   std::vector<Item> items;
   for (int64_t t0 = 0; t0 < m;) {
     int64_t t1 = t0 + 1;
@@ -45,68 +182,16 @@ void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, i
     for (int64_t kh = 0; kh < kvh; kh++) items.push_back(Item{t0, t1, kh});
     t0 = t1;
   }
-  const Kernels& kr = kernels();
-  const size_t es = dtype_size(dt);
   std::atomic<size_t> next{0};
   pool().parallel(
       [&](int, int) {
         thread_local Scratch sc;
         for (size_t it = next.fetch_add(1); it < items.size(); it = next.fetch_add(1)) {
           const Item& w = items[it];
-          const int64_t nq = (w.t1 - w.t0) * group;
-          int64_t len = 0;
-          for (int64_t t = w.t0; t < w.t1; t++) len = std::max<int64_t>(len, kv_len[t]);
-          sc.q.resize(static_cast<size_t>(nq * d));
-          sc.o.assign(static_cast<size_t>(nq * d), 0.0f);
-          sc.kp.resize(static_cast<size_t>(kPositions));
-          sc.vp.resize(static_cast<size_t>(kPositions));
-          sc.s.resize(static_cast<size_t>(kPositions));
-          sc.mx.assign(static_cast<size_t>(nq), -INFINITY);
-          sc.l.assign(static_cast<size_t>(nq), 0.0f);
-          for (int64_t i = 0; i < nq; i++) {
-            const int64_t t = w.t0 + i / group, h = w.kh * group + i % group;
-            float* qi = sc.q.data() + i * d;
-            kr.to_f32(static_cast<const char*>(q) + static_cast<size_t>(t * ldq + h * d) * es, dt, qi, d);
-            for (int64_t j = 0; j < d; j++) qi[j] *= scale;
-          }
-          const int32_t* pg = pages + page_off[w.t0];
-          for (int64_t p0 = 0; p0 < len; p0 += kPositions) {
-            const int64_t pb = std::min(kPositions, len - p0);
-            for (int64_t j = 0; j < pb; j++) {
-              const int64_t pos = p0 + j;
-              const size_t at = static_cast<size_t>(
-                  ((static_cast<int64_t>(pg[pos / page_size]) * page_size + pos % page_size) * kvh + w.kh) * d);
-              sc.kp[static_cast<size_t>(j)] = static_cast<const char*>(k_cache) + at * es;
-              sc.vp[static_cast<size_t>(j)] = static_cast<const char*>(v_cache) + at * es;
-            }
-            for (int64_t i = 0; i < nq; i++) {
-              // causal: token t sees kv_len[t] positions
-              const int64_t cnt = std::min<int64_t>(pb, kv_len[w.t0 + i / group] - p0);
-              if (cnt <= 0) continue;
-              const float* qi = sc.q.data() + i * d;
-              float* oi = sc.o.data() + i * d;
-              float bm = -INFINITY;
-              for (int64_t j = 0; j < cnt; j++) bm = std::max(bm, sc.s[j] = kr.dot(qi, sc.kp[j], dt, d));
-              const float mnew = std::max(sc.mx[i], bm);
-              const float corr = std::exp(sc.mx[i] - mnew);  // 0 on the first block
-              float l = sc.l[i] * corr;
-              if (corr != 1.0f) kr.scale_axpy(oi, corr, 0.0f, sc.vp[0], dt, d);
-              for (int64_t j = 0; j < cnt; j++) {
-                const float e = std::exp(sc.s[j] - mnew);
-                l += e;
-                kr.scale_axpy(oi, 1.0f, e, sc.vp[j], dt, d);
-              }
-              sc.mx[i] = mnew;
-              sc.l[i] = l;
-            }
-          }
-          for (int64_t i = 0; i < nq; i++) {
-            const int64_t t = w.t0 + i / group, h = w.kh * group + i % group;
-            float* oi = sc.o.data() + i * d;
-            const float inv = sc.l[i] > 0 ? 1.0f / sc.l[i] : 0.0f;
-            for (int64_t j = 0; j < d; j++) oi[j] *= inv;
-            kr.from_f32(oi, static_cast<char*>(out) + static_cast<size_t>(t * nh * d + h * d) * es, dt, d);
-          }
+          if ((w.t1 - w.t0) * a.group < kTiledRows)
+            item_direct(a, w, sc);
+          else
+            item_tiled(a, w, sc);
         }
       },
       static_cast<int>(items.size()));

@@ -16,7 +16,8 @@ namespace tppp {
 namespace cpu {
 namespace {
 
-constexpr int64_t kKc = 256;             // k rows per block once M > kMr
+constexpr int64_t kKc = 256;             // k rows per block once M > kWholeK
+constexpr int64_t kWholeK = 4 * kMr;     // up to this many rows, no k blocks
 constexpr size_t kChunkBytes = 128 << 10;  // panels kept in L2 while x's tiles pass
 
 char* alloc_panels(size_t bytes) {
@@ -61,8 +62,8 @@ void gemm(const float* x, int64_t m, int64_t ldx, const PackedMatrix& w, const f
   const int64_t n = w.n(), k = w.k(), np = w.panels();
   if (m <= 0 || n <= 0) return;
   const Kernels& kr = ks ? *ks : kernels();
-  // Decode: one tile of rows, the whole K at once (each weight read once).
-  const int64_t kc = m <= kMr ? std::max<int64_t>(k, 1) : kKc;
+  // Decode (a few tiles of rows): the whole K at once, a panel staying in L1/L2 while the tiles pass.
+  const int64_t kc = m <= kWholeK ? std::max<int64_t>(k, 1) : kKc;
   // Several tiles of rows over 16-bit weights: widen each block of panels to
   // f32 once (thread-local) and let every tile use that, rather than widen
   // in every tile (the widening competes with the FMAs for the same ports).

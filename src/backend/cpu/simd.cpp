@@ -74,12 +74,19 @@ void from_f32_generic(const float* src, void* dst, int32_t dt, int64_t n) {
   convert_dtype(src, TPPP_DTYPE_F32, dst, dt, static_cast<size_t>(n));
 }
 
+float exp_sum_generic(float* s, int64_t n, float mx) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += (s[i] = std::exp(s[i] - mx));
+  return sum;
+}
+
 void silu_mul_generic(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
 const Kernels kGeneric = {"generic",          tile_generic,   panel_to_f32_generic, dot_generic,
-                          scale_axpy_generic, to_f32_generic, from_f32_generic,     silu_mul_generic};
+                          scale_axpy_generic, to_f32_generic, from_f32_generic,     exp_sum_generic,
+                          silu_mul_generic};
 
 #if defined(__x86_64__)
 // ------------------------------------------------------------------- AVX2
@@ -291,6 +298,20 @@ TPPP_AVX2 inline __m256 exp_neg(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+TPPP_AVX2 float exp_sum_avx2(float* s, int64_t n, float mx) {
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + i), m));
+    _mm256_storeu_ps(s + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = hsum(acc);
+  for (; i < n; i++) sum += (s[i] = std::exp(s[i] - mx));
+  return sum;
+}
+
 TPPP_AVX2 void silu_mul_avx2(const float* g, const float* u, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
   int64_t i = 0;
@@ -306,8 +327,8 @@ TPPP_AVX2 void silu_mul_avx2(const float* g, const float* u, float* out, int64_t
   for (; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kAvx2 = {"avx2",          tile_avx2,     panel_to_f32_avx2, dot_avx2, scale_axpy_avx2,
-                       to_f32_avx2,     from_f32_avx2, silu_mul_avx2};
+const Kernels kAvx2 = {"avx2",      tile_avx2,     panel_to_f32_avx2, dot_avx2,     scale_axpy_avx2,
+                       to_f32_avx2, from_f32_avx2, exp_sum_avx2,      silu_mul_avx2};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

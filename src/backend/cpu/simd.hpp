@@ -42,6 +42,8 @@ struct Kernels {
   void (*to_f32)(const void* src, int32_t dt, float* dst, int64_t n);
   // dst[i] = src[i] rounded to dtype (nearest even, NaN kept: core/dtype.hpp's rule).
   void (*from_f32)(const float* src, void* dst, int32_t dt, int64_t n);
+  // s[i] = exp(s[i] - mx) for s[i] <= mx; returns their sum (a softmax block).
+  float (*exp_sum)(float* s, int64_t n, float mx);
   // out[i] = silu(g[i]) * u[i], f32
   void (*silu_mul)(const float* g, const float* u, float* out, int64_t n);
 };
