@@ -39,9 +39,10 @@ def run(cmd, env=None):
 
 
 def parse(text):
-    gen = re.search(r"gen ([\d.]+) ([\d.]+)", text)
+    gen = re.search(r"gen ([-\d.]+) ([-\d.]+)", text)
     step = re.search(r"step ([\d.]+)", text)
-    return float(gen.group(1)), float(gen.group(2)), float(step.group(1))
+    rss = re.search(r"rss ([\d.]+)", text)
+    return float(gen.group(1)), float(gen.group(2)), float(step.group(1)), float(rss.group(1)) if rss else 0.0
 
 
 def weight_bytes(ckpt, es):
@@ -120,17 +121,21 @@ def main():
              f"token; decode tok/s = batch x {a.steps} / (time with 1 + {a.steps} new - time with 1); step = median "
              "decode forward of the batch (one token per sequence).",
              "Roofline = weight bytes of one decode step (every linear and the LM head, checkpoint dtype) / "
-             "the measured read speed.", "",
+             "the measured read speed. Resident = the process's resident memory once the model is loaded "
+             "(libraries included: libtppp's CUDA build maps cuBLASLt; torch its own).", "",
              "| model | batch | prefill ours | prefill transformers | ratio | decode ours | decode transformers | ratio "
-             "| step ms ours | step ms transformers | roofline ms | step / roofline |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| step ms ours | step ms transformers | roofline ms | step / roofline | resident MB ours / transformers |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, b, o, h, roof in rows:
         po, ph = [x[0] for x in o], [x[0] for x in h]
         do, dh = [x[1] for x in o], [x[1] for x in h]
         so, sh = [x[2] for x in o], [x[2] for x in h]
         lines.append(f"| {name} | {b} | {fmt(po)} | {fmt(ph)} | {statistics.median(po) / statistics.median(ph):.2f}x "
                      f"| {fmt(do)} | {fmt(dh)} | {statistics.median(do) / statistics.median(dh):.2f}x | {fmt(so, 2)} "
-                     f"| {fmt(sh, 2)} | {roof:.2f} | {statistics.median(so) / roof:.2f}x |")
+                     f"| {fmt(sh, 2)} | {roof:.2f} | {statistics.median(so) / roof:.2f}x "
+                     f"| {statistics.median(x[3] for x in o):.0f} / {statistics.median(x[3] for x in h):.0f} |")
+    lines += ["", "Checkpoint files: " + ", ".join(
+        f"{name} {os.path.getsize(os.path.join(ckpt, 'model.safetensors')) / 1e6:.0f} MB" for name, _, ckpt in models) + "."]
     if a.grids:
         lines += grids(a, mb, tr, cores, env)
     out = os.path.join(ROOT, "bench", "results", f"model-{date}-{host}.md")

@@ -7,6 +7,7 @@
  *     Prints on the driver, best of R:
  *       gen  <prefill tok/s> <decode tok/s>     tppp_model_generate with
  *            max_new 1 (prefill) and 1 + S (decode = the difference)
+ *       rss  <MB>                               resident memory once the model is made
  *       step <median ms>                        one decode forward of B tokens
  *                                               (tppp_model_forward, the stages
  *                                               in turn)
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_time.h"
 #include "c_api.h"
@@ -155,6 +157,13 @@ int main(int argc, char** argv) {
   tppp_model_t m = NULL;
   CHECK(tppp_model_create(g, c, &mp, &m));
   tppp_checkpoint_close(c);
+  /* Resident memory once the model is made (weights, KV cache, scratch): Linux's statm, in pages. */
+  long rss_pages = 0;
+  FILE* statm = fopen("/proc/self/statm", "r");
+  if (statm) {
+    if (fscanf(statm, "%*ld %ld", &rss_pages) != 1) rss_pages = 0;
+    fclose(statm);
+  }
   tppp_model_info info;
   info.struct_size = sizeof info;
   CHECK(tppp_model_get_info(m, &info));
@@ -215,6 +224,7 @@ int main(int argc, char** argv) {
   if (gi.rank == 0) {
     printf("gen %.1f %.1f\n", (double)batch * plen / best_p, (double)batch * steps / best_g);
     printf("step %.3f\n", median(st, steps) * 1e3);
+    printf("rss %.1f\n", (double)rss_pages * (double)sysconf(_SC_PAGESIZE) / 1e6);
   }
   tppp_model_destroy(m);
   tppp_group_destroy(g);

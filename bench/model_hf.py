@@ -3,8 +3,9 @@ same prompts (the same generator), on the CPU with `threads` threads, in
 DTYPE (f32 or bf16: transformers' torch_dtype), attention by sdpa.
 Prints "gen <prefill tok/s> <decode tok/s>" (generate with max_new_tokens 1
 and 1 + steps, best of reps) and "step <median ms>" (one decode forward of
-the batch with the KV cache).
+the batch with the KV cache) and "rss <MB>" (resident once loaded).
 Usage: model_hf.py CKPT BATCH PROMPT STEPS REPS THREADS [DTYPE]"""
+import os
 import statistics
 import sys
 import time
@@ -16,6 +17,8 @@ ckpt, batch, plen, steps, reps, threads = sys.argv[1], *map(int, sys.argv[2:7])
 dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[sys.argv[7] if len(sys.argv) > 7 else "f32"]
 torch.set_num_threads(threads)
 model = AutoModelForCausalLM.from_pretrained(ckpt, dtype=dtype, attn_implementation="sdpa").eval()
+with open("/proc/self/statm") as f:  # resident memory once the model is loaded
+    rss_mb = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 vocab = model.config.vocab_size
 s, ids = 7, []
 for _ in range(batch * plen):  # model_bench.c's generator
@@ -49,3 +52,4 @@ with torch.inference_mode():
         pkv = out.past_key_values
 print(f"gen {batch * plen / best_p:.1f} {batch * steps / best_g:.1f}")
 print(f"step {statistics.median(times) * 1e3:.3f}")
+print(f"rss {rss_mb:.1f}")

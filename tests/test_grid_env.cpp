@@ -50,6 +50,22 @@ TEST_SUITE("grid_env") {
     CHECK_THROWS_AS(tppp::make_comm(5, 0, 1, 1), tppp::Error);
   }
 
+  TEST_CASE("ranks on this host (the CPU pool's divisor): LOCAL_WORLD_SIZE, Open MPI's, else 1; garbage named") {
+    CHECK(tppp::local_world_size(env_of({})) == 1);
+    CHECK(tppp::local_world_size(env_of({{"LOCAL_WORLD_SIZE", "6"}})) == 6);
+    CHECK(tppp::local_world_size(env_of({{"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}})) == 3);
+    CHECK(tppp::local_world_size(env_of({{"LOCAL_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_LOCAL_SIZE", "3"}})) == 2);
+    for (const char* bad : {"0", "-1", "x", "70000"}) {
+      try {
+        tppp::local_world_size(env_of({{"LOCAL_WORLD_SIZE", bad}}));
+        FAIL("LOCAL_WORLD_SIZE=" << bad << " accepted");
+      } catch (const tppp::Error& err) {
+        CHECK(err.status() == TPPP_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(err.what()).find("LOCAL_WORLD_SIZE") != std::string::npos);
+      }
+    }
+  }
+
   TEST_CASE("torchrun / tppp-run variables") {
     auto e = tppp::read_launch_env(env_of({{"RANK", "3"},
                                            {"WORLD_SIZE", "4"},

@@ -13,6 +13,7 @@
 #include "core/env.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
+#include "core/host_heap.hpp"
 #include "core/trace.hpp"
 #include "group/group.hpp"
 #include "model/bind.hpp"
@@ -155,6 +156,9 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
   owned_.push_back(inv_freq_);
   be_->copy(inv_freq_, f.data(), f.size() * 4, nullptr);
   be_->sync(nullptr);
+  // The loader's buffers (a module's slices, freed once bound) would stay in
+  // the C heap; give them back, so the process holds the weights, not twice.
+  trim_host_heap();
   if (cuda) {
     // A blocking stream: ordered against the legacy default stream (hosts,
     // the transports' stream-less waits), and capturable, which that is not.
