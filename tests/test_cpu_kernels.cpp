@@ -136,7 +136,7 @@ TEST_SUITE("cpu_kernels") {
     }
   }
 
-  TEST_CASE("silu(g) * u, dot, exp_sum and scale_axpy against float64") {
+  TEST_CASE("silu(g) * u, dot, dots, axpys, exp_sum and scale_axpy against float64") {
     uint64_t s = 9;
     const int64_t n = 1003;
     std::vector<float> g(static_cast<size_t>(n)), u(static_cast<size_t>(n)), o(static_cast<size_t>(n));
@@ -163,6 +163,27 @@ TEST_SUITE("cpu_kernels") {
           r16 += static_cast<double>(g[static_cast<size_t>(i)]) * tppp::load_float(dt, ub.data(), static_cast<size_t>(i));
         }
         CHECK(std::fabs(ks->dot(g.data(), ub.data(), dt, n) - r16) < 1e-5 * (std::fabs(r16) + 1));
+      }
+      for (int64_t d : {64, 40, 24}) {  // several rows against one row: scores and P V
+        const int64_t nq = 5;
+        for (int32_t dt : {TPPP_DTYPE_F32, TPPP_DTYPE_BF16}) {
+          std::vector<float> q(g.begin(), g.begin() + nq * d), o(u.begin(), u.begin() + nq * d), o0(o);
+          const float* krow = u.data() + 500;
+          std::vector<char> kd(static_cast<size_t>(d) * tppp::dtype_size(dt));
+          tppp::convert_dtype(krow, TPPP_DTYPE_F32, kd.data(), dt, static_cast<size_t>(d));
+          std::vector<float> sc(static_cast<size_t>(nq * 3), NAN), p = {0.5f, -1.0f, 2.0f, 0.0f, 3.0f};
+          ks->dots(q.data(), nq, d, kd.data(), dt, sc.data(), 3);
+          ks->axpys(o.data(), nq, d, p.data(), 1, kd.data(), dt);
+          for (int64_t r = 0; r < nq; r++) {
+            double want = 0;
+            for (int64_t c = 0; c < d; c++)
+              want += static_cast<double>(q[static_cast<size_t>(r * d + c)]) * tppp::load_float(dt, kd.data(), static_cast<size_t>(c));
+            CHECK(std::fabs(sc[static_cast<size_t>(r * 3)] - want) < 1e-5 * (std::fabs(want) + 1));
+            for (int64_t c = 0; c < d; c++)
+              CHECK(o[static_cast<size_t>(r * d + c)] ==
+                    doctest::Approx(o0[static_cast<size_t>(r * d + c)] + p[static_cast<size_t>(r)] * tppp::load_float(dt, kd.data(), static_cast<size_t>(c))).epsilon(1e-6));
+          }
+        }
       }
       std::vector<float> e(u), ex(u);
       const float mx = 1.5f;

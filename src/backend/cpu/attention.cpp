@@ -8,9 +8,12 @@
 //    a panel (positions as columns) and V into panels (head dims as
 //    columns), then both products run on the GEMM's tile kernel: S = Q K^T,
 //    the softmax update, O = O * corr + P V;
-//  - direct (decode, a few rows): dot products and axpys straight on the
-//    cache rows in their dtype (widened in registers), since packing a block
-//    for three rows costs more than the products.
+//  - direct (decode, a few rows): each cached row is widened once and meets
+//    every query row of the item (scores, then P V), since packing a block
+//    for three rows costs more than the products. The rows sit kv_heads
+//    apart in the pages and the weights streaming through evict them from
+//    L3 every step, so they are prefetched 8 ahead (a decode step at batch 1
+//    went from 14.0 to 12.0 ms on SmolLM2 bf16 with that alone).
 // Causality: row i sees kv_len[its token] positions; its P row is 0 beyond.
 #include <algorithm>
 #include <atomic>
@@ -116,15 +119,24 @@ void item_direct(const Args& a, const Item& w, Scratch& sc) {
   sc.slots.resize(at(kPositions));
   for (int64_t p0 = 0; p0 < len; p0 += kPositions) {
     const int64_t pb = std::min(kPositions, len - p0);
-    for (int64_t j = 0; j < pb; j++) sc.slots[at(j)] = a.slot(pg, p0 + j, w.kh) * a.es;
-    for (int64_t i = 0; i < nq; i++) {
-      float* si = sc.s.data() + i * kPositions;
-      const float* qi = sc.q.data() + i * d;
-      for (int64_t j = 0; j < pb; j++) si[j] = a.kr->dot(qi, kc + sc.slots[at(j)], a.dt, d);
-      softmax_row(a, w, sc, i, p0, pb, si);
-      float* oi = sc.o.data() + i * d;
-      const int64_t cnt = std::min<int64_t>(pb, a.kv_len[w.t0 + i / a.group] - p0);
-      for (int64_t j = 0; j < cnt; j++) a.kr->scale_axpy(oi, 1.0f, si[j], vc + sc.slots[at(j)], a.dt, d);
+    const size_t row = at(d) * a.es;
+    for (int64_t j = 0; j < pb; j++) {
+      sc.slots[at(j)] = a.slot(pg, p0 + j, w.kh) * a.es;
+      if (j < 8)
+        for (size_t b = 0; b < row; b += 64) __builtin_prefetch(kc + sc.slots[at(j)] + b);
+    }
+    for (int64_t j = 0; j < pb; j++) {  // every row's score against cached row j at once
+      if (j + 8 < pb)  // the rows are kv_heads apart in the pages: ask for them ahead
+        for (size_t b = 0; b < row; b += 64) __builtin_prefetch(kc + sc.slots[at(j + 8)] + b);
+      a.kr->dots(sc.q.data(), nq, d, kc + sc.slots[at(j)], a.dt, sc.s.data() + j, kPositions);
+    }
+    for (int64_t j = 0; j < std::min<int64_t>(8, pb); j++)
+      for (size_t b = 0; b < row; b += 64) __builtin_prefetch(vc + sc.slots[at(j)] + b);
+    for (int64_t i = 0; i < nq; i++) softmax_row(a, w, sc, i, p0, pb, sc.s.data() + i * kPositions);
+    for (int64_t j = 0; j < pb; j++) {  // P is 0 past what a row sees
+      if (j + 8 < pb)
+        for (size_t b = 0; b < row; b += 64) __builtin_prefetch(vc + sc.slots[at(j + 8)] + b);
+      a.kr->axpys(sc.o.data(), nq, d, sc.s.data() + j, kPositions, vc + sc.slots[at(j)], a.dt);
     }
   }
   end_item(a, w, sc, nq);

@@ -2,6 +2,7 @@
 #include "backend/cpu/gemm.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -72,14 +73,16 @@ void gemm(const float* x, int64_t m, int64_t ldx, const PackedMatrix& w, const f
   const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / (static_cast<size_t>(kc * kNr) * es)));
   // At least ~16 panels per thread, so a small GEMM does not pay for waking threads it cannot feed.
   const int max_threads = static_cast<int>(std::max<int64_t>(1, np / 16));
+  // Threads take chunks of panels as they come free (one atomic add per
+  // chunk): no thread waits at the join for a slower or later-woken one.
+  std::atomic<int64_t> next{0};
   pool().parallel(
-      [&](int tid, int nt) {
+      [&](int, int) {
         thread_local std::vector<float> wide;
         if (widen && wide.size() < static_cast<size_t>(chunk * kc * kNr))
           wide.resize(static_cast<size_t>(chunk * kc * kNr));
-        const int64_t p0 = np * tid / nt, p1 = np * (tid + 1) / nt;
-        for (int64_t c0 = p0; c0 < p1; c0 += chunk) {
-          const int64_t c1 = std::min(p1, c0 + chunk);
+        for (int64_t c0 = next.fetch_add(chunk); c0 < np; c0 = next.fetch_add(chunk)) {
+          const int64_t c1 = std::min(np, c0 + chunk);
           if (bias)
             for (int64_t r = 0; r < m; r++) {
               const int64_t j0 = c0 * kNr, j1 = std::min(n, c1 * kNr);

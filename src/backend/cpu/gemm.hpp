@@ -9,7 +9,8 @@
 // ours. Decode (M <= 6) streams each panel once, the whole K in registers;
 // larger M blocks K by 256 and keeps a chunk of panels in L2 (16-bit
 // weights widened to f32 there, once per chunk) while 6-row tiles of x
-// pass over it (Goto's loop order). Threads split the panels.
+// pass over it (Goto's loop order). Threads take chunks of panels as they
+// come free.
 #pragma once
 #include <cstdint>
 #include <memory>

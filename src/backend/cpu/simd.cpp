@@ -66,6 +66,14 @@ void scale_axpy_generic(float* y, float s, float p, const void* x, int32_t xdt, 
   for (int64_t i = 0; i < n; i++) y[i] = y[i] * s + p * load_float(xdt, x, static_cast<size_t>(i));
 }
 
+void dots_generic(const float* q, int64_t nq, int64_t d, const void* k, int32_t dt, float* s, int64_t lds) {
+  for (int64_t r = 0; r < nq; r++) s[r * lds] = dot_generic(q + r * d, k, dt, d);
+}
+
+void axpys_generic(float* o, int64_t nq, int64_t d, const float* p, int64_t ldp, const void* v, int32_t dt) {
+  for (int64_t r = 0; r < nq; r++) scale_axpy_generic(o + r * d, 1.0f, p[r * ldp], v, dt, d);
+}
+
 void to_f32_generic(const void* src, int32_t dt, float* dst, int64_t n) {
   convert_dtype(src, dt, dst, TPPP_DTYPE_F32, static_cast<size_t>(n));
 }
@@ -84,9 +92,9 @@ void silu_mul_generic(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kGeneric = {"generic",          tile_generic,   panel_to_f32_generic, dot_generic,
-                          scale_axpy_generic, to_f32_generic, from_f32_generic,     exp_sum_generic,
-                          silu_mul_generic};
+const Kernels kGeneric = {"generic",        tile_generic,     panel_to_f32_generic, dot_generic,
+                          scale_axpy_generic, dots_generic,   axpys_generic,        to_f32_generic,
+                          from_f32_generic,   exp_sum_generic, silu_mul_generic};
 
 #if defined(__x86_64__)
 // ------------------------------------------------------------------- AVX2
@@ -240,6 +248,45 @@ TPPP_AVX2 void scale_axpy_avx2(float* y, float s, float p, const void* x, int32_
   for (; i < n; i++) y[i] = y[i] * s + p * load_float(xdt, x, static_cast<size_t>(i));
 }
 
+// One cached row widened once into a small f32 buffer (L1), then every
+// query row against it: no call, widening or horizontal-sum setup per pair.
+constexpr int64_t kRowMax = 512;
+
+TPPP_AVX2 void dots_avx2(const float* q, int64_t nq, int64_t d, const void* k, int32_t dt, float* s, int64_t lds) {
+  if (d > kRowMax || d % 8) {
+    for (int64_t r = 0; r < nq; r++) s[r * lds] = dot_avx2(q + r * d, k, dt, d);
+    return;
+  }
+  alignas(32) float kb[kRowMax];
+  for (int64_t c = 0; c < d; c += 8) _mm256_store_ps(kb + c, load8(k, dt, c));
+  for (int64_t r = 0; r < nq; r++) {
+    const float* qr = q + r * d;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= d; c += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + c), _mm256_load_ps(kb + c), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + c + 8), _mm256_load_ps(kb + c + 8), a1);
+    }
+    if (c < d) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + c), _mm256_load_ps(kb + c), a0);
+    s[r * lds] = hsum(_mm256_add_ps(a0, a1));
+  }
+}
+
+TPPP_AVX2 void axpys_avx2(float* o, int64_t nq, int64_t d, const float* p, int64_t ldp, const void* v, int32_t dt) {
+  if (d > kRowMax || d % 8) {
+    for (int64_t r = 0; r < nq; r++) scale_axpy_avx2(o + r * d, 1.0f, p[r * ldp], v, dt, d);
+    return;
+  }
+  alignas(32) float vb[kRowMax];
+  for (int64_t c = 0; c < d; c += 8) _mm256_store_ps(vb + c, load8(v, dt, c));
+  for (int64_t r = 0; r < nq; r++) {
+    float* orow = o + r * d;
+    const __m256 pr = _mm256_set1_ps(p[r * ldp]);
+    for (int64_t c = 0; c < d; c += 8)
+      _mm256_storeu_ps(orow + c, _mm256_fmadd_ps(pr, _mm256_load_ps(vb + c), _mm256_loadu_ps(orow + c)));
+  }
+}
+
 TPPP_AVX2 void to_f32_avx2(const void* src, int32_t dt, float* dst, int64_t n) {
   if (dt == TPPP_DTYPE_F32) {
     std::memcpy(dst, src, static_cast<size_t>(n) * 4);
@@ -327,8 +374,9 @@ TPPP_AVX2 void silu_mul_avx2(const float* g, const float* u, float* out, int64_t
   for (; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kAvx2 = {"avx2",      tile_avx2,     panel_to_f32_avx2, dot_avx2,     scale_axpy_avx2,
-                       to_f32_avx2, from_f32_avx2, exp_sum_avx2,      silu_mul_avx2};
+const Kernels kAvx2 = {"avx2",          tile_avx2,   panel_to_f32_avx2, dot_avx2,     scale_axpy_avx2,
+                       dots_avx2,       axpys_avx2,  to_f32_avx2,       from_f32_avx2, exp_sum_avx2,
+                       silu_mul_avx2};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

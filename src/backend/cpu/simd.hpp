@@ -38,6 +38,11 @@ struct Kernels {
   float (*dot)(const float* a, const void* b, int32_t bdt, int64_t n);
   // y[i] = y[i] * s + p * x[i], x of dtype xdt
   void (*scale_axpy)(float* y, float s, float p, const void* x, int32_t xdt, int64_t n);
+  // Attention's decode products for nq query rows at once against one cached
+  // row of dtype dt (read once): s[r * lds] = q[r, :d] . k, and
+  // o[r, :d] += p[r * ldp] * v (q and o rows contiguous, d apart).
+  void (*dots)(const float* q, int64_t nq, int64_t d, const void* k, int32_t dt, float* s, int64_t lds);
+  void (*axpys)(float* o, int64_t nq, int64_t d, const float* p, int64_t ldp, const void* v, int32_t dt);
   // dst[i] = f32(src[i]) for src of dtype F32/F16/BF16 (exact).
   void (*to_f32)(const void* src, int32_t dt, float* dst, int64_t n);
   // dst[i] = src[i] rounded to dtype (nearest even, NaN kept: core/dtype.hpp's rule).
