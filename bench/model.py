@@ -72,7 +72,7 @@ def main():
     a = ap.parse_args()
     mb, tr = os.path.join(a.build, "bench", "model_bench"), os.path.join(a.build, "tppp-run")
     if not os.access(mb, os.X_OK):
-        sys.exit(f"missing {mb}: build first (it needs OpenBLAS for its GEMM peer)")
+        sys.exit(f"missing {mb}: build first")
     cores = os.cpu_count()
     bw = float(run([mb, "--bandwidth", str(cores)]).split()[1])
     models = []

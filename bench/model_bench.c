@@ -1,5 +1,5 @@
 /* bench/model: the model runtime's prefill and decode speed on one grid
- * (bench/model.sh runs every grid and transformers beside it).
+ * (bench/model.sh runs it beside transformers and the roofline).
  *
  *   tppp-run -n W -- model_bench CKPT --tp N --pp M [--batch B] [--prompt L]
  *                    [--steps S] [--reps R] [--chunk T] [--microbatches G]
@@ -11,16 +11,12 @@
  *       step <median ms>                        one decode forward of B tokens
  *                                               (tppp_model_forward, the stages
  *                                               in turn)
- *   model_bench --gemv B K:N[:count],...        one process: the median time of
- *                                               cblas_sgemm [B,K] x [N,K]^T for
- *                                               each shape, summed (count times)
  *   model_bench --bandwidth T                   this machine's memory read speed:
  *                                               T threads summing 1 GiB, best of 5,
  *                                               "bw <GB/s>" (the roofline's divisor)
  *
- * The second form is the peer for "step": the GEMVs a decode step cannot do
- * without, on the same threads, so step - gemv is the runtime's overhead. */
-#include <cblas.h>
+ * The second form is the roofline's divisor: a decode step must read every
+ * weight once, so weight bytes / bandwidth bounds it from below. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,42 +27,6 @@
 
 #include "bench_time.h"
 #include "c_api.h"
-
-static float frand(uint64_t* s) {
-  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-  return (float)((*s >> 40) & 0xffff) / 32768.0f - 1.0f;
-}
-
-/* --gemv B "K:N[:count],...": sum over shapes of count x median(sgemm). */
-static int gemv_only(int b, const char* shapes) {
-  double total = 0;
-  char* list = strdup(shapes);
-  for (char* tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-    int k = 0, n = 0, count = 1;
-    if (sscanf(tok, "%d:%d:%d", &k, &n, &count) < 2 || k <= 0 || n <= 0 || count <= 0) {
-      fprintf(stderr, "--gemv: bad shape '%s' (K:N[:count])\n", tok);
-      free(list);
-      return 2;
-    }
-    float* x = malloc(sizeof(float) * (size_t)b * (size_t)k);
-    float* w = malloc(sizeof(float) * (size_t)n * (size_t)k);
-    float* y = malloc(sizeof(float) * (size_t)b * (size_t)n);
-    uint64_t s = 1;
-    for (size_t i = 0; i < (size_t)b * (size_t)k; i++) x[i] = frand(&s);
-    for (size_t i = 0; i < (size_t)n * (size_t)k; i++) w[i] = frand(&s);
-    double t[15];
-    for (int r = 0; r < 15; r++) {
-      const double t0 = now_s();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
-      t[r] = now_s() - t0;
-    }
-    total += count * median(t, 15);
-    free(x), free(w), free(y);
-  }
-  free(list);
-  printf("gemv %.3f\n", total * 1e3);
-  return 0;
-}
 
 /* --bandwidth T: T threads each read their part of 1 GiB, best of 5 passes.
  * With AVX2 (cpuid) 256-bit loads into four accumulators, as the GEMM reads
@@ -141,7 +101,6 @@ static int bandwidth(int threads) {
   } while (0)
 
 int main(int argc, char** argv) {
-  if (argc == 4 && !strcmp(argv[1], "--gemv")) return gemv_only(atoi(argv[2]), argv[3]);
   if (argc == 3 && !strcmp(argv[1], "--bandwidth")) return bandwidth(atoi(argv[2]));
   const char* ckpt = argc > 1 ? argv[1] : NULL;
   int tp = 1, pp = 1, batch = 4, plen = 128, steps = 32, reps = 3, chunk = 0, mbs = 0;
@@ -160,7 +119,7 @@ int main(int argc, char** argv) {
   if (!ckpt || tp < 1 || pp < 1 || batch < 1 || plen < 1 || steps < 1 || reps < 1) {
     fprintf(stderr, "usage: model_bench CKPT --tp N --pp M [--batch B] [--prompt L] [--steps S] [--reps R] [--chunk T] "
                     "[--microbatches G]\n"
-                    "       model_bench --gemv B K:N[:count],...\n");
+                    "       model_bench --bandwidth T\n");
     return 2;
   }
   tppp_group_params gp;
