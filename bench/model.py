@@ -16,7 +16,7 @@ read speed, measured here (model_bench --bandwidth, every core).
 --grids adds the old table: every TP x PP grid of the bench model, one
 round, each rank's share of the cores.
 
-Usage: bench/model.sh [--build DIR] [--rounds R] [--models a,b] [--batches 1,4,16] [--grids]
+Usage: bench/model.sh [--build DIR] [--rounds R] [--models a,b] [--batches 1,4,16] [--grids] [--out FILE]
 Writes bench/results/model-<date>-<host>.md."""
 import argparse
 import datetime
@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--grids", action="store_true")
+    ap.add_argument("--out", help="the table's file (default bench/results/model-<date>-<host>.md)")
     ap.add_argument("--python", default=os.environ.get("HF_PY", sys.executable))
     a = ap.parse_args()
     mb, tr = os.path.join(a.build, "bench", "model_bench"), os.path.join(a.build, "tppp-run")
@@ -138,7 +139,7 @@ def main():
         f"{name} {os.path.getsize(os.path.join(ckpt, 'model.safetensors')) / 1e6:.0f} MB" for name, _, ckpt in models) + "."]
     if a.grids:
         lines += grids(a, mb, tr, cores, env)
-    out = os.path.join(ROOT, "bench", "results", f"model-{date}-{host}.md")
+    out = a.out or os.path.join(ROOT, "bench", "results", f"model-{date}-{host}.md")
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

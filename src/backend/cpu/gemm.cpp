@@ -76,9 +76,12 @@ void gemm(const float* x, int64_t m, int64_t ldx, const PackedMatrix& w, const f
   // in every tile (the widening competes with the FMAs for the same ports).
   const bool widen = m > kMr && w.dtype() != TPPP_DTYPE_F32;
   const size_t es = widen ? 4 : dtype_size(w.dtype());
-  const int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / (static_cast<size_t>(kc * kNr) * es)));
+  int64_t chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / (static_cast<size_t>(kc * kNr) * es)));
   // At least ~16 panels per thread, so a small GEMM does not pay for waking threads it cannot feed.
   const int max_threads = static_cast<int>(std::max<int64_t>(1, np / 16));
+  // Decode streams its weights from memory: longer runs of adjacent panels
+  // per grab keep the prefetchers' streams going (about 4 grabs a thread).
+  if (kc == k && m <= kMr) chunk = std::max(chunk, (np + 4 * pool().size() - 1) / (4 * pool().size()));
   // Threads take chunks of panels as they come free (one atomic add per
   // chunk): no thread waits at the join for a slower or later-woken one.
   std::atomic<int64_t> next{0};

@@ -126,6 +126,10 @@ TPPP_AVX2 void tile_avx2_mr(int64_t kc, const float* a, int64_t lda, const char*
     __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 2 <= kc; k += 2) {
+      // 16-bit panels: two k are one line; ask for the one 1 KiB ahead (a
+      // decode GEMV streams from memory; measured +10-15% for bf16, while
+      // f32, two lines per two k, was slower with it).
+      if (DT != TPPP_DTYPE_F32) _mm_prefetch(b + static_cast<size_t>(k) * row + 1024, _MM_HINT_T0);
       __m256 lo, hi, lo2, hi2;
       load16<DT>(b + static_cast<size_t>(k) * row, lo, hi);
       load16<DT>(b + static_cast<size_t>(k + 1) * row, lo2, hi2);
