@@ -59,11 +59,6 @@ const char* PackedMatrix::panel(int64_t p, int64_t k0) const {
   return data_.get() + static_cast<size_t>((p * k_ + k0) * kNr) * es_;
 }
 
-void PackedMatrix::row(int64_t r, float* out) const {
-  const char* base = data_.get() + static_cast<size_t>((r / kNr) * k_ * kNr + panel_slot(dt_, static_cast<int>(r % kNr))) * es_;
-  for (int64_t c = 0; c < k_; c++) out[c] = load_float(dt_, base, static_cast<size_t>(c * kNr));
-}
-
 void gemm(const float* x, int64_t m, int64_t ldx, const PackedMatrix& w, const float* bias, float* y, int64_t ldy,
           const Kernels* ks) {
   const int64_t n = w.n(), k = w.k(), np = w.panels();

@@ -29,8 +29,6 @@ class PackedMatrix {
   int64_t panels() const { return (n_ + 15) / 16; }
   // Panel p from row k0: kNr weights per k, contiguous.
   const char* panel(int64_t p, int64_t k0) const;
-  // W[row, 0..k) as f32 (a row of the original matrix, e.g. an embedding).
-  void row(int64_t r, float* out) const;
 
  private:
   int64_t n_, k_;

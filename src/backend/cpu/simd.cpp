@@ -62,8 +62,8 @@ float dot_generic(const float* a, const void* b, int32_t bdt, int64_t n) {
   return s;
 }
 
-void scale_axpy_generic(float* y, float s, float p, const void* x, int32_t xdt, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = y[i] * s + p * load_float(xdt, x, static_cast<size_t>(i));
+void axpy_generic(float* y, float p, const void* x, int32_t xdt, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += p * load_float(xdt, x, static_cast<size_t>(i));
 }
 
 void dots_generic(const float* q, int64_t nq, int64_t d, const void* k, int32_t dt, float* s, int64_t lds) {
@@ -71,7 +71,7 @@ void dots_generic(const float* q, int64_t nq, int64_t d, const void* k, int32_t 
 }
 
 void axpys_generic(float* o, int64_t nq, int64_t d, const float* p, int64_t ldp, const void* v, int32_t dt) {
-  for (int64_t r = 0; r < nq; r++) scale_axpy_generic(o + r * d, 1.0f, p[r * ldp], v, dt, d);
+  for (int64_t r = 0; r < nq; r++) axpy_generic(o + r * d, p[r * ldp], v, dt, d);
 }
 
 void to_f32_generic(const void* src, int32_t dt, float* dst, int64_t n) {
@@ -92,9 +92,8 @@ void silu_mul_generic(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kGeneric = {"generic",        tile_generic,     panel_to_f32_generic, dot_generic,
-                          scale_axpy_generic, dots_generic,   axpys_generic,        to_f32_generic,
-                          from_f32_generic,   exp_sum_generic, silu_mul_generic};
+const Kernels kGeneric = {"generic",      tile_generic,     panel_to_f32_generic, dots_generic,   axpys_generic,
+                          to_f32_generic, from_f32_generic, exp_sum_generic,      silu_mul_generic};
 
 #if defined(__x86_64__)
 // ------------------------------------------------------------------- AVX2
@@ -244,12 +243,11 @@ TPPP_AVX2 float dot_avx2(const float* a, const void* b, int32_t bdt, int64_t n) 
   return s;
 }
 
-TPPP_AVX2 void scale_axpy_avx2(float* y, float s, float p, const void* x, int32_t xdt, int64_t n) {
-  const __m256 vs = _mm256_set1_ps(s), vp = _mm256_set1_ps(p);
+TPPP_AVX2 void axpy_avx2(float* y, float p, const void* x, int32_t xdt, int64_t n) {
+  const __m256 vp = _mm256_set1_ps(p);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, load8(x, xdt, i), _mm256_mul_ps(_mm256_loadu_ps(y + i), vs)));
-  for (; i < n; i++) y[i] = y[i] * s + p * load_float(xdt, x, static_cast<size_t>(i));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vp, load8(x, xdt, i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += p * load_float(xdt, x, static_cast<size_t>(i));
 }
 
 // One cached row widened once into a small f32 buffer (L1), then every
@@ -278,7 +276,7 @@ TPPP_AVX2 void dots_avx2(const float* q, int64_t nq, int64_t d, const void* k, i
 
 TPPP_AVX2 void axpys_avx2(float* o, int64_t nq, int64_t d, const float* p, int64_t ldp, const void* v, int32_t dt) {
   if (d > kRowMax || d % 8) {
-    for (int64_t r = 0; r < nq; r++) scale_axpy_avx2(o + r * d, 1.0f, p[r * ldp], v, dt, d);
+    for (int64_t r = 0; r < nq; r++) axpy_avx2(o + r * d, p[r * ldp], v, dt, d);
     return;
   }
   alignas(32) float vb[kRowMax];
@@ -378,9 +376,8 @@ TPPP_AVX2 void silu_mul_avx2(const float* g, const float* u, float* out, int64_t
   for (; i < n; i++) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
-const Kernels kAvx2 = {"avx2",          tile_avx2,   panel_to_f32_avx2, dot_avx2,     scale_axpy_avx2,
-                       dots_avx2,       axpys_avx2,  to_f32_avx2,       from_f32_avx2, exp_sum_avx2,
-                       silu_mul_avx2};
+const Kernels kAvx2 = {"avx2",      tile_avx2,     panel_to_f32_avx2, dots_avx2,    axpys_avx2,
+                       to_f32_avx2, from_f32_avx2, exp_sum_avx2,      silu_mul_avx2};
 
 bool cpu_has_avx2() {
   __builtin_cpu_init();

@@ -34,10 +34,6 @@ struct Kernels {
                int nc, bool acc);
   // dst[r, 0..16) = panel rows r < rows (dtype dt, panel_slot order) as f32 in column order.
   void (*panel_to_f32)(const void* src, int32_t dt, float* dst, int64_t rows);
-  // sum_i a[i] * b[i], b of dtype bdt (F32/F16/BF16, in order)
-  float (*dot)(const float* a, const void* b, int32_t bdt, int64_t n);
-  // y[i] = y[i] * s + p * x[i], x of dtype xdt
-  void (*scale_axpy)(float* y, float s, float p, const void* x, int32_t xdt, int64_t n);
   // Attention's decode products for nq query rows at once against one cached
   // row of dtype dt (read once): s[r * lds] = q[r, :d] . k, and
   // o[r, :d] += p[r * ldp] * v (q and o rows contiguous, d apart).
