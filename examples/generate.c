@@ -4,7 +4,7 @@
  *            [--prompt-ids ...] [--max-new N] [--dump-logits FILE]
  *            [--dtype f32|f16|bf16] [--reference] [--microbatches G]
  *            [--chunk T] [--follow] [--device N] [--temperature T] [--top-k K]
- *            [--top-p P] [--min-p P] [--seed S] [--ignore-eos]
+ *            [--top-p P] [--min-p P] [--seed S] [--ignore-eos] [--timeout-ms MS]
  *
  * Every rank loads its part of the checkpoint (its stage's layers, its TP
  * rank's heads) and calls tppp_model_generate; the driver (rank 0) prints,
@@ -21,8 +21,11 @@
  * may share it; default: the CPU). --temperature/--top-k/--top-p/--min-p/
  * --seed sample on the last stage (default greedy; a seed gives the same
  * tokens on every grid); generation stops at the model's EOS ids unless
- * --ignore-eos. --reference compares greedy tokens only. Exit status: 0, or
- * 1 on an error or a mismatch. */
+ * --ignore-eos. --reference compares greedy tokens only. --timeout-ms: the
+ * group's timeout for every blocking step (default 60000). Errors name the
+ * rank's own number: the launcher's (RANK, OMPI_COMM_WORLD_RANK or
+ * SLURM_PROCID) until the group exists. Exit status: 0, or 1 on an error or
+ * a mismatch. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,12 +122,23 @@ static void on_token(void* user, int32_t p, int32_t t) {
     }                                                                                                 \
   } while (0)
 
+/* This process's rank as its launcher numbered it (before a group exists). */
+static int launcher_rank(void) {
+  const char* keys[] = {"RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"};
+  for (int i = 0; i < 3; i++) {
+    const char* v = getenv(keys[i]);
+    if (v && *v) return atoi(v);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* ckpt = NULL;
   const char* dump = NULL;
   int tp = 0, pp = 1, max_new = 16, reference = 0, rank = 0, mbs = 0, chunk = 0, follow = 0, device = TPPP_DEVICE_CPU;
   int32_t dtype = -1;
-  int ignore_eos = 0;
+  int ignore_eos = 0, timeout_ms = 0;
+  rank = launcher_rank();
   tppp_sampling_params sp;
   tppp_sampling_params_init(&sp, sizeof sp);
   for (int i = 1; i < argc; i++) {
@@ -145,6 +159,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--min-p") && v) sp.min_p = (float)atof(argv[++i]);
     else if (!strcmp(a, "--seed") && v) sp.seed = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
+    else if (!strcmp(a, "--timeout-ms") && v) timeout_ms = atoi(argv[++i]);
     else if (!strcmp(a, "--dtype") && v) {
       i++;
       dtype = !strcmp(v, "f32") ? TPPP_DTYPE_F32 : !strcmp(v, "f16") ? TPPP_DTYPE_F16 : !strcmp(v, "bf16") ? TPPP_DTYPE_BF16 : -2;
@@ -160,7 +175,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "usage: generate CKPT [--tp N] [--pp M] --prompt-ids \"5,17,300\" [--prompt-ids ...] "
                       "[--max-new N] [--dump-logits FILE] [--dtype f32|f16|bf16] [--reference] [--microbatches G] "
                       "[--chunk T] [--follow] [--device N] [--temperature T] [--top-k K] [--top-p P] [--min-p P] "
-                      "[--seed S] [--ignore-eos]\n");
+                      "[--seed S] [--ignore-eos] [--timeout-ms MS]\n");
       return 2;
     }
   }
@@ -182,6 +197,7 @@ int main(int argc, char** argv) {
   gp.tp_size = tp > 0 ? tp : 1; /* from_env: tp 1 with pp means world / pp */
   gp.pp_size = pp;
   gp.device = device; /* TPPP_DEVICE_CPU, or the GPU every rank computes on (they may share it) */
+  if (timeout_ms > 0) gp.timeout_ms = timeout_ms;
   tppp_group_t g = NULL;
   CHECK(tppp_group_create_from_env(&gp, &g));
   tppp_group_info gi;

@@ -20,22 +20,55 @@
 #include "c_api.h"
 #include "core/bootstrap.hpp"
 #include "core/dtype.hpp"
+#include "core/socket.hpp"
 
 namespace th {
 
 // Children print their failures to stderr and exit non-zero; the parent
 // collects exit codes. A rank still running after timeout_s is killed (code
 // -1). fn gets (rank, unique id made by the parent before fork).
+//
+// Across simulated hosts (scripts/multihost.sh sets TPPP_HOST_INDEX and
+// TPPP_HOSTS; TPPP_TEST_PLACEMENT=block|cyclic asks for it), every host runs
+// the same test binary: call k makes its group at MASTER_ADDR, port
+// MASTER_PORT + k, with a magic from k, host 0 holding the root's listener,
+// and each host forks only the ranks the placement gives it (block: rank r
+// on host r * H / n; cyclic: on host r % H). The others count as passed
+// here: their own host reports them.
 inline std::vector<int> run_ranks(int n, double timeout_s, const std::function<int(int, const tppp_unique_id&)>& fn) {
+  static int calls = 0;
+  calls++;
   tppp_unique_id id;
   std::memset(&id, 0, sizeof id);
-  if (tppp_get_unique_id(&id) != TPPP_OK) {
+  std::vector<bool> here(static_cast<size_t>(n), true);
+  const char* host = std::getenv("TPPP_HOST_INDEX");
+  const char* place = std::getenv("TPPP_TEST_PLACEMENT");
+  if (host && place && std::getenv("TPPP_HOSTS") && std::getenv("MASTER_ADDR") && std::getenv("MASTER_PORT")) {
+    const int h = std::atoi(host), hosts = std::atoi(std::getenv("TPPP_HOSTS"));
+    for (int r = 0; r < n; r++)
+      here[static_cast<size_t>(r)] = (std::string(place) == "cyclic" ? r % hosts : r * hosts / n) == h;
+    const auto port = static_cast<uint16_t>(std::atoi(std::getenv("MASTER_PORT")) + calls);
+    try {
+      tppp::make_unique_id_at(tppp::resolve_ipv4(std::getenv("MASTER_ADDR")), port,
+                              0x7470707465737400ull ^ (static_cast<uint64_t>(port) << 20) ^ static_cast<uint64_t>(calls),
+                              here[0], &id);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "multihost unique id: %s\n", e.what());
+      return std::vector<int>(static_cast<size_t>(n), -2);
+    }
+  } else if (tppp_get_unique_id(&id) != TPPP_OK) {
     std::fprintf(stderr, "get_unique_id: %s\n", tppp_last_error());
     return std::vector<int>(static_cast<size_t>(n), -2);
   }
   std::fflush(nullptr);
   std::vector<pid_t> pids;
+  std::vector<int> codes(static_cast<size_t>(n), -1);
   for (int r = 0; r < n; r++) {
+    if (!here[static_cast<size_t>(r)]) {
+      pids.push_back(-1);
+      codes[static_cast<size_t>(r)] = 0;
+      continue;
+    }
     pid_t pid = fork();
     if (pid == 0) {
       if (r != 0) tppp::forget_unique_id(id);
@@ -51,9 +84,9 @@ inline std::vector<int> run_ranks(int n, double timeout_s, const std::function<i
     pids.push_back(pid);
   }
   tppp::forget_unique_id(id);
-  std::vector<int> codes(static_cast<size_t>(n), -1);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  size_t left = pids.size();
+  size_t left = 0;
+  for (pid_t p : pids) left += p > 0;
   while (left > 0) {
     int st;
     pid_t p = waitpid(-1, &st, WNOHANG);

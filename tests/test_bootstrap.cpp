@@ -9,6 +9,10 @@
 
 #include <string>
 
+#include "core/bootstrap.hpp"
+#include "core/env.hpp"
+#include "core/error.hpp"
+#include "core/launch_env.hpp"
 #include "core/socket.hpp"
 #include "harness.hpp"
 
@@ -211,13 +215,13 @@ TEST_SUITE("bootstrap") {
       if (rank == 2) {  // the junk sender: garbage, silence, and a half hello
         auto dl = tppp::deadline_after_ms(2000);
         {
-          tppp::Fd c = tppp::connect_tcp(htonl(INADDR_LOOPBACK), a.port, dl, "junk");
+          tppp::Fd c = tppp::connect_tcp(a.ip_be, a.port, dl, "junk");
           const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789abcdef0123456789";
           tppp::send_all(c.get(), junk, sizeof junk, dl, "junk");
         }
-        { tppp::Fd silent = tppp::connect_tcp(htonl(INADDR_LOOPBACK), a.port, dl, "silent"); }
+        { tppp::Fd silent = tppp::connect_tcp(a.ip_be, a.port, dl, "silent"); }
         {
-          tppp::Fd c = tppp::connect_tcp(htonl(INADDR_LOOPBACK), a.port, dl, "half");
+          tppp::Fd c = tppp::connect_tcp(a.ip_be, a.port, dl, "half");
           tppp::send_all(c.get(), "TPPPHLO1", 8, dl, "half");
         }
         return 0;
@@ -230,6 +234,90 @@ TEST_SUITE("bootstrap") {
       RANK_OK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, &x, &y, 1, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr));
       RANK_CHECK(y == 3.0f, "sum %g", y);
       tppp_group_destroy(g);
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("the unique id's listener is bound to the advertised address only") {
+    auto codes = th::run_ranks(1, 30, [](int, const tppp_unique_id& id) {
+      tppp::BootstrapAddr a = tppp::parse_unique_id(id);
+      if (a.ip_be == htonl(INADDR_LOOPBACK)) return 0;  // a host with loopback only: nothing to tell apart
+      // Rank 0's listener is still open in this process (the harness made it
+      // before fork): loopback is refused, the advertised address answers.
+      bool refused = false;
+      try {
+        tppp::connect_tcp(htonl(INADDR_LOOPBACK), a.port, tppp::deadline_after_ms(300), "loopback");
+      } catch (const std::exception&) {
+        refused = true;
+      }
+      RANK_CHECK(refused, "the bootstrap answered on 127.0.0.1 as well as on %s",
+                 tppp::addr_string(a.ip_be, a.port).c_str());
+      tppp::connect_tcp(a.ip_be, a.port, tppp::deadline_after_ms(2000), "advertised");
+      return 0;
+    });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+
+  TEST_CASE("a group secret: a hello that does not prove it is dropped and logged, and the group forms") {
+    // The launcher's environment makes the magic from public values, so a
+    // stranger on the network computes it too and claims rank 1 before the
+    // real rank 1 arrives: first with no secret, then with a guessed one.
+    uint16_t port = 0;
+    { tppp::listen_tcp(0, &port); }
+    const std::string ps = std::to_string(port);
+    auto codes = th::run_ranks(3, 30, [&](int rank, const tppp_unique_id&) {
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", ps.c_str(), 1);
+      setenv("WORLD_SIZE", "2", 1);
+      setenv("TPPP_RUN_ID", "job-S", 1);
+      if (rank == 2) {  // the stranger
+        setenv("RANK", "1", 1);
+        tppp::LaunchEnv e = tppp::read_launch_env(tppp::process_env);  // the magic, from public values
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));   // rank 0 listens
+        for (const char* guess : {"", "guess"}) {
+          auto dl = tppp::deadline_after_ms(3000);
+          tppp::Fd c = tppp::connect_tcp(htonl(INADDR_LOOPBACK), port, dl, "stranger");
+          struct {
+            char tag[8];
+            uint64_t magic;
+            uint32_t world, rank, tp, pp;
+            uint64_t auth;
+          } h{{'T', 'P', 'P', 'P', 'H', 'L', 'O', '2'}, e.magic, 2, 1, 2, 1, tppp::hello_auth(guess, e.magic, 1, 2)};
+          tppp::send_all(c.get(), &h, sizeof h, dl, "stranger");
+          char reply[16];
+          bool closed = false;
+          try {
+            tppp::recv_all(c.get(), reply, sizeof reply, dl, "stranger");
+          } catch (const tppp::Error& err) {
+            closed = err.status() == TPPP_ERR_REMOTE;  // hung up on, without a word
+          }
+          RANK_CHECK(closed, "a stranger with secret '%s' got an answer or no hang-up", guess);
+        }
+        return 0;
+      }
+      setenv("TPPP_GROUP_SECRET", "correct horse battery staple", 1);
+      std::vector<std::string> logs;
+      if (rank == 0)
+        tppp_set_log_callback([](int32_t, const char* m, void* u) { static_cast<std::vector<std::string>*>(u)->push_back(m); },
+                              &logs, TPPP_LOG_WARN);
+      if (rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(900));  // after the stranger
+      setenv("RANK", std::to_string(rank).c_str(), 1);
+      tppp_group_params p = th::params(1, 1, 5000);
+      tppp_group_t g = nullptr;
+      RANK_OK(tppp_group_create_from_env(&p, &g));
+      RANK_OK(tppp_barrier(g, TPPP_SCOPE_WORLD));
+      tppp_group_destroy(g);
+      if (rank == 0) {
+        tppp_set_log_callback(nullptr, nullptr, TPPP_LOG_WARN);
+        int missing = 0, wrong = 0;
+        for (const auto& m : logs) {
+          missing += has(m.c_str(), "dropped a hello") && has(m.c_str(), "does not prove the group secret");
+          wrong += has(m.c_str(), "dropped a hello") && has(m.c_str(), "proof of the group secret is wrong");
+        }
+        RANK_CHECK(missing == 1 && wrong == 1, "logged %d drops without a secret, %d with a wrong one (%zu lines)",
+                   missing, wrong, logs.size());
+      }
       return 0;
     });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));

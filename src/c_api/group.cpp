@@ -103,7 +103,7 @@ tppp_status tppp_group_create_from_env(const tppp_group_params* params, tppp_gro
   addr.port = e.port;
   addr.magic = e.magic;
   tppp::Fd listener;
-  if (e.rank == 0) listener = tppp::listen_tcp(e.port, nullptr);
+  if (e.rank == 0) listener = tppp::listen_root(addr.ip_be, e.port, nullptr);
   std::unique_ptr<tppp_group_s> h(new tppp_group_s());
   h->g.reset(new tppp::Group(cfg, addr, std::move(listener)));
   *out = h.release();

@@ -1,9 +1,12 @@
 // Bootstrap protocol (all integers little-endian, x86/ARM hosts):
-//   hello  (rank r -> 0): "TPPPHLO1" magic:u64 world:u32 rank:u32 tp:u32 pp:u32
+//   hello  (rank r -> 0): "TPPPHLO2" magic:u64 world:u32 rank:u32 tp:u32 pp:u32 auth:u64
 //   reply  (0 -> rank r): "TPPPRPL1" status:i32 len:u32 message[len]
 //   blob   (either way) : len:u64 bytes[len]      (len <= kMaxBlob)
 // Rank 0 drops connections that do not start with a valid hello (junk bytes,
-// port scanners) and keeps waiting; a hello with another magic is answered
+// port scanners) and keeps waiting; so it does, and logs it, with a hello
+// whose auth does not prove the group secret (TPPP_GROUP_SECRET; auth is
+// SipHash-2-4 keyed by the secret over magic, rank and world: the secret
+// never travels, and a proof is good for one rank of one group only); a hello with another magic is answered
 // with an error (a stale id); a hello that contradicts the group shape fails
 // the whole group. At the deadline rank 0 tells every joined rank
 // "k/n ranks joined" so all of them fail with the same TIMEOUT.
@@ -18,13 +21,15 @@
 
 #include "core/env.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/log.hpp"
+#include "core/netif.hpp"
 
 namespace tppp {
 namespace {
 
 constexpr char kIdTag[8] = {'T', 'P', 'P', 'P', 'U', 'I', 'D', '1'};
-constexpr char kHelloTag[8] = {'T', 'P', 'P', 'P', 'H', 'L', 'O', '1'};
+constexpr char kHelloTag[8] = {'T', 'P', 'P', 'P', 'H', 'L', 'O', '2'};
 constexpr char kReplyTag[8] = {'T', 'P', 'P', 'P', 'R', 'P', 'L', '1'};
 constexpr uint64_t kMaxBlob = 64ull << 20;
 constexpr uint32_t kMaxReplyMsg = 4096;
@@ -34,8 +39,9 @@ struct Hello {
   char tag[8];
   uint64_t magic;
   uint32_t world, rank, tp, pp;
+  uint64_t auth;  // hello_auth(): 0 without a secret
 };
-static_assert(sizeof(Hello) == 32, "hello layout");
+static_assert(sizeof(Hello) == 40, "hello layout");
 
 struct ReplyHead {
   char tag[8];
@@ -96,6 +102,29 @@ std::string recv_blob(int fd, Clock::time_point dl, const std::string& what) {
 
 }  // namespace
 
+uint64_t hello_auth(const std::string& secret, uint64_t magic, uint32_t rank, uint32_t world) {
+  if (secret.empty()) return 0;
+  const uint64_t k0 = siphash24(0x7470707073656372ull, 0x65742d6b65792d30ull, secret.data(), secret.size());
+  const uint64_t k1 = siphash24(0x7470707073656372ull, 0x65742d6b65792d31ull, secret.data(), secret.size());
+  unsigned char msg[8 + 8 + 4 + 4];
+  std::memcpy(msg, "tppp-hlo", 8);
+  std::memcpy(msg + 8, &magic, 8);
+  std::memcpy(msg + 16, &rank, 4);
+  std::memcpy(msg + 20, &world, 4);
+  const uint64_t a = siphash24(k0, k1, msg, sizeof msg);
+  return a ? a : 1;
+}
+
+Fd listen_root(uint32_t ip_be, uint16_t port, uint16_t* bound) {
+  const NetIf at = interface_with(ipv4_interfaces(), ip_be);
+  if (at.name.empty()) {
+    TPPP_LOG(TPPP_LOG_WARN, "bootstrap: %s is not an address of this host (NAT?): listening on every address",
+             addr_string(ip_be, port).c_str());
+    return listen_tcp(port, bound, 0);
+  }
+  return listen_tcp(port, bound, ip_be);
+}
+
 uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
   const unsigned char* p = static_cast<const unsigned char*>(data);
   for (size_t i = 0; i < n; i++) {
@@ -105,27 +134,34 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
-void make_unique_id(tppp_unique_id* out) {
-  const uint16_t port = static_cast<uint16_t>(env_int(Env::BootstrapPort, 0, 65535));  // 0: any free port
-  uint32_t ip = default_advertised_ipv4();
-  uint16_t bound = 0;
-  Fd fd = listen_tcp(port, &bound);
+void make_unique_id_at(uint32_t ip, uint16_t port, uint64_t magic, bool listen, tppp_unique_id* out) {
+  Fd fd;
+  uint16_t bound = port;
+  if (listen) fd = listen_root(ip, port, &bound);
   IdLayout l{};
   std::memcpy(l.tag, kIdTag, 8);
   l.ip_be = ip;
   l.port = bound;
-  l.magic = random_u64();
+  l.magic = magic;
   tppp_unique_id id;
   std::memset(&id, 0, sizeof id);
   std::memcpy(id.internal, &l, sizeof l);
   uint64_t sum = fnv1a64(id.internal, kChecksumOffset);
   std::memcpy(id.internal + kChecksumOffset, &sum, 8);
-  {
+  if (listen) {
     std::lock_guard<std::mutex> lk(g_mu);
     listeners()[l.magic] = fd.release();
   }
   *out = id;
-  TPPP_LOG(TPPP_LOG_INFO, "bootstrap: unique id listens on %s", addr_string(ip, bound).c_str());
+}
+
+void make_unique_id(tppp_unique_id* out) {
+  const uint16_t port = static_cast<uint16_t>(env_int(Env::BootstrapPort, 0, 65535));  // 0: any free port
+  const NetIf at = advertised_interface();
+  make_unique_id_at(at.ip_be, port, random_u64(), true, out);
+  TPPP_LOG(TPPP_LOG_INFO, "bootstrap: unique id listens on %s (%s)",
+           addr_string(at.ip_be, parse_unique_id(*out).port).c_str(),
+           at.name.empty() ? "not a local address" : at.name.c_str());
 }
 
 BootstrapAddr parse_unique_id(const tppp_unique_id& id) {
@@ -177,6 +213,7 @@ std::unique_ptr<Bootstrap> Bootstrap::join(const BootstrapAddr& addr, Fd listene
     h.rank = static_cast<uint32_t>(cfg.rank);
     h.tp = static_cast<uint32_t>(cfg.tp);
     h.pp = static_cast<uint32_t>(cfg.pp);
+    h.auth = hello_auth(cfg.secret, addr.magic, h.rank, h.world);
     send_all(b->root_.get(), &h, sizeof h, deadline, what);
     // Wait a little past our own deadline: rank 0 reports its timeout first.
     auto reply_deadline = deadline + std::chrono::milliseconds(500);
@@ -187,7 +224,10 @@ std::unique_ptr<Bootstrap> Bootstrap::join(const BootstrapAddr& addr, Fd listene
       if (e.status() == TPPP_ERR_TIMEOUT)
         fail(TPPP_ERR_TIMEOUT, "%s: no answer from rank 0 within %d ms (ranks joined unknown)", what.c_str(),
              cfg.timeout_ms);
-      fail(e.status(), "%s: rank 0 hung up before the group formed: %s", what.c_str(), e.what());
+      fail(e.status(), "%s: rank 0 hung up before the group formed (%s): %s", what.c_str(),
+           cfg.secret.empty() ? "does rank 0 have a TPPP_GROUP_SECRET this rank lacks?"
+                              : "does rank 0 have another TPPP_GROUP_SECRET, or none?",
+           e.what());
     }
     if (std::memcmp(r.tag, kReplyTag, 8) != 0 || r.len > kMaxReplyMsg)
       fail(TPPP_ERR_FORMAT, "%s: answer is not a tppp bootstrap reply (is another service on that port?)",
@@ -234,6 +274,13 @@ std::unique_ptr<Bootstrap> Bootstrap::join(const BootstrapAddr& addr, Fd listene
     if (std::memcmp(h.tag, kHelloTag, 8) != 0) {
       TPPP_LOG(TPPP_LOG_WARN, "bootstrap: dropped a connection from %s: not a tppp hello (junk bytes)",
                peer.c_str());
+      continue;
+    }
+    if (h.auth != hello_auth(cfg.secret, h.magic, h.rank, h.world)) {
+      TPPP_LOG(TPPP_LOG_WARN, "bootstrap: dropped a hello from %s (claiming rank %u): %s", peer.c_str(), h.rank,
+               cfg.secret.empty() ? "it proves a group secret, and rank 0 has none (TPPP_GROUP_SECRET differs)"
+               : h.auth == 0      ? "it does not prove the group secret (TPPP_GROUP_SECRET unset there)"
+                                  : "its proof of the group secret is wrong (another TPPP_GROUP_SECRET, or a guess)");
       continue;
     }
     if (h.magic != addr.magic) {

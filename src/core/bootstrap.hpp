@@ -24,6 +24,10 @@ struct BootstrapAddr {
 // Opens a listener (TPPP_BOOTSTRAP_PORT or ephemeral) held by this process
 // until rank 0's tppp_group_create takes it, and encodes it.
 void make_unique_id(tppp_unique_id* out);
+// An id for a root at ip:port with a given magic (tests that span simulated
+// hosts agree on one without passing bytes); listen: also open the root's
+// listener here (the root's host), as make_unique_id does.
+void make_unique_id_at(uint32_t ip_be, uint16_t port, uint64_t magic, bool listen, tppp_unique_id* out);
 // Validates the layout and checksum; throws INVALID_ARGUMENT on garbage.
 BootstrapAddr parse_unique_id(const tppp_unique_id& id);
 // Takes the listener made for `magic` out of this process's table (-1: none).
@@ -34,7 +38,14 @@ void forget_unique_id(const tppp_unique_id& id);
 struct JoinConfig {
   int world = 1, rank = 0, tp = 1, pp = 1;
   int timeout_ms = 60000;
+  std::string secret;  // TPPP_GROUP_SECRET: "" = none
 };
+
+// The hello's proof of the group secret (0 without one).
+uint64_t hello_auth(const std::string& secret, uint64_t magic, uint32_t rank, uint32_t world);
+// Rank 0's listener: on ip_be only when it is this host's, else (NAT, a
+// TPPP_BOOTSTRAP_ADDR of another host) on every address, with a warning.
+Fd listen_root(uint32_t ip_be, uint16_t port, uint16_t* bound);
 
 class Bootstrap {
  public:

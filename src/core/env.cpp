@@ -26,7 +26,7 @@ const EnvSetting kSettings[] = {
     {Env::CudaGraphs, "TPPP_CUDA_GRAPHS", "bool", "1", true,
      "`0`: the model runtime runs decode steps eagerly instead of replaying CUDA graphs per batch-size bucket"},
     {Env::BootstrapAddr, "TPPP_BOOTSTRAP_ADDR", "string", "", false,
-     "the address a unique id advertises (default: the first non-loopback IPv4 interface)"},
+     "this host's bootstrap address: what a unique id advertises and the bootstrap listens on, and (its interface) what UCX uses (default: the interface that routes to MASTER_ADDR or to the unique id's root; a root advertises the default route's interface, else the first that is up and not loopback, docker*, virbr*, veth*, ...)"},
     {Env::BootstrapPort, "TPPP_BOOTSTRAP_PORT", "int", "0", false,
      "the port rank 0 listens on for a unique id (default: any free port)"},
     {Env::RunId, "TPPP_RUN_ID", "string", "", false,
@@ -35,6 +35,8 @@ const EnvSetting kSettings[] = {
      "CPU backend: threads of the one pool its GEMMs, attention and row ops run on (`0`: the CPUs this process may use / the ranks its launcher started on this host)"},
     {Env::CpuIsa, "TPPP_CPU_ISA", "string", "", true,
      "CPU backend kernels: `auto` (default: AVX2+FMA+F16C when cpuid has them, else portable C++), `avx2`, or `generic` (the portable ones, for tests and comparison)"},
+    {Env::GroupSecret, "TPPP_GROUP_SECRET", "string", "", false,
+     "a secret every rank of a group shares (tppp-run makes one per job): rank 0 drops, and logs, a hello that does not prove it, so a process that only guessed the group's address and magic cannot join (default: none)"},
 };
 static_assert(sizeof kSettings / sizeof kSettings[0] == static_cast<size_t>(Env::Count),
               "one registry entry per Env value");

@@ -28,6 +28,7 @@ enum class Env : int {
   RunId,             // TPPP_RUN_ID
   CpuThreads,        // TPPP_CPU_THREADS
   CpuIsa,            // TPPP_CPU_ISA
+  GroupSecret,       // TPPP_GROUP_SECRET
   Count
 };
 

@@ -3,8 +3,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,7 +15,6 @@
 #include <cstring>
 #include <thread>
 
-#include "core/env.hpp"
 #include "core/error.hpp"
 
 namespace tppp {
@@ -45,18 +42,18 @@ std::string addr_string(uint32_t ip_be, uint16_t port) {
   return strf("%s:%u", buf, static_cast<unsigned>(port));
 }
 
-Fd listen_tcp(uint16_t port, uint16_t* bound) {
+Fd listen_tcp(uint16_t port, uint16_t* bound, uint32_t ip_be) {
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) fail(TPPP_ERR_SYSTEM, "bootstrap: socket(): %s", errno_text(errno).c_str());
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  sa.sin_addr.s_addr = ip_be;
   sa.sin_port = htons(port);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     int e = errno;
-    fail(TPPP_ERR_SYSTEM, "bootstrap: cannot listen on port %u: %s%s", static_cast<unsigned>(port),
+    fail(TPPP_ERR_SYSTEM, "bootstrap: cannot listen on %s: %s%s", addr_string(ip_be, port).c_str(),
          errno_text(e).c_str(),
          e == EADDRINUSE ? " (another job holds this port: pick another MASTER_PORT / TPPP_BOOTSTRAP_PORT)" : "");
   }
@@ -189,23 +186,6 @@ uint32_t resolve_ipv4(const std::string& host) {
   uint32_t ip = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr.s_addr;
   freeaddrinfo(res);
   return ip;
-}
-
-uint32_t default_advertised_ipv4() {
-  const std::string e = env_str(Env::BootstrapAddr);
-  if (!e.empty()) return resolve_ipv4(e.c_str());
-  ifaddrs* ifs = nullptr;
-  uint32_t found = htonl(INADDR_LOOPBACK);
-  if (getifaddrs(&ifs) == 0) {
-    for (ifaddrs* i = ifs; i; i = i->ifa_next) {
-      if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
-      if (!(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
-      found = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr;
-      break;
-    }
-    freeifaddrs(ifs);
-  }
-  return found;
 }
 
 }  // namespace tppp

@@ -39,8 +39,9 @@ class Fd {
 
 // "a.b.c.d:port"
 std::string addr_string(uint32_t ip_be, uint16_t port);
-// Listening socket on INADDR_ANY:port (0 = ephemeral); *bound gets the port.
-Fd listen_tcp(uint16_t port, uint16_t* bound);
+// Listening socket on ip_be:port (0 = ephemeral; ip_be 0 = every address);
+// *bound gets the port.
+Fd listen_tcp(uint16_t port, uint16_t* bound, uint32_t ip_be = 0);
 // Connects, retrying refused/unreachable until the deadline.
 Fd connect_tcp(uint32_t ip_be, uint16_t port, Clock::time_point deadline, const std::string& what);
 // Accepts one connection or returns an invalid Fd at the deadline.
@@ -49,8 +50,5 @@ void send_all(int fd, const void* buf, size_t n, Clock::time_point deadline, con
 void recv_all(int fd, void* buf, size_t n, Clock::time_point deadline, const std::string& what);
 // IPv4 address (network order) of a host name or dotted quad; throws.
 uint32_t resolve_ipv4(const std::string& host);
-// The address to advertise: TPPP_BOOTSTRAP_ADDR, else the first non-loopback
-// IPv4 interface that is up, else 127.0.0.1.
-uint32_t default_advertised_ipv4();
 
 }  // namespace tppp

@@ -1,7 +1,9 @@
 // Group formation and the rank grid.
 #include "group/group.hpp"
 
+#include "core/env.hpp"
 #include "core/error.hpp"
+#include "core/netif.hpp"
 #include "core/log.hpp"
 #include "cuda/device.hpp"
 
@@ -75,6 +77,7 @@ Group::Group(const GroupConfig& cfg, const BootstrapAddr& addr, Fd listener)
   jc.tp = cfg_.tp;
   jc.pp = cfg_.pp;
   jc.timeout_ms = cfg_.timeout_ms;
+  jc.secret = env_str(Env::GroupSecret);
   std::unique_ptr<Bootstrap> bs = Bootstrap::join(addr, std::move(listener), jc);
   TransportConfig tc;
   tc.world = cfg_.world;
@@ -84,6 +87,8 @@ Group::Group(const GroupConfig& cfg, const BootstrapAddr& addr, Fd listener)
   tc.timeout_ms = cfg_.timeout_ms;
   tc.device = cfg_.device;
   tc.abort_flag = abort_;
+  const NetIf nic = interface_toward(addr.ip_be);
+  if (!nic.loopback) tc.net_device = nic.name;
   transport_ = create_transport(cfg_.transport, *bs, tc);
   TPPP_LOG(TPPP_LOG_INFO, "rank %d/%d (tp %d/%d, pp %d/%d) joined over %s", cfg_.rank, cfg_.world, pos_.tp_rank,
            cfg_.tp, pos_.pp_rank, cfg_.pp, transport_->name());

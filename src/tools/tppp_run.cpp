@@ -1,7 +1,8 @@
 // tppp-run: a small one-machine launcher, torchrun-style.
 //   tppp-run -n N [--timeout SECONDS] [--grace SECONDS] [--] prog args...
 // Starts N copies of prog with RANK, WORLD_SIZE, LOCAL_RANK,
-// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT and TPPP_RUN_ID set; prefixes
+// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, TPPP_RUN_ID and (unless the
+// environment has one) a random TPPP_GROUP_SECRET for the job set; prefixes
 // each output line with "[rank] "; forwards SIGINT/SIGTERM. When one rank
 // exits non-zero or dies, it says which rank failed first and gives the
 // others --grace seconds (default 3) to report their errors and exit on
@@ -120,6 +121,11 @@ int main(int argc, char** argv) {
   std::random_device rd;
   char run_id[32];
   std::snprintf(run_id, sizeof run_id, "%08x%08x", rd(), rd());
+  // One secret per job: rank 0 drops any hello that does not prove it.
+  char secret[40];
+  std::snprintf(secret, sizeof secret, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  const char* user_secret = std::getenv("TPPP_GROUP_SECRET");
+  const bool make_secret = !user_secret || !*user_secret;
 
   std::vector<Child> kids(static_cast<size_t>(n));
   std::vector<Stream> streams;
@@ -147,6 +153,7 @@ int main(int argc, char** argv) {
       setenv("MASTER_ADDR", "127.0.0.1", 1);
       setenv("MASTER_PORT", port.c_str(), 1);
       setenv("TPPP_RUN_ID", run_id, 1);
+      if (make_secret) setenv("TPPP_GROUP_SECRET", secret, 1);
       execvp(argv[i], argv + i);
       std::fprintf(stderr, "tppp-run: cannot run %s: %s\n", argv[i], std::strerror(errno));
       _exit(127);

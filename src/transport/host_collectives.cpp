@@ -52,6 +52,9 @@ struct Chunks {
 };
 
 constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
+// Hierarchical calls: hosts and members per host below this; each phase's
+// steps start at a multiple of 2x it (ring steps < 2n, tags 32 bits).
+constexpr int kMaxHierSize = 512;
 
 }  // namespace
 
@@ -104,7 +107,10 @@ void HostCollectives::all_reduce(const Comm& c, const void* send, void* recv, si
   if (c.size() == 1) return;  // a count of 0 still takes part: every rank counts every call
   p2p_.coll_begin(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count});
   try {
-    if (count * es <= t_.allreduce_small_bytes || count < static_cast<size_t>(c.size()))
+    Comm local, cross;
+    if (split_by_host(c, &local, &cross))
+      allreduce_hierarchical(c, local, cross, static_cast<char*>(recv), count, dtype, op);
+    else if (count * es <= t_.allreduce_small_bytes || count < static_cast<size_t>(c.size()))
       allreduce_doubling(c, static_cast<char*>(recv), count, dtype, op);
     else
       allreduce_ring(c, static_cast<char*>(recv), count, dtype, op);
@@ -115,14 +121,15 @@ void HostCollectives::all_reduce(const Comm& c, const void* send, void* recv, si
   p2p_.coll_end();
 }
 
-void HostCollectives::allreduce_doubling(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op) {
+void HostCollectives::allreduce_doubling(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op,
+                                         uint64_t base) {
   const int n = c.size(), me = c.me;
   const size_t bytes = count * dtype_size(dtype);
   char* tmp = scratch(bytes);
   int p2 = 1;
   while (p2 * 2 <= n) p2 *= 2;
   const int rem = n - p2;
-  uint64_t step = 0;
+  uint64_t step = base;
   int vrank;
   // Fold: of the first 2*rem ranks, the even ones hand their data to the odd
   // neighbour and sit out, leaving a power of two.
@@ -161,6 +168,13 @@ void HostCollectives::allreduce_doubling(const Comm& c, char* buf, size_t count,
 }
 
 void HostCollectives::allreduce_ring(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op) {
+  ring_reduce_scatter(c, buf, count, dtype, op, 0, true);
+  ring_all_gather(c, buf, count, dtype, static_cast<uint64_t>(c.size() - 1), false);
+  p2p_.coll_wait_all();
+}
+
+void HostCollectives::ring_reduce_scatter(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op,
+                                          uint64_t base, bool forward_last) {
   const int n = c.size(), me = c.me;
   const size_t es = dtype_size(dtype);
   const Chunks ch{count, static_cast<size_t>(n)};
@@ -172,10 +186,11 @@ void HostCollectives::allreduce_ring(const Comm& c, char* buf, size_t count, int
     *off = ch.off(static_cast<size_t>(chunk)) + j * seg_elems;
     *len = std::min(seg_elems, ch.len(static_cast<size_t>(chunk)) - j * seg_elems);
   };
-  auto tag = [](uint64_t step, size_t j) { return (step << kSegBits) | j; };
+  auto tag = [base](uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; };
 
   // Step 0 sends my own chunk whole; every later send forwards a segment as
-  // soon as it has been reduced (reduce-scatter) or received (all-gather).
+  // soon as it has been reduced. forward_last: the last step's reduced
+  // segments go on at once as the all-gather's first step (base + n - 1).
   {
     int sc = me;
     for (size_t j = 0; j < nsegs(sc); j++) {
@@ -185,41 +200,155 @@ void HostCollectives::allreduce_ring(const Comm& c, char* buf, size_t count, int
     }
   }
   std::vector<HostP2P::Id> ids;
-  for (int s = 0; s < n - 1; s++) {  // reduce-scatter
+  for (int s = 0; s < n - 1; s++) {
     const int rc = mod(me - s - 1, n);
-    const size_t base = ch.off(static_cast<size_t>(rc));
+    const size_t cbase = ch.off(static_cast<size_t>(rc));
     ids.clear();
     for (size_t j = 0; j < nsegs(rc); j++) {
       size_t off, len;
       seg_span(rc, j, &off, &len);
-      ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), tmp + (off - base) * es, len * es));
+      ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), tmp + (off - cbase) * es, len * es));
     }
     for (size_t j = 0; j < ids.size(); j++) {
       size_t off, len;
       seg_span(rc, j, &off, &len);
       p2p_.coll_wait(ids[j]);
-      reduce_into(buf + off * es, tmp + (off - base) * es, len, dtype, op);
-      p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
+      reduce_into(buf + off * es, tmp + (off - cbase) * es, len, dtype, op);
+      if (s < n - 2 || forward_last)
+        p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
     }
   }
-  for (int s = 0; s < n - 1; s++) {  // all-gather of the reduced chunks
+}
+
+void HostCollectives::ring_all_gather(const Comm& c, char* buf, size_t count, int32_t dtype, uint64_t base,
+                                      bool send_first) {
+  const int n = c.size(), me = c.me;
+  const size_t es = dtype_size(dtype);
+  const Chunks ch{count, static_cast<size_t>(n)};
+  const size_t seg_elems = std::max<size_t>(1, t_.segment_bytes / es);
+  const int right = mod(me + 1, n), left = mod(me - 1, n);
+  auto nsegs = [&](int chunk) { return (ch.len(static_cast<size_t>(chunk)) + seg_elems - 1) / seg_elems; };
+  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) {
+    *off = ch.off(static_cast<size_t>(chunk)) + j * seg_elems;
+    *len = std::min(seg_elems, ch.len(static_cast<size_t>(chunk)) - j * seg_elems);
+  };
+  auto tag = [base](uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; };
+  if (send_first) {  // my chunk, (me + 1) % n, as ring_reduce_scatter left it
+    const int oc = mod(me + 1, n);
+    for (size_t j = 0; j < nsegs(oc); j++) {
+      size_t off, len;
+      seg_span(oc, j, &off, &len);
+      p2p_.coll_send(c, right, tag(0, j), buf + off * es, len * es);
+    }
+  }
+  std::vector<HostP2P::Id> ids;
+  for (int s = 0; s < n - 1; s++) {
     const int rc = mod(me - s, n);
-    const uint64_t step = static_cast<uint64_t>(n - 1 + s);
     ids.clear();
     for (size_t j = 0; j < nsegs(rc); j++) {
       size_t off, len;
       seg_span(rc, j, &off, &len);
-      ids.push_back(p2p_.coll_recv(c, left, tag(step, j), buf + off * es, len * es));
+      ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), buf + off * es, len * es));
     }
     for (size_t j = 0; j < ids.size(); j++) {
       p2p_.coll_wait(ids[j]);
       if (s < n - 2) {
         size_t off, len;
         seg_span(rc, j, &off, &len);
-        p2p_.coll_send(c, right, tag(step + 1, j), buf + off * es, len * es);
+        p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
       }
     }
   }
+}
+
+bool HostCollectives::split_by_host(const Comm& c, Comm* local, Comm* cross) const {
+  const int n = c.size();
+  if (n < 4) return false;
+  std::vector<uint64_t> hosts;  // in order of first appearance
+  std::vector<int> host_idx(static_cast<size_t>(n)), local_idx(static_cast<size_t>(n));
+  std::vector<int> per_host;
+  for (int i = 0; i < n; i++) {
+    const uint64_t h = p2p_.host_of(c.ranks[static_cast<size_t>(i)]);
+    size_t k = static_cast<size_t>(std::find(hosts.begin(), hosts.end(), h) - hosts.begin());
+    if (k == hosts.size()) {
+      hosts.push_back(h);
+      per_host.push_back(0);
+    }
+    host_idx[static_cast<size_t>(i)] = static_cast<int>(k);
+    local_idx[static_cast<size_t>(i)] = per_host[k]++;
+  }
+  const int H = static_cast<int>(hosts.size());
+  if (H < 2 || H == n) return false;
+  for (int p : per_host)
+    if (p != per_host[0]) return false;
+  if (per_host[0] >= kMaxHierSize || H >= kMaxHierSize) return false;
+  const int my_host = host_idx[static_cast<size_t>(c.me)], my_local = local_idx[static_cast<size_t>(c.me)];
+  *local = Comm();
+  *cross = Comm();
+  local->id = cross->id = c.id;
+  local->name = cross->name = c.name;
+  for (int i = 0; i < n; i++) {
+    const int g = c.ranks[static_cast<size_t>(i)];
+    if (host_idx[static_cast<size_t>(i)] == my_host) {
+      if (i == c.me) local->me = local->size();
+      local->ranks.push_back(g);
+    }
+    if (local_idx[static_cast<size_t>(i)] == my_local) {
+      if (i == c.me) cross->me = cross->size();
+      cross->ranks.push_back(g);
+    }
+  }
+  return true;
+}
+
+// Across hosts, L members on each of H hosts (local: mine; cross: the
+// members with my local index, one per host). Phases use separate step
+// ranges, since the local ones run between the same peers:
+//  small: the local members hand their vectors to the first (local leader),
+//         the leaders reduce by recursive doubling across hosts, each
+//         leader hands the result back: 2 local messages + log2(H) across.
+//  large: a local ring reduce-scatter leaves local member i with chunk
+//         (i + 1) % L reduced over the host; each chunk is all-reduced
+//         across hosts by the members holding it (L exchanges in parallel,
+//         each of 1/L of the data: every byte crosses between hosts once
+//         each way, where a flat ring would cross 2 (H - 1) / H * S over
+//         each of its host-crossing links); a local ring all-gather ends it.
+// Every rank ends with the same bits: each element's final value is made
+// once (a chunk's cross all-reduce) and copied from there.
+void HostCollectives::allreduce_hierarchical(const Comm& c, const Comm& local, const Comm& cross, char* buf,
+                                             size_t count, int32_t dtype, int32_t op) {
+  (void)c;
+  const size_t es = dtype_size(dtype);
+  const size_t bytes = count * es;
+  const uint64_t kCross = kMaxHierSize * 2, kBack = kMaxHierSize * 4;
+  if (bytes <= t_.allreduce_small_bytes || count < static_cast<size_t>(local.size())) {
+    if (local.me == 0) {
+      char* tmp = scratch(bytes);
+      for (int p = 1; p < local.size(); p++) {
+        p2p_.coll_wait(p2p_.coll_recv(local, p, 0, tmp, bytes));
+        reduce_into(buf, tmp, count, dtype, op);
+      }
+      allreduce_doubling(cross, buf, count, dtype, op, kCross);
+      for (int p = 1; p < local.size(); p++) p2p_.coll_send(local, p, kBack, buf, bytes);
+    } else {
+      p2p_.coll_wait(p2p_.coll_send(local, 0, 0, buf, bytes));
+      p2p_.coll_wait(p2p_.coll_recv(local, 0, kBack, buf, bytes));
+    }
+    p2p_.coll_wait_all();
+    return;
+  }
+  ring_reduce_scatter(local, buf, count, dtype, op, 0, false);
+  const Chunks ch{count, static_cast<size_t>(local.size())};
+  const size_t mine = static_cast<size_t>(mod(local.me + 1, local.size()));
+  char* part = buf + ch.off(mine) * es;
+  const size_t part_count = ch.len(mine);
+  if (part_count * es <= t_.allreduce_small_bytes || part_count < static_cast<size_t>(cross.size())) {
+    allreduce_doubling(cross, part, part_count, dtype, op, kCross);
+  } else {
+    ring_reduce_scatter(cross, part, part_count, dtype, op, kCross, true);
+    ring_all_gather(cross, part, part_count, dtype, kCross + static_cast<uint64_t>(cross.size() - 1), false);
+  }
+  ring_all_gather(local, buf, count, dtype, kBack, true);
   p2p_.coll_wait_all();
 }
 

@@ -2,7 +2,9 @@
 // collectives (UCX). Algorithm choice by message size, as MPI libraries do:
 //   all_reduce: recursive doubling (with the non-power-of-two fold) for small
 //               messages; ring reduce-scatter + ring all-gather, segmented so
-//               reduction overlaps transfer, for large ones.
+//               reduction overlaps transfer, for large ones. Across hosts
+//               with several members each: hierarchical (inside each host,
+//               then one exchange per host pair, then inside again).
 //   all_gather: direct exchange for small messages, ring for large.
 //   broadcast : binomial tree.     barrier: dissemination.
 // f16/bf16 are reduced in f32 and rounded once per step (as NCCL does); every
@@ -33,6 +35,9 @@ class HostP2P {
   // message of it carries both; see coll_check.hpp).
   virtual void coll_begin(const Comm& c, const char* op, const CollCall& call) = 0;
   virtual void coll_end() = 0;         // releases what coll_begin set up
+  // Which host a global rank runs on (equal ids: the same host). Collectives
+  // across hosts go hierarchically when each host holds several members.
+  virtual uint64_t host_of(int global_rank) const = 0;
 };
 
 struct CollTuning {
@@ -50,8 +55,20 @@ class HostCollectives {
   void barrier(const Comm& c);
 
  private:
-  void allreduce_doubling(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op);
+  // base: the first step number the phase's tags use (a hierarchical call
+  // runs several phases between the same peers; see host_collectives.cpp).
+  void allreduce_doubling(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op, uint64_t base = 0);
   void allreduce_ring(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op);
+  // The ring's halves: after ring_reduce_scatter rank me holds chunk
+  // (me + 1) % n reduced over all; ring_all_gather spreads every chunk.
+  void ring_reduce_scatter(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op, uint64_t base,
+                           bool forward_last);
+  void ring_all_gather(const Comm& c, char* buf, size_t count, int32_t dtype, uint64_t base, bool send_first);
+  // Members by host: true (and local/cross filled) when c spans several
+  // hosts, each holding the same number (> 1) of its members.
+  bool split_by_host(const Comm& c, Comm* local, Comm* cross) const;
+  void allreduce_hierarchical(const Comm& c, const Comm& local, const Comm& cross, char* buf, size_t count,
+                              int32_t dtype, int32_t op);
   char* scratch(size_t n);
 
   HostP2P& p2p_;

@@ -69,6 +69,8 @@ class ShmCollectives {
 
   // Every rank of c is on this host and mapped.
   bool usable(const Comm& c) const;
+  // More ranks on this host than CPUs it may run on: waits yield at once.
+  bool oversubscribed() const { return oversubscribed_; }
 
   // Every collective call on c that runs over UCX messages announces itself
   // (64-bit call number `call`, and its header) in this rank's segment (an

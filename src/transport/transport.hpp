@@ -83,6 +83,7 @@ struct TransportConfig {
   int timeout_ms = 60000;
   int device = TPPP_DEVICE_CPU;
   std::shared_ptr<std::atomic<int>> abort_flag;  // set by tppp_group_abort
+  std::string net_device;  // the interface toward the bootstrap root (core/netif.hpp); "" for loopback
 };
 
 class Transport {

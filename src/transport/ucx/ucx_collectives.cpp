@@ -124,8 +124,8 @@ void UcxTransport::shm_slow_path(const Comm& c, int peer) {
   ucp_worker_progress(worker_);
   const int g = c.ranks[static_cast<size_t>(peer)];
   if (peer_dead(g))
-    fail(TPPP_ERR_REMOTE, "rank %d: %s on '%s' (call #%u): rank %d is dead (process %d gone or its connection failed)",
-         cfg_.rank, coll_name_, c.name, coll_hdr_.seq, g, peers_[static_cast<size_t>(g)]->pid);
+    fail(TPPP_ERR_REMOTE, "rank %d: %s on '%s' (call #%u): rank %d is dead (%s: process gone or its connection failed)",
+         cfg_.rank, coll_name_, c.name, coll_hdr_.seq, g, who(g).c_str());
   const auto now = steady_clock::now();
   if (coll_deadline_ == steady_clock::time_point{})
     coll_deadline_ = now + std::chrono::milliseconds(cfg_.timeout_ms);

@@ -5,6 +5,7 @@
 // UCX matches messages from one sender in order, so equal tags are FIFO.
 #include "transport/ucx/ucx_transport.hpp"
 
+#include <dirent.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -47,6 +48,7 @@ struct AddrHead {
   uint64_t host;
   int32_t pid;
   uint32_t pad;
+  char name[64];  // the host name, for messages
 };
 
 bool process_gone(int pid) {
@@ -63,6 +65,58 @@ void check_ucs(ucs_status_t s, const char* what) {
   if (s != UCS_OK) fail(TPPP_ERR_UCX, "UCX %s failed: %s", what, ucs_status_string(s));
 }
 
+// Every RDMA port, as UCX names them ("mlx5_0:1"), from sysfs.
+std::vector<std::string> rdma_ports() {
+  std::vector<std::string> out;
+  DIR* d = ::opendir("/sys/class/infiniband");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string dev = e->d_name;
+    DIR* p = ::opendir(("/sys/class/infiniband/" + dev + "/ports").c_str());
+    if (!p) continue;
+    while (dirent* q = ::readdir(p))
+      if (q->d_name[0] != '.') out.push_back(dev + ":" + q->d_name);
+    ::closedir(p);
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::string join_devices(const std::string& first, const std::vector<std::string>& rest) {
+  std::string s = first;
+  for (const auto& r : rest) s += "," + r;
+  return s;
+}
+
+// Settings libtppp gives UCX unless the user set them (UCX_* wins):
+// - NET_DEVICES: the interface the bootstrap chose (the one that routes to
+//   the root, core/netif.hpp), plus every RDMA port, so that UCX's TCP does
+//   not reach for another interface with a local-only address (docker0)
+//   while InfiniBand and RoCE stay in use. Not for a loopback interface
+//   (one host: shared memory carries everything).
+// - TCP_TX_SEG_SIZE / TCP_RX_SEG_SIZE 256k: with UCX's 8 KiB default, a
+//   message over ~8 KiB to another host goes by rendezvous, a handshake of
+//   three messages before the data; every ring segment (256 KiB,
+//   host_collectives.hpp) paid it, and a 2-host all_reduce of 1 MiB took
+//   2.07 ms against 0.71 ms with one eager message per segment (same run).
+//   Only TCP reads these; shared memory and RDMA keep their own protocols.
+void configure_ucx(ucp_config_t* config, const TransportConfig& cfg) {
+  // key: as ucp_config_modify takes it (a transport's key without its
+  // prefix: only TCP has TX_/RX_SEG_SIZE); user: the variable that wins.
+  auto set = [&](const char* key, const std::string& value, const char* user) {
+    if (value.empty() || process_env(user)) return;
+    ucs_status_t s = ucp_config_modify(config, key, value.c_str());
+    if (s != UCS_OK)
+      TPPP_LOG(TPPP_LOG_WARN, "UCX would not take %s=%s: %s", key, value.c_str(), ucs_status_string(s));
+    else
+      TPPP_LOG(TPPP_LOG_DEBUG, "UCX_%s=%s", key, value.c_str());
+  };
+  if (!cfg.net_device.empty()) set("NET_DEVICES", join_devices(cfg.net_device, rdma_ports()), "UCX_NET_DEVICES");
+  set("TX_SEG_SIZE", "256k", "UCX_TCP_TX_SEG_SIZE");
+  set("RX_SEG_SIZE", "256k", "UCX_TCP_RX_SEG_SIZE");
+}
+
 }  // namespace
 
 UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg), coll_(*this) {
@@ -71,6 +125,7 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     stream_backoff_ = std::chrono::nanoseconds(env_int(Env::UcxStreamBackoffNs, 0, 100000));
     ucp_config_t* config = nullptr;
     check_ucs(ucp_config_read(nullptr, nullptr, &config), "ucp_config_read");
+    configure_ucx(config, cfg);
     ucp_params_t p{};
     p.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_ESTIMATED_NUM_EPS;
     p.features = UCP_FEATURE_TAG;
@@ -85,7 +140,8 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     ucp_address_t* addr = nullptr;
     size_t addr_len = 0;
     check_ucs(ucp_worker_get_address(worker_, &addr, &addr_len), "ucp_worker_get_address");
-    AddrHead head{host_key(), static_cast<int32_t>(::getpid()), 0};
+    AddrHead head{host_key(), static_cast<int32_t>(::getpid()), 0, {0}};
+    ::gethostname(head.name, sizeof head.name - 1);
     std::string mine(reinterpret_cast<const char*>(&head), sizeof head);
     mine.append(reinterpret_cast<const char*>(addr), addr_len);
     ucp_worker_release_address(worker_, addr);
@@ -100,7 +156,8 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
         fail(TPPP_ERR_FORMAT, "UCX address of rank %d is %zu bytes: too short", r, blob.size());
       AddrHead h;
       std::memcpy(&h, blob.data(), sizeof h);
-      Peer* peer = new Peer{this, r, {0}, h.pid, h.host == head.host && !force_peer_mode};
+      h.name[sizeof h.name - 1] = 0;
+      Peer* peer = new Peer{this, r, {0}, h.pid, h.host == head.host && !force_peer_mode, h.host, h.name};
       peers_[static_cast<size_t>(r)].reset(peer);
       ucp_ep_params_t ep{};
       ep.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
@@ -122,6 +179,7 @@ UcxTransport::UcxTransport(Bootstrap& bs, const TransportConfig& cfg) : cfg_(cfg
     std::vector<uint8_t> local(static_cast<size_t>(cfg.world));
     for (int r = 0; r < cfg.world; r++) local[static_cast<size_t>(r)] = peers_[static_cast<size_t>(r)]->local;
     shm_.reset(new ShmCollectives(bs, cfg.rank, local, env_str(Env::CollShm) != "0"));
+    oversubscribed_ = shm_->oversubscribed();
     for (int8_t& s : shm_comm_) s = -1;  // the barrier above ran without it
   } catch (...) {
     shutdown();
@@ -255,12 +313,18 @@ void UcxTransport::ep_error_cb(void* arg, ucp_ep_h, ucs_status_t status) {
   std::lock_guard<std::mutex> lk(p->t->err_mu_);
   if (p->t->async_status_ == TPPP_OK) {
     p->t->async_status_ = TPPP_ERR_REMOTE;
-    p->t->async_msg_ = strf("UCX connection from rank %d to rank %d failed: %s (peer dead or unreachable)",
-                            p->t->cfg_.rank, p->rank, ucs_status_string(status));
+    p->t->async_msg_ = strf("UCX connection from rank %d to rank %d (%s) failed: %s (peer dead or unreachable)",
+                            p->t->cfg_.rank, p->rank, p->t->who(p->rank).c_str(), ucs_status_string(status));
   }
   // INFO, not WARN: a peer that finished and closed looks the same from here.
   TPPP_LOG(TPPP_LOG_INFO, "rank %d: UCX connection to rank %d failed: %s", p->t->cfg_.rank, p->rank,
            ucs_status_string(status));
+}
+
+std::string UcxTransport::who(int rank) const {
+  const Peer& p = *peers_[static_cast<size_t>(rank)];
+  return strf("pid %d on %s%s", p.pid, p.host_name.empty() ? "an unnamed host" : p.host_name.c_str(),
+              p.local ? ", this host" : "");
 }
 
 bool UcxTransport::peer_dead(int rank) {
@@ -275,7 +339,7 @@ bool UcxTransport::peer_dead(int rank) {
   std::lock_guard<std::mutex> lk(err_mu_);
   if (async_status_ == TPPP_OK) {
     async_status_ = TPPP_ERR_REMOTE;
-    async_msg_ = strf("rank %d (process %d on this host) died", rank, p.pid);
+    async_msg_ = strf("rank %d (%s) died", rank, who(rank).c_str());
   }
   return true;
 }
@@ -456,13 +520,13 @@ void UcxTransport::check_op(Op* op) {
          cfg_.rank, op->what, op->peer, op->expected);
   if (op->status == UCS_ERR_CANCELED) throw_aborted(op->what);
   if (is_peer_failure(op->status))
-    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d failed: %s (peer dead or unreachable)", cfg_.rank, op->what, dir,
-         op->peer, ucs_status_string(op->status));
+    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d (%s) failed: %s (peer dead or unreachable)", cfg_.rank, op->what,
+         dir, op->peer, who(op->peer).c_str(), ucs_status_string(op->status));
   // Whatever status UCX picked, a peer known to be gone makes it REMOTE.
   const Peer& pr = *peers_[static_cast<size_t>(op->peer)];
   if (pr.failed.load() || (pr.local && op->peer != cfg_.rank && process_gone(pr.pid)))
-    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d failed: that peer is dead or unreachable (UCX: %s)", cfg_.rank,
-         op->what, dir, op->peer, ucs_status_string(op->status));
+    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d (%s) failed: that peer is dead or unreachable (UCX: %s)",
+         cfg_.rank, op->what, dir, op->peer, who(op->peer).c_str(), ucs_status_string(op->status));
   fail(TPPP_ERR_UCX, "rank %d: %s %s rank %d failed: %s", cfg_.rank, op->what, dir, op->peer,
        ucs_status_string(op->status));
 }
@@ -478,8 +542,8 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point* deadline) {
     // Its last messages (a barrier's, then exit) may still be queued here: deliver them first.
     for (int quiet = 0; quiet < 2 && !op->done;) quiet = ucp_worker_progress(worker_) ? 0 : quiet + 1;
     if (op->done) return check_op(op), true;
-    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d: that peer is dead (process %d gone or its connection failed)",
-         cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, peers_[static_cast<size_t>(op->peer)]->pid);
+    fail(TPPP_ERR_REMOTE, "rank %d: %s %s rank %d: that peer is dead (%s: process gone or its connection failed)",
+         cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, who(op->peer).c_str());
   }
   const auto now = steady_clock::now();
   if (*deadline == steady_clock::time_point{})
@@ -493,12 +557,33 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point* deadline) {
 void UcxTransport::wait_op(Op* op, steady_clock::time_point* deadline) {
   unsigned spins = 0, idle = 0;
   if (!op->done) stream_backoff(op);
+  // Idle polls before a yield: at once on oversubscribed cores (more ranks
+  // on this host than CPUs); a few (~2 us) for a peer on another host, whose
+  // link takes 10 us or more anyway, so its wait leaves the core to ranks
+  // with work (Open MPI's yield_when_idle); ~30 us for a local peer, whose
+  // messages take ~0.2 us.
+  // A yield that took long (another process ran: more busy processes than
+  // CPUs, which the launcher's counts can miss, e.g. containers sharing
+  // cores) makes this rank yield at once for the next second.
+  const unsigned base_limit =
+      oversubscribed_ ? 1 : (op->peer >= 0 && !peers_[static_cast<size_t>(op->peer)]->local ? 64 : 1024);
+  unsigned idle_limit = contended_ ? 1 : base_limit;
   while (!op->done) {
     if (ucp_worker_progress(worker_)) {
       idle = 0;
-    } else if (++idle >= 1024) {  // ~30 us of nothing to do
+    } else if (++idle >= idle_limit) {
       idle = 0;
-      sched_yield();  // oversubscribed cores (more ranks than cores) need this
+      const auto t0 = steady_clock::now();
+      sched_yield();
+      const auto t1 = steady_clock::now();
+      if (t1 - t0 > std::chrono::microseconds(20)) {
+        contended_ = true;
+        contended_until_ = t1 + std::chrono::seconds(1);
+        idle_limit = 1;
+      } else if (contended_ && t1 > contended_until_) {
+        contended_ = false;
+        idle_limit = base_limit;
+      }
     }
     if (op->done) break;
     // A peer's notice (it failed or skipped this collective) matters only

@@ -110,6 +110,7 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   void coll_wait_all() override;
   void coll_begin(const Comm& c, const char* op, const CollCall& call) override;
   void coll_end() override;
+  uint64_t host_of(int global_rank) const override { return peers_[static_cast<size_t>(global_rank)]->host; }
   void begin_call(const Comm& c, const char* op, const CollCall& call, bool announce);
   // ShmCollectives::Waiter
   void shm_slow_path(const Comm& c, int peer) override;
@@ -160,8 +161,11 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
     std::atomic<int> failed{0};  // ucs_status_t of the failure, 0 = alive
     int pid = 0;                 // watched when local
     bool local = false;          // same host and pid namespace
+    uint64_t host = 0;           // host_key() of its host (same kernel, pid namespace and name)
+    std::string host_name;       // for messages: "rank 3 (pid 812 on gpu-node-2)"
   };
-  bool peer_dead(int rank);      // polls a local peer's pid, rate-limited
+  bool peer_dead(int rank);
+  std::string who(int rank) const;  // "pid 812 on host gpu-node-2"      // polls a local peer's pid, rate-limited
   // A receiver ahead of a one-way stream from a peer on this host steps
   // back before it polls (TPPP_UCX_STREAM_BACKOFF_NS; why: ucx_p2p.cpp).
   void stream_backoff(const Op* op) const;
@@ -169,6 +173,9 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   uint64_t sends_ = 0;          // sends posted, p2p and collective
   uint64_t sends_at_recv_ = 0;  // sends_ when a p2p receive last finished: equal = one-way
   std::chrono::steady_clock::time_point next_liveness_check_{};
+  bool oversubscribed_ = false;  // more ranks on this host than CPUs: waits yield at once
+  bool contended_ = false;       // a recent yield gave the CPU away: yield at once until contended_until_
+  std::chrono::steady_clock::time_point contended_until_{};
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<Op*> free_ops_;
   // irecv probes for the message first only while that pays: a receiver

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Two simulated hosts (scripts/multihost.sh: network namespaces, each with
+# its own IPC, /dev/shm, host name and pids; a decoy docker0 with the same
+# address on both, first in interface order): generate at TP2 x PP2 with TP
+# inside the hosts and TP across them, and follow mode, must give
+# transformers' greedy tokens with no interface setting at all; then the
+# collectives suite with its ranks spread over the hosts both ways.
+# Skips (77) where namespaces cannot be made.
+# Args: generate, tppp_tests, fixtures dir.
+set -uo pipefail
+gen=$1 tests=$2 fx=$3
+here=$(cd "$(dirname "$0")" && pwd)
+mh="$here/../scripts/multihost.sh"
+ranks="$here/multihost_ranks.sh"
+unset UCX_NET_DEVICES TPPP_BOOTSTRAP_ADDR
+fail=0 n=0
+run() {  # name, then the multihost command
+  local name=$1; shift
+  n=$((n + 1))
+  out=$(timeout 600 "$mh" -n 2 --decoy -- "$@" 2>&1); rc=$?
+  if [ "$rc" -eq 77 ]; then echo "$out" | tail -1; exit 77; fi
+  echo "$out" > "/tmp/multihost-last.log"
+  if [ "$rc" -ne 0 ]; then echo "FAIL $name (exit $rc)"; echo "$out" | grep -v "^host.| \[.\] tokens" | tail -12; fail=$((fail + 1)); return 1; fi
+  return 0
+}
+for place in block cyclic; do
+  for extra in "" "--follow"; do
+    what="generate qwen3 tp2 x pp2, $place placement ($([ $place = block ] && echo TP inside hosts || echo TP across hosts)) $extra"
+    run "$what" "$ranks" 4 "$place" "$gen" "$fx/models/qwen3" --tp 2 --pp 2 --reference --max-new 12 --timeout-ms 30000 $extra || continue
+    if ! grep -q "matches transformers' greedy tokens: yes" <<<"$out"; then
+      echo "FAIL $what: no match"; echo "$out" | tail -8; fail=$((fail + 1)); continue
+    fi
+    echo "ok $what"
+  done
+done
+for place in block cyclic; do
+  run "collectives suite, $place placement" env TPPP_TEST_PLACEMENT=$place "$tests" --test-suite=collectives || continue
+  if [ "$(grep -c 'Status: SUCCESS' <<<"$out")" -ne 2 ]; then
+    echo "FAIL collectives suite, $place: not both hosts succeeded"; echo "$out" | tail -8; fail=$((fail + 1)); continue
+  fi
+  echo "ok collectives suite across 2 hosts, $place placement"
+done
+echo "$((n - fail)) passed, $fail failed"
+[ "$fail" -eq 0 ]
