@@ -9,8 +9,11 @@
 # alternately so a shared machine's drift hits both; the table shows the
 # median and the spread (min-max). Writes bench/results/comm-<date>-<host>.md.
 #   bench/comm.sh [build-dir]        (UCX_TLS from the environment, if set)
+#   bench/comm.sh --hosts H [build-dir]: across H simulated hosts instead
+#   (bench/comm_hosts.sh: p2p latency vs ucx_perftest, all_reduce vs Open MPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--hosts" ]; then exec bench/comm_hosts.sh "$2" "${3:-build}"; fi
 B="${1:-build}"
 run="$B/tppp-run"; cb="$B/bench/comm_bench"; mpi="$B/bench/mpi_allreduce"; raw="$B/bench/comm_raw_ucx"
 for f in "$run" "$cb" "$mpi" "$raw"; do [ -x "$f" ] || { echo "missing $f: build first (scripts/test.sh)"; exit 1; }; done

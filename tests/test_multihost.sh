@@ -6,9 +6,11 @@
 # transformers' greedy tokens with no interface setting at all; then the
 # collectives suite with its ranks spread over the hosts both ways.
 # Skips (77) where namespaces cannot be made.
-# Args: generate, tppp_tests, fixtures dir.
+# Last, a rank killed on one host: its peer on the other gets REMOTE naming
+# the rank and its host within seconds.
+# Args: generate, tppp_tests, fixtures dir, dead_peer.
 set -uo pipefail
-gen=$1 tests=$2 fx=$3
+gen=$1 tests=$2 fx=$3 dead=$4
 here=$(cd "$(dirname "$0")" && pwd)
 mh="$here/../scripts/multihost.sh"
 ranks="$here/multihost_ranks.sh"
@@ -40,5 +42,14 @@ for place in block cyclic; do
   fi
   echo "ok collectives suite across 2 hosts, $place placement"
 done
+n=$((n + 1))
+start=$(date +%s)
+out=$(timeout 120 "$mh" -n 2 --decoy -- "$ranks" 2 block "$dead" 2>&1)
+took=$(( $(date +%s) - start ))
+if grep -q "rank 0 got TPPP_ERR_REMOTE: .*rank 1: that peer is dead (pid [0-9]* on host1" <<<"$out" && [ "$took" -lt 20 ]; then
+  echo "ok a rank killed on host1: rank 0 on host0 got REMOTE naming it and its host (${took}s)"
+else
+  echo "FAIL dead peer across hosts (${took}s)"; echo "$out" | tail -5; fail=$((fail + 1))
+fi
 echo "$((n - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -124,8 +124,6 @@ int main(int argc, char** argv) {
   // One secret per job: rank 0 drops any hello that does not prove it.
   char secret[40];
   std::snprintf(secret, sizeof secret, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-  const char* user_secret = std::getenv("TPPP_GROUP_SECRET");
-  const bool make_secret = !user_secret || !*user_secret;
 
   std::vector<Child> kids(static_cast<size_t>(n));
   std::vector<Stream> streams;
@@ -153,7 +151,7 @@ int main(int argc, char** argv) {
       setenv("MASTER_ADDR", "127.0.0.1", 1);
       setenv("MASTER_PORT", port.c_str(), 1);
       setenv("TPPP_RUN_ID", run_id, 1);
-      if (make_secret) setenv("TPPP_GROUP_SECRET", secret, 1);
+      setenv("TPPP_GROUP_SECRET", secret, 0);  // the user's own, if set, wins
       execvp(argv[i], argv + i);
       std::fprintf(stderr, "tppp-run: cannot run %s: %s\n", argv[i], std::strerror(errno));
       _exit(127);
