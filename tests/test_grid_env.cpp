@@ -5,7 +5,10 @@
 
 #include "core/error.hpp"
 #include "group/group.hpp"
+#include "core/bootstrap.hpp"
+#include "core/hash.hpp"
 #include "core/launch_env.hpp"
+#include "core/netif.hpp"
 #include "harness.hpp"
 
 namespace {
@@ -161,6 +164,51 @@ TEST_SUITE("grid_env") {
     CHECK(msg.find("MASTER_PORT") != std::string::npos);
     CHECK(status_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "7000"}}, &msg) == TPPP_ERR_INVALID_USAGE);
     CHECK(msg.find("MASTER_ADDR") != std::string::npos);
+  }
+
+  TEST_CASE("the interface a root advertises: the default route's, else not a container bridge, else loopback") {
+    auto ip = [](const char* a) { return tppp::resolve_ipv4(a); };
+    auto nic = [&](const char* name, const char* a, bool lo = false) {
+      tppp::NetIf n;
+      n.name = name;
+      n.ip_be = ip(a);
+      n.loopback = lo;
+      return n;
+    };
+    // Docker's bridge comes first in the kernel's order, as on the hosts of the issue.
+    std::vector<tppp::NetIf> ifs = {nic("lo", "127.0.0.1", true), nic("docker0", "172.17.0.1"),
+                                    nic("virbr0", "192.168.122.1"), nic("eth0", "10.1.2.3"), nic("ib0", "10.9.0.3")};
+    CHECK(tppp::pick_advertised(ifs, 0).name == "eth0");                  // no default route: skip the bridges
+    CHECK(tppp::pick_advertised(ifs, ip("10.9.0.3")).name == "ib0");      // the default route's interface
+    CHECK(tppp::pick_advertised(ifs, ip("8.8.8.8")).name == "eth0");      // not ours: ignored
+    CHECK(tppp::pick_advertised({ifs[0], ifs[1]}, 0).name == "docker0");  // nothing else: better than loopback
+    tppp::NetIf only_lo = tppp::pick_advertised({ifs[0]}, 0);
+    CHECK((only_lo.loopback && only_lo.ip_be == ip("127.0.0.1")));
+    CHECK(tppp::pick_advertised({}, 0).loopback);
+    CHECK(tppp::interface_with(ifs, ip("10.1.2.3")).name == "eth0");
+    CHECK(tppp::interface_with(ifs, ip("10.1.2.4")).name.empty());  // not on this host
+    CHECK(tppp::interface_with(ifs, ip("127.0.0.5")).loopback);
+    // On this machine: a route to itself leaves by one of its own interfaces.
+    uint32_t src = 0;
+    CHECK(tppp::route_source(ip("127.0.0.1"), &src));
+    CHECK(src == ip("127.0.0.1"));
+    CHECK(tppp::interface_toward(ip("127.0.0.1")).loopback);
+  }
+
+  TEST_CASE("the hello's proof of the group secret: SipHash-2-4, one proof per secret, group and rank") {
+    // The reference vector of the SipHash paper: key 00..0f, message 00..0e.
+    unsigned char m[15];
+    for (int i = 0; i < 15; i++) m[i] = static_cast<unsigned char>(i);
+    CHECK(tppp::siphash24(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull, m, 15) == 0xa129ca6149be45e5ull);
+    CHECK(tppp::siphash24(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull, m, 0) == 0x726fdb47dd0e0e31ull);
+    CHECK(tppp::hello_auth("", 7, 1, 2) == 0);  // no secret: no proof
+    const uint64_t a = tppp::hello_auth("s3cret", 7, 1, 2);
+    CHECK(a != 0);
+    CHECK(a == tppp::hello_auth("s3cret", 7, 1, 2));
+    CHECK(a != tppp::hello_auth("s3cret!", 7, 1, 2));
+    CHECK(a != tppp::hello_auth("s3cret", 8, 1, 2));  // another group
+    CHECK(a != tppp::hello_auth("s3cret", 7, 2, 3));  // another rank
+    CHECK(a != tppp::hello_auth("s3cret", 7, 1, 3));
   }
 
   TEST_CASE("group config validation") {

@@ -36,6 +36,7 @@ std::vector<NetIf> ipv4_interfaces() {
     if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
     NetIf n;
     n.name = i->ifa_name ? i->ifa_name : "";
+    n.name = n.name.substr(0, n.name.find(':'));  // "eth0:1", a labelled address: the device is eth0
     n.ip_be = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr;
     n.loopback = (i->ifa_flags & IFF_LOOPBACK) != 0;
     out.push_back(n);

@@ -174,7 +174,7 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   uint64_t sends_at_recv_ = 0;  // sends_ when a p2p receive last finished: equal = one-way
   std::chrono::steady_clock::time_point next_liveness_check_{};
   bool oversubscribed_ = false;  // more ranks on this host than CPUs: waits yield at once
-  bool contended_ = false;       // a recent yield gave the CPU away: yield at once until contended_until_
+  bool contended_ = false;       // a yield gave the CPU away: idle polls yield sooner until contended_until_
   std::chrono::steady_clock::time_point contended_until_{};
   std::vector<std::unique_ptr<Peer>> peers_;
   std::vector<Op*> free_ops_;
