@@ -35,8 +35,7 @@ perftest() {  # test size iters -> the "Final:" line
 }
 
 reps=${REPS:-3}
-declare -A R  # R[key size] = "v1 v2 ..." (one per round)
-add() { R["$1 $2"]+="$3 "; }
+. bench/table_util.sh
 for rep in $(seq "$reps"); do
   echo "round $rep/$reps: p2p bandwidth..." >&2
   while read -r _ s v; do add bw "$s" "$v"; done < <("$run" -n 2 -- "$cb" bw $sizes | sed 's/^\[[0-9]*\] //' | grep '^bw')
@@ -52,16 +51,6 @@ for rep in $(seq "$reps"); do
   done
 done
 
-stat() {  # key size -> "median min max"
-  tr ' ' '\n' <<<"${R["$1 $2"]:-}" | grep . | sort -g |
-    awk '{a[NR]=$1} END{ if (NR==0) print "nan nan nan"; else print a[int((NR+1)/2)], a[1], a[NR] }'
-}
-cell() { read -r m lo hi <<<"$(stat "$1" "$2")"; printf '%s (%s-%s)' "$m" "$lo" "$hi"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a>0 && b>0) printf "%.2f", a/b; else print "n/a"}'; }
-med() { stat "$1" "$2" | awk '{print $1}'; }
-
-host=$(hostname); date=$(date -u +%Y-%m-%d)
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 out="bench/results/comm-$date-$host.md"
 {
   echo "# bench/comm — $date, host $host ($(nproc) cores: $cpu)"

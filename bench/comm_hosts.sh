@@ -20,8 +20,7 @@ command -v ucx_perftest >/dev/null && command -v mpirun >/dev/null || { echo "ne
 hostlist() { local per=$1 l=""; for ((h = 0; h < H; h++)); do l+="${l:+,}host$h:$per"; done; echo "$l"; }
 MPI='mpirun --allow-run-as-root --mca plm_rsh_agent "$TPPP_MULTIHOST_AGENT --agent" --mca oob_tcp_if_include eth0 --mca btl_tcp_if_include eth0 --mca btl tcp,vader,self --mca mpi_yield_when_idle 1'
 reps=${REPS:-3}
-declare -A R
-add() { R["$1 $2"]+="$3 "; }
+. bench/table_util.sh
 for rep in $(seq "$reps"); do
   echo "round $rep/$reps: latency..." >&2
   add lat 8 "$("$mh" -n "$H" -- "$ranks" "$H" block "$cb" lat 8 2>&1 | awk '/\[0\] lat/{print $5}')"
@@ -36,13 +35,6 @@ for rep in $(seq "$reps"); do
   done
 done
 
-stat() { tr ' ' '\n' <<<"${R["$1 $2"]:-}" | grep . | sort -g |
-  awk '{a[NR]=$1} END{ if (NR==0) print "nan nan nan"; else print a[int((NR+1)/2)], a[1], a[NR] }'; }
-cell() { read -r m lo hi <<<"$(stat "$1" "$2")"; printf '%s (%s-%s)' "$m" "$lo" "$hi"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a>0 && b>0) printf "%.2f", a/b; else print "n/a"}'; }
-med() { stat "$1" "$2" | awk '{print $1}'; }
-host=$(hostname); date=$(date -u +%Y-%m-%d)
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 out="bench/results/comm-hosts$H-$date-$host.md"
 {
   echo "# bench/comm --hosts $H — $date, machine $host ($(nproc) cores: $cpu)"

@@ -51,6 +51,18 @@ struct Chunks {
   size_t len(size_t i) const { return count / n + (i < count % n ? 1 : 0); }
 };
 
+// A ring over n ranks: count elements in n chunks, each sent in segments
+// of seg elements.
+struct RingLayout {
+  Chunks ch;
+  size_t seg;
+  size_t nsegs(int chunk) const { return (ch.len(static_cast<size_t>(chunk)) + seg - 1) / seg; }
+  void span(int chunk, size_t j, size_t* off, size_t* len) const {
+    *off = ch.off(static_cast<size_t>(chunk)) + j * seg;
+    *len = std::min(seg, ch.len(static_cast<size_t>(chunk)) - j * seg);
+  }
+};
+
 constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
 // Hierarchical calls: hosts and members per host below this; each phase's
 // steps start at a multiple of 2x it (ring steps < 2n, tags 32 bits).
@@ -178,14 +190,11 @@ void HostCollectives::ring_reduce_scatter(const Comm& c, char* buf, size_t count
   const int n = c.size(), me = c.me;
   const size_t es = dtype_size(dtype);
   const Chunks ch{count, static_cast<size_t>(n)};
-  const size_t seg_elems = std::max<size_t>(1, t_.segment_bytes / es);
+  const RingLayout ring{ch, std::max<size_t>(1, t_.segment_bytes / es)};
   const int right = mod(me + 1, n), left = mod(me - 1, n);
   char* tmp = scratch(ch.len(0) * es);
-  auto nsegs = [&](int chunk) { return (ch.len(static_cast<size_t>(chunk)) + seg_elems - 1) / seg_elems; };
-  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) {
-    *off = ch.off(static_cast<size_t>(chunk)) + j * seg_elems;
-    *len = std::min(seg_elems, ch.len(static_cast<size_t>(chunk)) - j * seg_elems);
-  };
+  auto nsegs = [&](int chunk) { return ring.nsegs(chunk); };
+  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) { ring.span(chunk, j, off, len); };
   auto tag = [base](uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; };
 
   // Step 0 sends my own chunk whole; every later send forwards a segment as
@@ -224,14 +233,10 @@ void HostCollectives::ring_all_gather(const Comm& c, char* buf, size_t count, in
                                       bool send_first) {
   const int n = c.size(), me = c.me;
   const size_t es = dtype_size(dtype);
-  const Chunks ch{count, static_cast<size_t>(n)};
-  const size_t seg_elems = std::max<size_t>(1, t_.segment_bytes / es);
+  const RingLayout ring{Chunks{count, static_cast<size_t>(n)}, std::max<size_t>(1, t_.segment_bytes / es)};
   const int right = mod(me + 1, n), left = mod(me - 1, n);
-  auto nsegs = [&](int chunk) { return (ch.len(static_cast<size_t>(chunk)) + seg_elems - 1) / seg_elems; };
-  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) {
-    *off = ch.off(static_cast<size_t>(chunk)) + j * seg_elems;
-    *len = std::min(seg_elems, ch.len(static_cast<size_t>(chunk)) - j * seg_elems);
-  };
+  auto nsegs = [&](int chunk) { return ring.nsegs(chunk); };
+  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) { ring.span(chunk, j, off, len); };
   auto tag = [base](uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; };
   if (send_first) {  // my chunk, (me + 1) % n, as ring_reduce_scatter left it
     const int oc = mod(me + 1, n);
