@@ -6,8 +6,8 @@
 // port scanners) and keeps waiting; so it does, and logs it, with a hello
 // whose auth does not prove the group secret (TPPP_GROUP_SECRET; auth is
 // SipHash-2-4 keyed by the secret over magic, rank and world: the secret
-// never travels, and a proof is good for one rank of one group only); a hello with another magic is answered
-// with an error (a stale id); a hello that contradicts the group shape fails
+// never travels, and a proof is good for one rank of one group only); a
+// hello with another magic is answered with an error (a stale id); a hello that contradicts the group shape fails
 // the whole group. At the deadline rank 0 tells every joined rank
 // "k/n ranks joined" so all of them fail with the same TIMEOUT.
 #include "core/bootstrap.hpp"
