@@ -3,7 +3,7 @@
 # Idempotent; quiet when everything is already there. CUDA (nvcc, NCCL,
 # cuBLASLt) is optional and expected in /usr/local/cuda when wanted.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libucx-dev ucx-utils doctest-dev nlohmann-json3-dev libopenblas-dev openmpi-bin libopenmpi-dev python3-pip python3-venv procps golang-go)
+pkgs=(build-essential cmake pkg-config libucx-dev ucx-utils doctest-dev nlohmann-json3-dev libopenblas-dev openmpi-bin libopenmpi-dev python3-pip python3-venv procps golang-go iproute2 util-linux)
 [ "${TPPP_WITH_CLANG:-0}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
