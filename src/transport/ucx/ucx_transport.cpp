@@ -513,13 +513,16 @@ void UcxTransport::wait_op(Op* op, steady_clock::time_point* deadline) {
   // messages take ~0.2 us.
   // A yield that took long (another process ran: more busy processes than
   // CPUs, which the launcher's counts can miss, e.g. containers sharing
-  // cores) makes waits yield after 16 idle polls (~0.5 us) for the next
-  // second: an oversubscribed rank leaves the core to ranks with work
-  // (Open MPI's yield_when_idle), while a 0.2-us wait of a ping-pong on a
-  // core of its own rarely reaches a yield.
+  // cores) makes waits yield sooner for the next second, so an
+  // oversubscribed rank leaves the core to ranks with work (Open MPI's
+  // yield_when_idle): a collective's at every idle poll, whose chain of
+  // hops between ranks stalls on any rank that does not run; a p2p wait
+  // after 16 (~0.5 us), so a 0.2-us ping-pong on a core of its own rarely
+  // reaches a yield.
   const unsigned base_limit =
       oversubscribed_ ? 1 : (op->peer >= 0 && !peers_[static_cast<size_t>(op->peer)]->local ? 64 : 1024);
-  unsigned idle_limit = contended_ ? std::min(16u, base_limit) : base_limit;
+  const unsigned contended_limit = std::min(op->coll ? 1u : 16u, base_limit);
+  unsigned idle_limit = contended_ ? contended_limit : base_limit;
   while (!op->done) {
     if (ucp_worker_progress(worker_)) {
       idle = 0;
@@ -534,7 +537,7 @@ void UcxTransport::wait_op(Op* op, steady_clock::time_point* deadline) {
       } else if (contended_ && t1 > contended_until_) {
         contended_ = false;
       }
-      idle_limit = contended_ ? std::min(16u, base_limit) : base_limit;
+      idle_limit = contended_ ? contended_limit : base_limit;
     }
     if (op->done) break;
     // A peer's notice (it failed or skipped this collective) matters only
