@@ -511,14 +511,11 @@ void UcxTransport::wait_op(Op* op, steady_clock::time_point* deadline) {
   // link takes 10 us or more anyway, so its wait leaves the core to ranks
   // with work (Open MPI's yield_when_idle); ~30 us for a local peer, whose
   // messages take ~0.2 us.
-  // A yield that took long (another process ran: more busy processes than
-  // CPUs, which the launcher's counts can miss, e.g. containers sharing
-  // cores) makes waits yield sooner for the next second, so an
-  // oversubscribed rank leaves the core to ranks with work (Open MPI's
-  // yield_when_idle): a collective's at every idle poll, whose chain of
-  // hops between ranks stalls on any rank that does not run; a p2p wait
-  // after 16 (~0.5 us), so a 0.2-us ping-pong on a core of its own rarely
-  // reaches a yield.
+  // A yield that took long (more busy processes than CPUs, which launcher
+  // counts can miss) makes waits yield sooner for a second (Open MPI's
+  // yield_when_idle): a collective's at every idle poll (its chain of hops
+  // stalls on any rank not running), a p2p wait's after 16 (~0.5 us; a
+  // 0.2-us ping-pong alone on its core rarely gets there). DESIGN section 3.
   const unsigned base_limit =
       oversubscribed_ ? 1 : (op->peer >= 0 && !peers_[static_cast<size_t>(op->peer)]->local ? 64 : 1024);
   const unsigned contended_limit = std::min(op->coll ? 1u : 16u, base_limit);
