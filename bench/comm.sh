@@ -77,14 +77,7 @@ out="bench/results/comm-$date-$host.md"
   o=$(med lat 8); r=$(med ref_lat 8)
   echo "| $(cell lat 8) | $(cell ref_lat 8) | $(awk -v a="$o" -v b="$r" 'BEGIN{printf "%+.3f", a-b}') |"
   for n in 2 4; do
-    echo
-    echo "## all_reduce f32 sum, $n ranks: time per call (slowest rank's mean) vs Open MPI MPI_Allreduce"
-    echo
-    echo "| bytes | libtppp us | Open MPI us | speedup |"
-    echo "|---:|---:|---:|---:|"
-    for s in $(for k in "${!R[@]}"; do [[ $k == "ar$n "* ]] && echo "${k#* }"; done | sort -n); do
-      echo "| $s | $(cell "ar$n" "$s") | $(cell "mpi$n" "$s") | $(ratio "$(med "mpi$n" "$s")" "$(med "ar$n" "$s")")x |"
-    done
+    ar_table "$n" "all_reduce f32 sum, $n ranks: time per call (slowest rank's mean) vs Open MPI MPI_Allreduce"
   done
 } | tee "$out"
 echo "written to $out" >&2

@@ -51,14 +51,7 @@ out="bench/results/comm-hosts$H-$date-$host.md"
   echo "| $(cell lat 8) | $(cell ref_lat 8) | $(awk -v a="$(med lat 8)" -v b="$(med ref_lat 8)" 'BEGIN{printf "%+.2f", a-b}') |"
   for per in 1 2; do
     n=$((H * per))
-    echo
-    echo "## all_reduce f32 sum, $n ranks ($per per host): time per call (slowest rank's mean) vs Open MPI"
-    echo
-    echo "| bytes | libtppp us | Open MPI us | speedup |"
-    echo "|---:|---:|---:|---:|"
-    for s in $(for k in "${!R[@]}"; do [[ $k == "ar$n "* ]] && echo "${k#* }"; done | sort -n); do
-      echo "| $s | $(cell "ar$n" "$s") | $(cell "mpi$n" "$s") | $(ratio "$(med "mpi$n" "$s")" "$(med "ar$n" "$s")")x |"
-    done
+    ar_table "$n" "all_reduce f32 sum, $n ranks ($per per host): time per call (slowest rank's mean) vs Open MPI"
   done
 } | tee "$out"
 echo "written to $out" >&2

@@ -12,3 +12,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a>0 && b>0) printf "%.2f", a/b; el
 med() { stat "$1" "$2" | awk '{print $1}'; }
 host=$(hostname); date=$(date -u +%Y-%m-%d)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+# ar_table N TITLE: the all_reduce table of keys arN (ours) and mpiN (Open MPI).
+ar_table() {
+  echo
+  echo "## $2"
+  echo
+  echo "| bytes | libtppp us | Open MPI us | speedup |"
+  echo "|---:|---:|---:|---:|"
+  for s in $(for k in "${!R[@]}"; do [[ $k == "ar$1 "* ]] && echo "${k#* }"; done | sort -n); do
+    echo "| $s | $(cell "ar$1" "$s") | $(cell "mpi$1" "$s") | $(ratio "$(med "mpi$1" "$s")" "$(med "ar$1" "$s")")x |"
+  done
+}

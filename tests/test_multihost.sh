@@ -21,7 +21,6 @@ run() {  # name, then the multihost command
   n=$((n + 1))
   out=$(timeout 600 "$mh" -n 2 --decoy -- "$@" 2>&1); rc=$?
   if [ "$rc" -eq 77 ]; then echo "$out" | tail -1; exit 77; fi
-  echo "$out" > "/tmp/multihost-last.log"
   if [ "$rc" -ne 0 ]; then echo "FAIL $name (exit $rc)"; echo "$out" | grep -v "^host.| \[.\] tokens" | tail -12; fail=$((fail + 1)); return 1; fi
   return 0
 }

@@ -51,6 +51,11 @@ struct Chunks {
   size_t len(size_t i) const { return count / n + (i < count % n ? 1 : 0); }
 };
 
+constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
+// Hierarchical calls: hosts and members per host below this; each phase's
+// steps start at a multiple of 2x it (ring steps < 2n, tags 32 bits).
+constexpr int kMaxHierSize = 512;
+
 // A ring over n ranks: count elements in n chunks, each sent in segments
 // of seg elements.
 struct RingLayout {
@@ -63,10 +68,18 @@ struct RingLayout {
   }
 };
 
-constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
-// Hierarchical calls: hosts and members per host below this; each phase's
-// steps start at a multiple of 2x it (ring steps < 2n, tags 32 bits).
-constexpr int kMaxHierSize = 512;
+inline uint64_t ring_tag(uint64_t base, uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; }
+
+// Sends chunk `chunk` of buf to peer `to`, segment by segment, as ring step `step`.
+void send_chunk(HostP2P& p2p, const Comm& c, const RingLayout& ring, int chunk, int to, uint64_t base, uint64_t step,
+                const char* buf, size_t es) {
+  for (size_t j = 0; j < ring.nsegs(chunk); j++) {
+    size_t off, len;
+    ring.span(chunk, j, &off, &len);
+    p2p.coll_send(c, to, ring_tag(base, step, j), buf + off * es, len * es);
+  }
+}
+
 
 }  // namespace
 
@@ -119,9 +132,9 @@ void HostCollectives::all_reduce(const Comm& c, const void* send, void* recv, si
   if (c.size() == 1) return;  // a count of 0 still takes part: every rank counts every call
   p2p_.coll_begin(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count});
   try {
-    Comm local, cross;
-    if (split_by_host(c, &local, &cross))
-      allreduce_hierarchical(c, local, cross, static_cast<char*>(recv), count, dtype, op);
+    const HostSplit& hs = host_split(c);
+    if (hs.hierarchical)
+      allreduce_hierarchical(hs.local, hs.cross, static_cast<char*>(recv), count, dtype, op);
     else if (count * es <= t_.allreduce_small_bytes || count < static_cast<size_t>(c.size()))
       allreduce_doubling(c, static_cast<char*>(recv), count, dtype, op);
     else
@@ -193,38 +206,28 @@ void HostCollectives::ring_reduce_scatter(const Comm& c, char* buf, size_t count
   const RingLayout ring{ch, std::max<size_t>(1, t_.segment_bytes / es)};
   const int right = mod(me + 1, n), left = mod(me - 1, n);
   char* tmp = scratch(ch.len(0) * es);
-  auto nsegs = [&](int chunk) { return ring.nsegs(chunk); };
-  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) { ring.span(chunk, j, off, len); };
-  auto tag = [base](uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; };
-
   // Step 0 sends my own chunk whole; every later send forwards a segment as
   // soon as it has been reduced. forward_last: the last step's reduced
   // segments go on at once as the all-gather's first step (base + n - 1).
-  {
-    int sc = me;
-    for (size_t j = 0; j < nsegs(sc); j++) {
-      size_t off, len;
-      seg_span(sc, j, &off, &len);
-      p2p_.coll_send(c, right, tag(0, j), buf + off * es, len * es);
-    }
-  }
+  send_chunk(p2p_, c, ring, me, right, base, 0, buf, es);
   std::vector<HostP2P::Id> ids;
   for (int s = 0; s < n - 1; s++) {
     const int rc = mod(me - s - 1, n);
     const size_t cbase = ch.off(static_cast<size_t>(rc));
     ids.clear();
-    for (size_t j = 0; j < nsegs(rc); j++) {
+    for (size_t j = 0; j < ring.nsegs(rc); j++) {
       size_t off, len;
-      seg_span(rc, j, &off, &len);
-      ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), tmp + (off - cbase) * es, len * es));
+      ring.span(rc, j, &off, &len);
+      ids.push_back(
+          p2p_.coll_recv(c, left, ring_tag(base, static_cast<uint64_t>(s), j), tmp + (off - cbase) * es, len * es));
     }
     for (size_t j = 0; j < ids.size(); j++) {
       size_t off, len;
-      seg_span(rc, j, &off, &len);
+      ring.span(rc, j, &off, &len);
       p2p_.coll_wait(ids[j]);
       reduce_into(buf + off * es, tmp + (off - cbase) * es, len, dtype, op);
       if (s < n - 2 || forward_last)
-        p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
+        p2p_.coll_send(c, right, ring_tag(base, static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
     }
   }
 }
@@ -235,35 +238,36 @@ void HostCollectives::ring_all_gather(const Comm& c, char* buf, size_t count, in
   const size_t es = dtype_size(dtype);
   const RingLayout ring{Chunks{count, static_cast<size_t>(n)}, std::max<size_t>(1, t_.segment_bytes / es)};
   const int right = mod(me + 1, n), left = mod(me - 1, n);
-  auto nsegs = [&](int chunk) { return ring.nsegs(chunk); };
-  auto seg_span = [&](int chunk, size_t j, size_t* off, size_t* len) { ring.span(chunk, j, off, len); };
-  auto tag = [base](uint64_t step, size_t j) { return ((base + step) << kSegBits) | j; };
-  if (send_first) {  // my chunk, (me + 1) % n, as ring_reduce_scatter left it
-    const int oc = mod(me + 1, n);
-    for (size_t j = 0; j < nsegs(oc); j++) {
-      size_t off, len;
-      seg_span(oc, j, &off, &len);
-      p2p_.coll_send(c, right, tag(0, j), buf + off * es, len * es);
-    }
-  }
+  if (send_first) send_chunk(p2p_, c, ring, mod(me + 1, n), right, base, 0, buf, es);  // as ring_reduce_scatter left it
   std::vector<HostP2P::Id> ids;
   for (int s = 0; s < n - 1; s++) {
     const int rc = mod(me - s, n);
     ids.clear();
-    for (size_t j = 0; j < nsegs(rc); j++) {
+    for (size_t j = 0; j < ring.nsegs(rc); j++) {
       size_t off, len;
-      seg_span(rc, j, &off, &len);
-      ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), buf + off * es, len * es));
+      ring.span(rc, j, &off, &len);
+      ids.push_back(p2p_.coll_recv(c, left, ring_tag(base, static_cast<uint64_t>(s), j), buf + off * es, len * es));
     }
     for (size_t j = 0; j < ids.size(); j++) {
       p2p_.coll_wait(ids[j]);
       if (s < n - 2) {
         size_t off, len;
-        seg_span(rc, j, &off, &len);
-        p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
+        ring.span(rc, j, &off, &len);
+        p2p_.coll_send(c, right, ring_tag(base, static_cast<uint64_t>(s + 1), j), buf + off * es, len * es);
       }
     }
   }
+}
+
+const HostCollectives::HostSplit& HostCollectives::host_split(const Comm& c) {
+  HostSplit& hs = splits_[static_cast<size_t>(c.id)];
+  if (!hs.known || hs.me != c.me || hs.ranks != c.ranks) {  // first call on c (the group's comms never change)
+    hs.hierarchical = split_by_host(c, &hs.local, &hs.cross);
+    hs.ranks = c.ranks;
+    hs.me = c.me;
+    hs.known = true;
+  }
+  return hs;
 }
 
 bool HostCollectives::split_by_host(const Comm& c, Comm* local, Comm* cross) const {
@@ -320,9 +324,8 @@ bool HostCollectives::split_by_host(const Comm& c, Comm* local, Comm* cross) con
 //         each of its host-crossing links); a local ring all-gather ends it.
 // Every rank ends with the same bits: each element's final value is made
 // once (a chunk's cross all-reduce) and copied from there.
-void HostCollectives::allreduce_hierarchical(const Comm& c, const Comm& local, const Comm& cross, char* buf,
-                                             size_t count, int32_t dtype, int32_t op) {
-  (void)c;
+void HostCollectives::allreduce_hierarchical(const Comm& local, const Comm& cross, char* buf, size_t count,
+                                             int32_t dtype, int32_t op) {
   const size_t es = dtype_size(dtype);
   const size_t bytes = count * es;
   const uint64_t kCross = kMaxHierSize * 2, kBack = kMaxHierSize * 4;
@@ -374,21 +377,20 @@ void HostCollectives::all_gather(const Comm& c, const void* send, void* recv, si
       const int right = mod(me + 1, n), left = mod(me - 1, n);
       const size_t seg = std::max<size_t>(1, t_.segment_bytes);
       const size_t nseg = (bytes + seg - 1) / seg;
-      auto tag = [](uint64_t step, size_t j) { return (step << kSegBits) | j; };
       for (size_t j = 0; j < nseg; j++)
-        p2p_.coll_send(c, right, tag(0, j), out + static_cast<size_t>(me) * bytes + j * seg,
+        p2p_.coll_send(c, right, ring_tag(0, 0, j), out + static_cast<size_t>(me) * bytes + j * seg,
                        std::min(seg, bytes - j * seg));
       std::vector<HostP2P::Id> ids;
       for (int s = 0; s < n - 1; s++) {
         const size_t blk = static_cast<size_t>(mod(me - s - 1, n)) * bytes;
         ids.clear();
         for (size_t j = 0; j < nseg; j++)
-          ids.push_back(p2p_.coll_recv(c, left, tag(static_cast<uint64_t>(s), j), out + blk + j * seg,
+          ids.push_back(p2p_.coll_recv(c, left, ring_tag(0, static_cast<uint64_t>(s), j), out + blk + j * seg,
                                        std::min(seg, bytes - j * seg)));
         for (size_t j = 0; j < nseg; j++) {
           p2p_.coll_wait(ids[j]);
           if (s < n - 2)
-            p2p_.coll_send(c, right, tag(static_cast<uint64_t>(s + 1), j), out + blk + j * seg,
+            p2p_.coll_send(c, right, ring_tag(0, static_cast<uint64_t>(s + 1), j), out + blk + j * seg,
                            std::min(seg, bytes - j * seg));
         }
       }

@@ -67,13 +67,23 @@ class HostCollectives {
   // Members by host: true (and local/cross filled) when c spans several
   // hosts, each holding the same number (> 1) of its members.
   bool split_by_host(const Comm& c, Comm* local, Comm* cross) const;
-  void allreduce_hierarchical(const Comm& c, const Comm& local, const Comm& cross, char* buf, size_t count,
-                              int32_t dtype, int32_t op);
+  // split_by_host's answer per communicator id, kept: all_reduce asks it on
+  // every call.
+  struct HostSplit {
+    bool known = false, hierarchical = false;
+    std::vector<int> ranks;
+    int me = 0;
+    Comm local, cross;
+  };
+  const HostSplit& host_split(const Comm& c);
+  void allreduce_hierarchical(const Comm& local, const Comm& cross, char* buf, size_t count, int32_t dtype,
+                              int32_t op);
   char* scratch(size_t n);
 
   HostP2P& p2p_;
   CollTuning t_;
   std::vector<char> scratch_;  // grows to the largest chunk seen, then stays
+  HostSplit splits_[kCommIds];
 };
 
 // A broadcast message's step: the root in bits [23:8], the phase (0 data,
