@@ -248,6 +248,7 @@ struct HostEngine {
   std::map<uint64_t, std::tuple<void*, const void*, size_t, std::vector<char>>> pending;  // fence -> copy + snapshot
   uint64_t fences = 0;
   int live = 0, allocs = 0, fail_alloc_after = 1 << 30;
+  uint64_t stuck_fence = 0;  // a copy that never finishes: every wait on it times out
   std::set<int> lanes_seen;
   tppp::CopyEngine get() {
     tppp::CopyEngine e;
@@ -260,6 +261,7 @@ struct HostEngine {
     };
     e.free_staging = [this](void* p) {
       std::lock_guard<std::mutex> lk(mu);
+      for (auto& kv : pending) CHECK(std::get<1>(kv.second) != p);  // never freed under a copy in flight
       live--;
       delete[] static_cast<char*>(p);
     };
@@ -274,6 +276,7 @@ struct HostEngine {
       std::lock_guard<std::mutex> lk(mu);
       auto it = pending.find(f);
       REQUIRE(it != pending.end());
+      if (f == stuck_fence) tppp::fail(TPPP_ERR_TIMEOUT, "staging: the copy did not finish in 5 ms");
       auto& [dst, src, n, snap] = it->second;
       CHECK(std::memcmp(src, snap.data(), n) == 0);  // the buffer was not touched while in flight
       std::memcpy(dst, src, n);
@@ -353,6 +356,25 @@ TEST_SUITE("cuda_logic") {
         CHECK(std::string(e.what()).find("page-locked staging") != std::string::npos);
       }
       CHECK(he.live == 0);
+    }
+  }
+  TEST_CASE("staged upload: a copy whose wait times out keeps its buffer (leaked, never freed under DMA)") {
+    std::vector<char> dst(64 * 64);
+    std::vector<tppp::UploadJob> jobs;
+    for (size_t i = 0; i < 64; i++) jobs.push_back({dst.data() + i * 64, 64});
+    for (int lanes : {1, 2}) {
+      CAPTURE(lanes);
+      HostEngine he;
+      he.stuck_fence = 3;  // a lane waits on it when it reuses that slot: the wait in the loop throws
+      try {
+        tppp::staged_upload(he.get(), jobs.data(), jobs.size(), lanes, [](size_t, void*) {}, nullptr, nullptr);
+        FAIL("no error");
+      } catch (const tppp::Error& e) {
+        CHECK(e.status() == TPPP_ERR_TIMEOUT);
+      }
+      REQUIRE(he.pending.size() == 1);  // the stuck copy
+      CHECK(he.live == 1);              // its buffer alone is kept
+      delete[] static_cast<const char*>(std::get<1>(he.pending.begin()->second));
     }
   }
 }

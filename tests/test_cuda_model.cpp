@@ -3,7 +3,8 @@
 // the CUDA backend against the CPU backend (the oracle), FlashInfer's paged
 // decode and prefill (through CudaAttention, which must pick them) against
 // the CPU attention on mixed batches with cached prefixes and GQA groups
-// 1, 4 and 7, and whole models on the GPU against transformers (logits of
+// 1, 4 and 7 (and in CUDA-graph mode on a padded decode batch, replayed
+// after a new plan), and whole models on the GPU against transformers (logits of
 // every prompt position; greedy tokens: all of them in f32, the first ones
 // in bf16) on TP x PP grids whose ranks share the GPU over UCX.
 #include <doctest/doctest.h>
@@ -170,6 +171,81 @@ int flashinfer_attention(int dev) {
                      decode ? "decode" : "prefill", tppp::dtype_name(dt), static_cast<long long>(d),
                      static_cast<long long>(hd.nh), static_cast<long long>(hd.kvh), e);
         }
+  RANK_CHECK(cudaDeviceSynchronize() == cudaSuccess, "device error: %s", cudaGetErrorString(cudaGetLastError()));
+  return 0;
+}
+
+// The graph path's attention: FlashInfer planned in its CUDA-graph mode on
+// a decode batch padded to its bucket (as StageDecoder pads it: a run of one
+// token on the scratch page per padding row), captured once, then replayed
+// after a plan of another batch of the same bucket (longer sequences, new
+// q and caches in the same buffers): both replays against the CPU attention
+// on the real rows. bf16, head_dim 128, GQA groups 7 (Qwen2-7B: 28/4, the
+// prefill kernel) and 4 (the decode kernel). The run arrays are reserved
+// once, so the signature a graph compares stays the same across the plans.
+int flashinfer_graph_padded(int dev) {
+  cudaSetDevice(dev);
+  auto cpu = tppp::create_cpu_backend();
+  const int32_t dt = TPPP_DTYPE_BF16, bucket = 8, real = 5;
+  const int64_t d = 128, ps = 16, pages = 512, scratch = pages - 1;
+  const size_t es = tppp::dtype_size(dt);
+  struct Heads {
+    int64_t nh, kvh;
+  };
+  for (Heads hd : {Heads{7, 1}, Heads{28, 4}, Heads{8, 2}}) {
+    tppp::CudaAttention fa(60000);
+    fa.reserve(64, pages + 64);
+    cudaStream_t s;
+    RANK_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess, "cudaStreamCreate");
+    const int64_t qld = (hd.nh + 2 * hd.kvh) * d;
+    Buf dq(static_cast<size_t>(bucket * qld) * es), dk(static_cast<size_t>(pages * ps * hd.kvh * d) * es),
+        dv(dk.n), dout(static_cast<size_t>(bucket * hd.nh * d) * es);
+    cudaGraphExec_t exec = nullptr;
+    uint64_t sig0 = 0;
+    int step = 0;
+    for (int32_t prefix : {300, 451}) {
+      AttnCase c = make_batch(static_cast<int32_t>(ps), prefix, 1, real, true);
+      RANK_CHECK(c.n == real, "batch of %d rows", c.n);
+      const tppp::KvPlan padded = tppp::pad_rows(c.plan, bucket, static_cast<int32_t>(scratch), static_cast<int32_t>(ps));
+      const tppp::AttnRuns runs = tppp::attn_runs(padded, bucket, static_cast<int32_t>(ps));
+      auto q = rnd(dt, 21 + static_cast<uint64_t>(prefix), static_cast<size_t>(bucket * qld)),
+           kc = rnd(dt, 22 + static_cast<uint64_t>(prefix), static_cast<size_t>(pages * ps * hd.kvh * d)),
+           vc = rnd(dt, 23 + static_cast<uint64_t>(prefix), static_cast<size_t>(pages * ps * hd.kvh * d));
+      std::vector<char> oc(static_cast<size_t>(real * hd.nh * d) * es);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+      cpu->attention(q.data(), qld, real, hd.nh, hd.kvh, d, kc.data(), vc.data(), ps, c.plan.kv_len.data(),
+                     c.plan.page_off.data(), c.plan.pages.data(), scale, oc.data(), dt, nullptr);
+      cudaMemcpy(dq.p, q.data(), q.size(), cudaMemcpyHostToDevice);
+      cudaMemcpy(dk.p, kc.data(), kc.size(), cudaMemcpyHostToDevice);
+      cudaMemcpy(dv.p, vc.data(), vc.size(), cudaMemcpyHostToDevice);
+      dout.poison();
+      RANK_CHECK(cudaDeviceSynchronize() == cudaSuccess, "upload");
+      fa.plan(runs, bucket, hd.nh, hd.kvh, d, ps, dt, s, true);
+      RANK_CHECK(fa.planned(), "FlashInfer (graph mode) was not planned for group %lld", static_cast<long long>(hd.nh / hd.kvh));
+      if (step == 0) {
+        sig0 = fa.signature();
+        cudaGraph_t g = nullptr;
+        RANK_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin capture");
+        fa.attention(dq.p, qld, bucket, hd.nh, hd.kvh, d, dk.p, dv.p, ps, nullptr, nullptr, nullptr, scale, dout.p, dt, s);
+        RANK_CHECK(cudaStreamEndCapture(s, &g) == cudaSuccess, "end capture: %s", cudaGetErrorString(cudaGetLastError()));
+        RANK_CHECK(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess, "instantiate");
+        cudaGraphDestroy(g);
+      } else {
+        RANK_CHECK(fa.signature() == sig0, "group %lld: the graph-mode plan of a same-bucket batch changed the "
+                   "signature (the decoder would capture again)", static_cast<long long>(hd.nh / hd.kvh));
+      }
+      RANK_CHECK(cudaGraphLaunch(exec, s) == cudaSuccess, "replay");
+      RANK_CHECK(cudaStreamSynchronize(s) == cudaSuccess, "replay: %s", cudaGetErrorString(cudaGetLastError()));
+      std::vector<char> got = dout.get();
+      got.resize(oc.size());  // the real rows; padding rows are scratch
+      const double e = rel(dt, got, oc);
+      RANK_CHECK(e <= tol(dt), "graph replay %d, heads %lld/%lld, prefix %d: rel err %g", step,
+                 static_cast<long long>(hd.nh), static_cast<long long>(hd.kvh), prefix, e);
+      step++;
+    }
+    cudaGraphExecDestroy(exec);
+    cudaStreamDestroy(s);
+  }
   RANK_CHECK(cudaDeviceSynchronize() == cudaSuccess, "device error: %s", cudaGetErrorString(cudaGetLastError()));
   return 0;
 }
@@ -456,6 +532,11 @@ TEST_SUITE("cuda") {
   TEST_CASE("FlashInfer paged decode and prefill match the CPU attention") {
     if (no_gpu()) return;
     auto codes = th::run_ranks(1, 300, [](int, const tppp_unique_id&) { return flashinfer_attention(test_device()); });
+    CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+  TEST_CASE("FlashInfer in CUDA-graph mode on a padded decode batch, replayed after a new plan") {
+    if (no_gpu()) return;
+    auto codes = th::run_ranks(1, 300, [](int, const tppp_unique_id&) { return flashinfer_graph_padded(test_device()); });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
   }
   TEST_CASE("models on the GPU match transformers (ranks sharing the GPU over UCX)") {

@@ -152,6 +152,10 @@ class Backend {
                               int64_t page_size, int32_t dtype, void* stream, bool for_graph = false) {
     (void)runs, (void)m, (void)nh, (void)kvh, (void)d, (void)page_size, (void)dtype, (void)stream, (void)for_graph;
   }
+  // Called once before any batch: batches hold at most max_rows rows (so
+  // runs) and list about max_pages pages, so a backend sizes what
+  // attention_plan fills once (CUDA: the run arrays a graph bakes in).
+  virtual void attention_reserve(int64_t max_rows, int64_t max_pages) { (void)max_rows, (void)max_pages; }
   // A value that changes whenever what attention() would launch changes
   // (the plan's buffers and shapes): a captured graph replays only while it
   // is the same.

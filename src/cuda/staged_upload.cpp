@@ -60,8 +60,8 @@ void staged_upload(const CopyEngine& e, const UploadJob* jobs, size_t n, int lan
         if (cancel && cancel->load()) fail(TPPP_ERR_ABORTED, "loading was cancelled");
         Slot& s = slots[k % 2];
         if (s.busy) {
+          e.wait(s.fence);  // throws on a timeout: the slot stays busy, so drain never frees it under the copy
           s.busy = false;
-          e.wait(s.fence);
         }
         fill(i, s.buf);  // overlaps the copy of the other slot
         if (done_bytes) done_bytes->fetch_add(jobs[i].bytes);

@@ -40,7 +40,7 @@ std::string layer_prefix(int64_t i) { return "model.layers." + std::to_string(i)
 }  // namespace
 
 StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec, int32_t dtype, int32_t num_pages,
-                           int32_t page_size, const std::vector<int64_t>& split)
+                           int32_t page_size, int32_t max_rows, const std::vector<int64_t>& split)
     : g_(g), spec_(spec), be_(g.backend()), dt_(dtype), page_size_(page_size) {
   const ModelConfig& d = spec.dims;
   tp_ = g.config().tp;
@@ -167,6 +167,11 @@ StageDecoder::StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec,
     // are queued on the stream (NCCL) or none; UCX staging waits on the host.
     graphs_ = env_flag(Env::CudaGraphs) && pp == 1 &&
               (tp_ == 1 || g.transport().stream_ordered(Place{TPPP_MEM_CUDA, st_}));
+    // A batch has at most max_rows rows (a padded graph batch kGraphMaxRows),
+    // one run each at most; its runs list each page once, a padding run the
+    // scratch page: the attention plan's arrays are sized here once.
+    const int64_t rows = std::max<int64_t>(max_rows, kGraphMaxRows);
+    be_->attention_reserve(rows, static_cast<int64_t>(num_pages_) + 1 + rows);
   }
 }
 

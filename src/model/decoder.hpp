@@ -49,9 +49,10 @@ class DevBuf {
 
 class StageDecoder {
  public:
-  // split: layers per stage (empty: balanced by weight bytes, LM head included).
+  // max_rows: the most rows a batch holds (max_batch). split: layers per
+  // stage (empty: balanced by weight bytes, LM head included).
   StageDecoder(Group& g, const Checkpoint& c, const ModelSpec& spec, int32_t dtype, int32_t num_pages,
-               int32_t page_size, const std::vector<int64_t>& split);
+               int32_t page_size, int32_t max_rows, const std::vector<int64_t>& split);
   ~StageDecoder();
   bool first() const { return first_; }
   bool last() const { return last_; }

@@ -74,7 +74,7 @@ Model::Model(Group& g, const Checkpoint& c, const ModelParams& p)
     fail(TPPP_ERR_INVALID_ARGUMENT, "model params: max_inflight %d must be >= 0 (0: the number of stages)",
          p.max_inflight);
   if (p_.max_inflight == 0) p_.max_inflight = pp;
-  dec_.reset(new StageDecoder(g, c, spec_, dtype_, book_.num_pages(), p.page_size, p.layer_split));
+  dec_.reset(new StageDecoder(g, c, spec_, dtype_, book_.num_pages(), p.page_size, p.max_batch, p.layer_split));
   hist_.resize(static_cast<size_t>(p.max_seqs));
   out_start_.assign(static_cast<size_t>(p.max_seqs), -1);
   epoch_.assign(static_cast<size_t>(p.max_seqs), 0);

@@ -31,7 +31,20 @@
 namespace {
 
 volatile sig_atomic_t g_signal = 0;
-void on_signal(int s) { g_signal = s; }
+int g_wake = -1;  // write end of the self-pipe: a signal wakes the poll at once
+void wake() {
+  const int saved = errno;
+  if (g_wake >= 0) (void)!write(g_wake, "x", 1);
+  errno = saved;
+}
+void on_signal(int s) {
+  g_signal = s;
+  wake();
+}
+// A rank's death is seen the moment it happens, not at the next 50 ms poll
+// tick: a survivor that reports the dead peer and exits within those 50 ms
+// would otherwise be reaped in the same batch and could be named first.
+void on_child(int) { wake(); }
 
 struct Stream {
   int fd = -1;
@@ -111,10 +124,21 @@ int main(int argc, char** argv) {
   }
   if (n <= 0 || n > 4096 || i >= argc) return usage();
 
+  int wake_pipe[2];
+  if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    std::perror("tppp-run: pipe");
+    return 1;
+  }
+  g_wake = wake_pipe[1];
   struct sigaction sa{};
   sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction sc{};
+  sc.sa_handler = on_child;
+  sc.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sc, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   const std::string port = std::to_string(free_port());
@@ -143,6 +167,7 @@ int main(int argc, char** argv) {
       dup2(err[1], 2);
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
+      signal(SIGCHLD, SIG_DFL);
       signal(SIGPIPE, SIG_DFL);
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
@@ -184,15 +209,20 @@ int main(int argc, char** argv) {
   };
 
   while (running > 0 || std::any_of(streams.begin(), streams.end(), [](const Stream& s) { return s.fd >= 0; })) {
-    std::vector<pollfd> pfds;
-    std::vector<size_t> idx;
+    std::vector<pollfd> pfds{pollfd{wake_pipe[0], POLLIN, 0}};
+    std::vector<size_t> idx{0};
     for (size_t s = 0; s < streams.size(); s++)
       if (streams[s].fd >= 0) {
         pfds.push_back(pollfd{streams[s].fd, POLLIN, 0});
         idx.push_back(s);
       }
-    int pr = pfds.empty() ? (usleep(50000), 0) : poll(pfds.data(), pfds.size(), 50);
-    for (size_t k = 0; pr > 0 && k < pfds.size(); k++) {
+    int pr = poll(pfds.data(), pfds.size(), 50);
+    if (pr > 0 && (pfds[0].revents & POLLIN)) {
+      char drain[64];
+      while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+      }
+    }
+    for (size_t k = 1; pr > 0 && k < pfds.size(); k++) {
       if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       Stream& s = streams[idx[k]];
       char buf[65536];
@@ -206,8 +236,13 @@ int main(int argc, char** argv) {
         s.fd = -1;
       }
     }
+    // Reap every rank that has ended. Where several failed within one wake,
+    // the order of their deaths is unknown; a rank killed by a signal is named
+    // before one that exited with a code (a survivor reporting a dead peer
+    // exits; it is not killed), then the lowest rank.
     int status;
     pid_t pid;
+    int first = -1, first_status = 0;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
       for (int r = 0; r < n; r++) {
         Child& k = kids[static_cast<size_t>(r)];
@@ -215,18 +250,24 @@ int main(int argc, char** argv) {
         k.running = false;
         running--;
         k.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (k.code != 0 && !failing) {
-          failing = true;
-          result = k.code;
-          if (WIFSIGNALED(status))
-            std::fprintf(stderr, "tppp-run: rank %d failed first: killed by signal %d (%s)", r, WTERMSIG(status),
-                         strsignal(WTERMSIG(status)));
-          else
-            std::fprintf(stderr, "tppp-run: rank %d failed first: exit code %d", r, k.code);
-          std::fprintf(stderr, "; the other ranks have %.1f s to report and exit (--grace)\n", grace_s);
-          term_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
+        if (k.code != 0 && !failing &&
+            (first < 0 || (WIFSIGNALED(status) && !WIFSIGNALED(first_status)) ||
+             (WIFSIGNALED(status) == WIFSIGNALED(first_status) && r < first))) {
+          first = r;
+          first_status = status;
         }
       }
+    }
+    if (first >= 0) {
+      failing = true;
+      result = kids[static_cast<size_t>(first)].code;
+      if (WIFSIGNALED(first_status))
+        std::fprintf(stderr, "tppp-run: rank %d failed first: killed by signal %d (%s)", first,
+                     WTERMSIG(first_status), strsignal(WTERMSIG(first_status)));
+      else
+        std::fprintf(stderr, "tppp-run: rank %d failed first: exit code %d", first, result);
+      std::fprintf(stderr, "; the other ranks have %.1f s to report and exit (--grace)\n", grace_s);
+      term_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
     }
     if (g_signal) {
       int s = g_signal;

@@ -34,6 +34,28 @@ void CudaAttention::ensure_workspace() {
   check_cuda(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming), "attention: cudaEventCreate");
 }
 
+void CudaAttention::grow_runs(size_t cap) {
+  if (runs_dev_) cudaFree(runs_dev_);
+  if (runs_host_) cudaFreeHost(runs_host_);
+  runs_dev_ = runs_host_ = nullptr;
+  runs_cap_ = 0;
+  void *dev = nullptr, *host = nullptr;
+  check_cuda(cudaMalloc(&dev, cap * 4), "attention: cudaMalloc of the run arrays");
+  runs_dev_ = static_cast<int32_t*>(dev);
+  check_cuda(cudaMallocHost(&host, cap * 4), "attention: cudaMallocHost of the run arrays");
+  runs_host_ = static_cast<int32_t*>(host);
+  runs_cap_ = cap;
+}
+
+void CudaAttention::reserve(int64_t max_runs, int64_t max_pages) {
+  ensure_workspace();
+  const size_t cap = 3 * (static_cast<size_t>(max_runs) + 1) + static_cast<size_t>(max_pages);
+  if (cap > runs_cap_) {
+    wait_staging();
+    grow_runs(cap);
+  }
+}
+
 void CudaAttention::wait_staging() {
   if (!staged_pending_) return;
   wait_event(staged_, timeout_ms_, "attention: the previous batch's plan upload");
@@ -60,20 +82,17 @@ void CudaAttention::plan(const AttnRuns& r, int64_t m, int64_t nh, int64_t kvh, 
   wait_staging();  // both page-locked buffers are rewritten below
   const size_t R = static_cast<size_t>(r.runs()), need = 3 * (R + 1) + r.kv_indices.size();
   if (need > runs_cap_) {
+    // Past the reserve (sequences sharing prefix pages list a page once per
+    // run): kernels queued on s may still read the old arrays; wait for them
+    // within the deadline, then grow. Graphs see the new address in
+    // signature() and are captured again.
     if (runs_dev_) {
-      check_cuda(cudaStreamSynchronize(s), "attention: waiting to grow the run arrays");
-      cudaFree(runs_dev_);
-      cudaFreeHost(runs_host_);
-      runs_dev_ = runs_host_ = nullptr;
-      runs_cap_ = 0;
+      TPPP_LOG(TPPP_LOG_INFO, "attention: a batch of %zu runs and %zu pages outgrows the run arrays (%zu entries); "
+               "growing them", R, r.kv_indices.size(), runs_cap_);
+      check_cuda(cudaEventRecord(staged_, s), "attention: cudaEventRecord");
+      wait_event(staged_, timeout_ms_, "attention: the kernels reading the run arrays before they grow");
     }
-    const size_t cap = need * 2;
-    void *dev = nullptr, *host = nullptr;
-    check_cuda(cudaMalloc(&dev, cap * 4), "attention: cudaMalloc of the run arrays");
-    runs_dev_ = static_cast<int32_t*>(dev);
-    check_cuda(cudaMallocHost(&host, cap * 4), "attention: cudaMallocHost of the run arrays");
-    runs_host_ = static_cast<int32_t*>(host);
-    runs_cap_ = cap;
+    grow_runs(need * 2);
   }
   off_kvp_ = R + 1;
   off_kvl_ = 2 * (R + 1);

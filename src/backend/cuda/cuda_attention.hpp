@@ -27,6 +27,10 @@ class CudaAttention {
   // launch stays valid for later plans of the same shape).
   void plan(const AttnRuns& runs, int64_t m, int64_t nh, int64_t kvh, int64_t d, int64_t page_size, int32_t dtype,
             cudaStream_t s, bool for_graph = false);
+  // Sizes the run arrays once for batches of up to max_runs runs listing
+  // max_pages pages in all, so their address stays put (graphs) and plan()
+  // never waits to grow them. Called before any batch runs.
+  void reserve(int64_t max_runs, int64_t max_pages);
   // Changes whenever a launch would differ (plan, buffers): graphs compare it.
   uint64_t signature() const;
   void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
@@ -37,6 +41,7 @@ class CudaAttention {
  private:
   void ensure_workspace();
   void wait_staging();  // the previous plan's host-to-device copies have run
+  void grow_runs(size_t cap);  // frees and reallocates (nothing in flight reads them)
 
   int timeout_ms_;
   tppp_kernels::fi::Workspace ws_;

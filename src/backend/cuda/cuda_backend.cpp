@@ -339,6 +339,10 @@ class CudaBackend final : public Backend {
     const Tail tail = use(stream);
     attn_->plan(runs, m, nh, kvh, d, page_size, dt, as_stream(stream), for_graph);
   }
+  void attention_reserve(int64_t max_rows, int64_t max_pages) override {
+    DeviceScope ds(dev_);
+    attn_->reserve(max_rows, max_pages);
+  }
   uint64_t attention_signature() const override { return attn_->signature(); }
   void attention(const void* q, int64_t ldq, int64_t m, int64_t nh, int64_t kvh, int64_t d, const void* k_cache,
                  const void* v_cache, int64_t page_size, const int32_t* kv_len, const int32_t* page_off,
