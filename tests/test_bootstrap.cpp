@@ -226,7 +226,15 @@ TEST_SUITE("bootstrap") {
         }
         return 0;
       }
-      if (rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      // Rank 0 logs each: the junk and the half hello as warnings, the
+      // silent one (what a rank's abandoned connect attempt looks like) as
+      // information only.
+      std::vector<std::pair<int32_t, std::string>> logs;
+      if (rank == 0)
+        tppp_set_log_callback([](int32_t l, const char* m, void* u) {
+          static_cast<std::vector<std::pair<int32_t, std::string>>*>(u)->emplace_back(l, m);
+        }, &logs, TPPP_LOG_INFO);
+      if (rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1000));
       tppp_group_params p = th::params(2, 1, 8000);
       tppp_group_t g = nullptr;
       RANK_OK(tppp_group_create(&id, 2, rank, &p, &g));
@@ -234,6 +242,18 @@ TEST_SUITE("bootstrap") {
       RANK_OK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, &x, &y, 1, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr));
       RANK_CHECK(y == 3.0f, "sum %g", y);
       tppp_group_destroy(g);
+      if (rank == 0) {
+        tppp_set_log_callback(nullptr, nullptr, TPPP_LOG_WARN);
+        int junk = 0, half = 0, silent = 0;
+        for (const auto& l : logs) {
+          const char* m = l.second.c_str();
+          junk += l.first == TPPP_LOG_WARN && has(m, "not a tppp hello");
+          half += l.first == TPPP_LOG_WARN && has(m, "dropped a connection") && has(m, "closed by the peer");
+          silent += l.first == TPPP_LOG_INFO && has(m, "closed before its hello");
+        }
+        RANK_CHECK(junk == 1 && half == 1 && silent == 1, "logged junk %d, half hello %d, silent %d (%zu lines)", junk,
+                   half, silent, logs.size());
+      }
       return 0;
     });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));

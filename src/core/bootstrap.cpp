@@ -265,10 +265,18 @@ std::unique_ptr<Bootstrap> Bootstrap::join(const BootstrapAddr& addr, Fd listene
     Hello h{};
     // A connection gets at most 1 s to say hello, so junk cannot stall us.
     auto hello_deadline = std::min(deadline, deadline_after_ms(1000));
+    size_t got = 0;
     try {
-      recv_all(c.get(), &h, sizeof h, hello_deadline, "bootstrap hello from " + peer);
+      recv_all(c.get(), &h, sizeof h, hello_deadline, "bootstrap hello from " + peer, &got);
     } catch (const Error& e) {
-      TPPP_LOG(TPPP_LOG_WARN, "bootstrap: dropped a connection from %s: %s", peer.c_str(), e.what());
+      // Closed before a byte: a rank's connect attempt that it gave up on
+      // (connect_tcp retries after 1 s; a SYN the kernel retransmitted then
+      // still completes here). Benign; anything else is worth a warning.
+      if (got == 0 && e.status() == TPPP_ERR_REMOTE)
+        TPPP_LOG(TPPP_LOG_INFO, "bootstrap: a connection from %s closed before its hello (a retried connect)",
+                 peer.c_str());
+      else
+        TPPP_LOG(TPPP_LOG_WARN, "bootstrap: dropped a connection from %s: %s", peer.c_str(), e.what());
       continue;
     }
     if (std::memcmp(h.tag, kHelloTag, 8) != 0) {

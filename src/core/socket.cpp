@@ -155,13 +155,15 @@ void send_all(int fd, const void* buf, size_t n, Clock::time_point deadline, con
   }
 }
 
-void recv_all(int fd, void* buf, size_t n, Clock::time_point deadline, const std::string& what) {
+void recv_all(int fd, void* buf, size_t n, Clock::time_point deadline, const std::string& what, size_t* got) {
   char* p = static_cast<char*>(buf);
+  if (got) *got = 0;
   while (n > 0) {
     ssize_t r = ::recv(fd, p, n, 0);
     if (r > 0) {
       p += r;
       n -= static_cast<size_t>(r);
+      if (got) *got += static_cast<size_t>(r);
       continue;
     }
     if (r == 0) fail(TPPP_ERR_REMOTE, "%s: connection closed by the peer", what.c_str());

@@ -47,7 +47,9 @@ Fd connect_tcp(uint32_t ip_be, uint16_t port, Clock::time_point deadline, const 
 // Accepts one connection or returns an invalid Fd at the deadline.
 Fd accept_until(int listen_fd, Clock::time_point deadline, std::string* peer);
 void send_all(int fd, const void* buf, size_t n, Clock::time_point deadline, const std::string& what);
-void recv_all(int fd, void* buf, size_t n, Clock::time_point deadline, const std::string& what);
+// got (optional): the bytes received, also when it throws.
+void recv_all(int fd, void* buf, size_t n, Clock::time_point deadline, const std::string& what,
+              size_t* got = nullptr);
 // IPv4 address (network order) of a host name or dotted quad; throws.
 uint32_t resolve_ipv4(const std::string& host);
 

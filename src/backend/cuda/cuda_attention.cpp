@@ -48,7 +48,6 @@ void CudaAttention::grow_runs(size_t cap) {
 }
 
 void CudaAttention::reserve(int64_t max_runs, int64_t max_pages) {
-  ensure_workspace();
   const size_t cap = 3 * (static_cast<size_t>(max_runs) + 1) + static_cast<size_t>(max_pages);
   if (cap > runs_cap_) {
     wait_staging();
