@@ -17,7 +17,8 @@
 # `first` (under 8 minutes) is what matters most when a GPU is lent for
 # minutes: the logic suites, the CUDA suite's FlashInfer, decoder-op, graph,
 # capture and NCCL cases, and generate against transformers on two grids;
-# `cuda` then runs the rest of the CUDA suite and the other grids.
+# `cuda` runs the rest of the CUDA suite and the other grids (never the
+# same case twice, also when the steps are split over several calls).
 set -uo pipefail
 quick=(); steps=()
 for a in "$@"; do
@@ -78,14 +79,8 @@ if want first; then
   step "first: examples/generate on the GPU vs transformers (qwen3 1x1, llama 2x2)" gen_gpu "qwen3 1 1" "llama 2 2"
 fi
 want logic && step "cuda_logic + c_api + sampling suites" tppp_tests --test-suite=cuda_logic,c_api,sampling
-if want cuda; then
-  if want first; then
-    step "CUDA suite: the rest (ops vs CPU, shared GPU TP/PP, loader, deadlines, models)" \
-      tppp_tests --test-suite=cuda --test-case-exclude="$first_cases"
-  else
-    step "CUDA suite (ops vs CPU, graphs, NCCL world 1, shared GPU TP/PP, loader, deadlines)" tppp_tests --test-suite=cuda
-  fi
-fi
+want cuda && step "CUDA suite: all but first's cases (ops vs CPU, shared GPU TP/PP, loader, deadlines, models)" \
+  tppp_tests --test-suite=cuda --test-case-exclude="$first_cases"
 want layers && step "layer tests on CUDA, TP 1/2/4 on one GPU" tppp_tests --test-suite=layers
 if want memcheck; then
   # compute-sanitizer may refuse the GPU (an H200 with an older sanitizer:
@@ -109,16 +104,8 @@ if want memcheck; then
     step "compute-sanitizer memcheck, CUDA suite + TP=1 layer tests" memcheck
   fi
 fi
-if want cuda; then
-  if want first; then
-    step "examples/generate on the GPU vs transformers (the other grids)" gen_gpu "llama 1 1" "llama 2 1" "llama 1 2" \
-      "qwen2 1 1" "qwen2 2 1" "qwen2 1 2" "qwen2 2 2" "qwen3 2 1" "qwen3 1 2" "qwen3 2 2"
-  else
-    step "examples/generate on the GPU vs transformers (f32, TP x PP sharing the GPU)" gen_gpu \
-      "llama 1 1" "llama 2 1" "llama 1 2" "llama 2 2" "qwen2 1 1" "qwen2 2 1" "qwen2 1 2" "qwen2 2 2" \
-      "qwen3 1 1" "qwen3 2 1" "qwen3 1 2" "qwen3 2 2"
-  fi
-fi
+want cuda && step "examples/generate on the GPU vs transformers (f32, first's grids aside)" gen_gpu \
+  "llama 1 1" "llama 2 1" "llama 1 2" "qwen2 1 1" "qwen2 2 1" "qwen2 1 2" "qwen2 2 2" "qwen3 2 1" "qwen3 1 2" "qwen3 2 2"
 want python && step "Python binding: torch CUDA tensors through DLPack" env TPPP_LIBRARY="$G/lib" \
   PYTHONPATH="$PWD/bindings/python" python3 bindings/python/tests/dlpack_cuda.py
 want bench && step "GPU benchmark vs torch" bench/linear_gpu.sh "$G/bin" "${quick[@]}"
