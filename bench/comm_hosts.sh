@@ -8,7 +8,9 @@
 #   Open MPI's spinning ranks starve the kernel's network work on these
 #   shared cores and every call took ~4 ms; libtppp's waits yield by
 #   themselves once a yield shows the CPU is contended).
-# REPS rounds (default 3), ours and the peer's alternately; median (min-max).
+# REPS rounds (default 5: at 2 ranks per host on shared cores whole runs fall
+# into a fast or a slow mode, 2x apart), ours and the peer's alternately;
+# median (min-max).
 # Writes bench/results/comm-hosts<H>-<date>-<host>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,7 @@ for f in "$cb" "$mpi"; do [ -x "$f" ] || { echo "missing $f: build first (script
 command -v ucx_perftest >/dev/null && command -v mpirun >/dev/null || { echo "needs ucx_perftest and mpirun"; exit 1; }
 hostlist() { local per=$1 l=""; for ((h = 0; h < H; h++)); do l+="${l:+,}host$h:$per"; done; echo "$l"; }
 MPI='mpirun --allow-run-as-root --mca plm_rsh_agent "$TPPP_MULTIHOST_AGENT --agent" --mca oob_tcp_if_include eth0 --mca btl_tcp_if_include eth0 --mca btl tcp,vader,self --mca mpi_yield_when_idle 1'
-reps=${REPS:-3}
+reps=${REPS:-5}
 . bench/table_util.sh
 for rep in $(seq "$reps"); do
   echo "round $rep/$reps: latency..." >&2
