@@ -7,7 +7,8 @@
 # collectives suite with its ranks spread over the hosts both ways.
 # Skips (77) where namespaces cannot be made.
 # Last, a rank killed on one host: its peer on the other gets REMOTE naming
-# the rank and its host within seconds.
+# the rank and its host within seconds; and a rank that stays alive but
+# never sends: TIMEOUT at the group's timeout, naming the rank and its host.
 # Args: generate, tppp_tests, fixtures dir, dead_peer.
 set -uo pipefail
 gen=$1 tests=$2 fx=$3 dead=$4
@@ -49,6 +50,15 @@ if grep -q "rank 0 got TPPP_ERR_REMOTE: .*rank 1: that peer is dead (pid [0-9]* 
   echo "ok a rank killed on host1: rank 0 on host0 got REMOTE naming it and its host (${took}s)"
 else
   echo "FAIL dead peer across hosts (${took}s)"; echo "$out" | tail -5; fail=$((fail + 1))
+fi
+n=$((n + 1))
+start=$(date +%s)
+out=$(timeout 120 "$mh" -n 2 --decoy -- "$ranks" 2 block "$dead" stuck 2>&1)
+took=$(( $(date +%s) - start ))
+if grep -q "rank 0 got TPPP_ERR_TIMEOUT: .*rank 1 (pid [0-9]* on host1) timed out after 1500 ms" <<<"$out" && [ "$took" -lt 30 ]; then
+  echo "ok a rank on host1 that never sends: rank 0 on host0 got TIMEOUT naming it and its host (${took}s)"
+else
+  echo "FAIL stuck peer across hosts (${took}s)"; echo "$out" | tail -5; fail=$((fail + 1))
 fi
 echo "$((n - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

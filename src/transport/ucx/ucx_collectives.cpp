@@ -130,8 +130,8 @@ void UcxTransport::shm_slow_path(const Comm& c, int peer) {
   if (coll_deadline_ == steady_clock::time_point{})
     coll_deadline_ = now + std::chrono::milliseconds(cfg_.timeout_ms);
   else if (now > coll_deadline_)
-    fail(TPPP_ERR_TIMEOUT, "rank %d: %s on '%s' (call #%u) from rank %d timed out after %d ms (peer not posting, "
-         "stuck or dead)", cfg_.rank, coll_name_, c.name, coll_hdr_.seq, g, cfg_.timeout_ms);
+    fail(TPPP_ERR_TIMEOUT, "rank %d: %s on '%s' (call #%u) from rank %d (%s) timed out after %d ms (peer not "
+         "posting, stuck or dead)", cfg_.rank, coll_name_, c.name, coll_hdr_.seq, g, who(g).c_str(), cfg_.timeout_ms);
   poll_notices();
 }
 

@@ -245,7 +245,8 @@ void UcxTransport::shutdown() noexcept {
     while (ucp_request_check_status(req) == UCS_INPROGRESS && steady_clock::now() < dl) {
       if (!ucp_worker_progress(worker_)) sched_yield();
     }
-    if (ucp_request_check_status(req) != UCS_INPROGRESS) ucp_request_free(req);
+    // Freed even in progress (a flush to a live peer that never answers):
+    ucp_request_free(req);  // worker destroy asserts on an unreleased one
   }
   // Let cancelled operations deliver their callbacks before the worker goes.
   for (int i = 0; i < 100 && ucp_worker_progress(worker_); i++) {
@@ -498,8 +499,8 @@ bool UcxTransport::test_op(Op* op, steady_clock::time_point* deadline) {
   if (*deadline == steady_clock::time_point{})
     *deadline = now + std::chrono::milliseconds(cfg_.timeout_ms);
   else if (now > *deadline)
-    fail(TPPP_ERR_TIMEOUT, "rank %d: %s %s rank %d timed out after %d ms (peer not posting, stuck or dead)",
-         cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, cfg_.timeout_ms);
+    fail(TPPP_ERR_TIMEOUT, "rank %d: %s %s rank %d (%s) timed out after %d ms (peer not posting, stuck or dead)",
+         cfg_.rank, op->what, op->is_recv ? "from" : "to", op->peer, who(op->peer).c_str(), cfg_.timeout_ms);
   return false;
 }
 
