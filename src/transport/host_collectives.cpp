@@ -193,17 +193,17 @@ void HostCollectives::allreduce_doubling(const Comm& c, char* buf, size_t count,
 }
 
 void HostCollectives::allreduce_ring(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op) {
-  ring_reduce_scatter(c, buf, count, dtype, op, 0, true);
-  ring_all_gather(c, buf, count, dtype, static_cast<uint64_t>(c.size() - 1), false);
+  ring_reduce_scatter(c, buf, count, dtype, op, 0, true, t_.segment_bytes);
+  ring_all_gather(c, buf, count, dtype, static_cast<uint64_t>(c.size() - 1), false, t_.segment_bytes);
   p2p_.coll_wait_all();
 }
 
 void HostCollectives::ring_reduce_scatter(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op,
-                                          uint64_t base, bool forward_last) {
+                                          uint64_t base, bool forward_last, size_t seg_bytes) {
   const int n = c.size(), me = c.me;
   const size_t es = dtype_size(dtype);
   const Chunks ch{count, static_cast<size_t>(n)};
-  const RingLayout ring{ch, std::max<size_t>(1, t_.segment_bytes / es)};
+  const RingLayout ring{ch, std::max<size_t>(1, seg_bytes / es)};
   const int right = mod(me + 1, n), left = mod(me - 1, n);
   char* tmp = scratch(ch.len(0) * es);
   // Step 0 sends my own chunk whole; every later send forwards a segment as
@@ -233,10 +233,10 @@ void HostCollectives::ring_reduce_scatter(const Comm& c, char* buf, size_t count
 }
 
 void HostCollectives::ring_all_gather(const Comm& c, char* buf, size_t count, int32_t dtype, uint64_t base,
-                                      bool send_first) {
+                                      bool send_first, size_t seg_bytes) {
   const int n = c.size(), me = c.me;
   const size_t es = dtype_size(dtype);
-  const RingLayout ring{Chunks{count, static_cast<size_t>(n)}, std::max<size_t>(1, t_.segment_bytes / es)};
+  const RingLayout ring{Chunks{count, static_cast<size_t>(n)}, std::max<size_t>(1, seg_bytes / es)};
   const int right = mod(me + 1, n), left = mod(me - 1, n);
   if (send_first) send_chunk(p2p_, c, ring, mod(me + 1, n), right, base, 0, buf, es);  // as ring_reduce_scatter left it
   std::vector<HostP2P::Id> ids;
@@ -345,7 +345,8 @@ void HostCollectives::allreduce_hierarchical(const Comm& local, const Comm& cros
     p2p_.coll_wait_all();
     return;
   }
-  ring_reduce_scatter(local, buf, count, dtype, op, 0, false);
+  const size_t seg = t_.hier_segment_bytes;
+  ring_reduce_scatter(local, buf, count, dtype, op, 0, false, seg);
   const Chunks ch{count, static_cast<size_t>(local.size())};
   const size_t mine = static_cast<size_t>(mod(local.me + 1, local.size()));
   char* part = buf + ch.off(mine) * es;
@@ -353,10 +354,10 @@ void HostCollectives::allreduce_hierarchical(const Comm& local, const Comm& cros
   if (part_count * es <= t_.allreduce_small_bytes || part_count < static_cast<size_t>(cross.size())) {
     allreduce_doubling(cross, part, part_count, dtype, op, kCross);
   } else {
-    ring_reduce_scatter(cross, part, part_count, dtype, op, kCross, true);
-    ring_all_gather(cross, part, part_count, dtype, kCross + static_cast<uint64_t>(cross.size() - 1), false);
+    ring_reduce_scatter(cross, part, part_count, dtype, op, kCross, true, seg);
+    ring_all_gather(cross, part, part_count, dtype, kCross + static_cast<uint64_t>(cross.size() - 1), false, seg);
   }
-  ring_all_gather(local, buf, count, dtype, kBack, true);
+  ring_all_gather(local, buf, count, dtype, kBack, true, seg);
   p2p_.coll_wait_all();
 }
 

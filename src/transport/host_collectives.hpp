@@ -44,6 +44,11 @@ struct CollTuning {
   size_t allreduce_small_bytes = 64 << 10;   // <= : recursive doubling
   size_t allgather_small_bytes = 64 << 10;   // total bytes <= : direct exchange
   size_t segment_bytes = 256 << 10;          // ring pipeline segment
+  // The hierarchical all_reduce's rings (inside a host, across hosts): each
+  // of its phases is one step or few, so a segment buys little overlap,
+  // and fewer messages stall less on busy cores (4 ranks on 2 simulated
+  // hosts: 1.07-1.35x faster from 256 KiB to 16 MiB, a third of the spread).
+  size_t hier_segment_bytes = 1 << 20;
 };
 
 class HostCollectives {
@@ -61,9 +66,11 @@ class HostCollectives {
   void allreduce_ring(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op);
   // The ring's halves: after ring_reduce_scatter rank me holds chunk
   // (me + 1) % n reduced over all; ring_all_gather spreads every chunk.
+  // seg_bytes: the pipeline segment.
   void ring_reduce_scatter(const Comm& c, char* buf, size_t count, int32_t dtype, int32_t op, uint64_t base,
-                           bool forward_last);
-  void ring_all_gather(const Comm& c, char* buf, size_t count, int32_t dtype, uint64_t base, bool send_first);
+                           bool forward_last, size_t seg_bytes);
+  void ring_all_gather(const Comm& c, char* buf, size_t count, int32_t dtype, uint64_t base, bool send_first,
+                       size_t seg_bytes);
   // Members by host: true (and local/cross filled) when c spans several
   // hosts, each holding the same number (> 1) of its members.
   bool split_by_host(const Comm& c, Comm* local, Comm* cross) const;
