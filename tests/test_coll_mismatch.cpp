@@ -3,7 +3,8 @@
 // another call's data. Each case: two ranks, four all_reduce-like calls,
 // the first one broken on one side; the broken call fails on both ranks
 // with a status naming the other side, and the three after it pair up and
-// return the right sums.
+// return the right sums. The last case has four ranks and large calls (the
+// hierarchical all_reduce when the multihost test spreads them over hosts).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -47,6 +48,19 @@ int scenario(int rank, const tppp_unique_id& id, Bad bad, tppp_status want0, con
   for (int k = 1; k < 4; k++)
     if (good_call(g, rank, k)) return 1;
   tppp_group_destroy(g);
+  return 0;
+}
+
+// A large all_reduce on 4 ranks, call k: rank r's element i is (7k + r + i) % 1000; the sum is checked.
+int big_call(tppp_group_t g, int rank, int k, size_t n) {
+  std::vector<float> x(n), y(n, -1.0f);
+  for (size_t i = 0; i < n; i++) x[i] = static_cast<float>((7 * k + rank + static_cast<int>(i % 1000)) % 1000);
+  RANK_OK(tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), y.data(), n, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr));
+  for (size_t i = 0; i < n; i++) {
+    float want = 0;
+    for (int r = 0; r < 4; r++) want += static_cast<float>((7 * k + r + static_cast<int>(i % 1000)) % 1000);
+    RANK_CHECK(y[i] == want, "large call %d: y[%zu] = %g, want %g", k, i, y[i], want);
+  }
   return 0;
 }
 
@@ -216,5 +230,53 @@ TEST_SUITE("faults") {
       return 0;
     });
     CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+  }
+}
+
+// Four ranks. Across 2 hosts (test_multihost.sh, block placement: ranks 0, 1
+// on one host) the all_reduce is hierarchical, its local phases in shared
+// memory around the exchange across hosts; on one host it is the
+// shared-memory all_reduce. Rank 3's first large call is made differently:
+// every rank fails it (never TPPP_OK), and the large calls after it pair up.
+TEST_SUITE("faults") {
+  TEST_CASE("4 ranks: a large all_reduce made differently on one rank fails on every rank; later ones pair up") {
+    constexpr size_t kN = 100003;  // 400 KB: past the small-message paths; blocks of unequal length
+    struct Case {
+      const char* what;
+      tppp_status (*bad)(tppp_group_t, float*, float*);
+    } cases[] = {
+        {"different count",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, kN + 64, TPPP_DTYPE_F32, TPPP_OP_SUM, nullptr);
+         }},
+        {"different op",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_reduce(g, TPPP_SCOPE_WORLD, x, y, kN, TPPP_DTYPE_F32, TPPP_OP_MAX, nullptr);
+         }},
+        {"all_gather against all_reduce",
+         [](tppp_group_t g, float* x, float* y) {
+           return tppp_all_gather(g, TPPP_SCOPE_WORLD, x, y, kN / 4, TPPP_DTYPE_F32, nullptr);
+         }},
+    };
+    for (const Case& k : cases) {
+      CAPTURE(k.what);
+      auto codes = th::run_ranks(4, 120, [&k](int rank, const tppp_unique_id& id) {
+        tppp_group_params p = th::params(4, 1, 8000);
+        tppp_group_t g = nullptr;
+        RANK_OK(tppp_group_create(&id, 4, rank, &p, &g));
+        std::vector<float> x(kN + 64, 1.0f), y(kN + 64);
+        tppp_status s = rank == 3 ? k.bad(g, x.data(), y.data())
+                                  : tppp_all_reduce(g, TPPP_SCOPE_WORLD, x.data(), y.data(), kN, TPPP_DTYPE_F32,
+                                                    TPPP_OP_SUM, nullptr);
+        RANK_CHECK(s == TPPP_ERR_INVALID_USAGE || s == TPPP_ERR_REMOTE, "first call: %s: %s", tppp_status_string(s),
+                   tppp_last_error());
+        RANK_CHECK(has(tppp_last_error(), "rank "), "first call's message names no rank: %s", tppp_last_error());
+        for (int c = 1; c < 4; c++)
+          if (big_call(g, rank, c, kN)) return 1;
+        tppp_group_destroy(g);
+        return 0;
+      });
+      CHECK_MESSAGE(th::all_zero(codes), th::codes_str(codes));
+    }
   }
 }

@@ -4,7 +4,8 @@
 # address on both, first in interface order): generate at TP2 x PP2 with TP
 # inside the hosts and TP across them, and follow mode, must give
 # transformers' greedy tokens with no interface setting at all; then the
-# collectives suite with its ranks spread over the hosts both ways.
+# collectives suite with its ranks spread over the hosts both ways, and its
+# 4-rank case with shared memory off; a mismatched large all_reduce on 4 ranks.
 # Skips (77) where namespaces cannot be made.
 # Last, a rank killed on one host: its peer on the other gets REMOTE naming
 # the rank and its host within seconds; and a rank that stays alive but
@@ -41,6 +42,21 @@ for place in block cyclic; do
     echo "FAIL collectives suite, $place: not both hosts succeeded"; echo "$out" | tail -8; fail=$((fail + 1)); continue
   fi
   echo "ok collectives suite across 2 hosts, $place placement"
+done
+# The hierarchical all_reduce's two forms (local phases in shared memory,
+# or UCX message rings where shared memory is off), and a large all_reduce
+# made differently on one of 4 ranks (it fails everywhere, the next pair up).
+# (The collectives suite above ran the first form.) "mixed": shared memory
+# on host0 only (both forms must pair the same blocks across hosts).
+for shm in 1 0 mixed; do
+  suites=faults; [ "$shm" != 1 ] && suites=collectives,faults
+  run "4-rank collectives, block placement, TPPP_COLL_SHM=$shm" env TPPP_TEST_PLACEMENT=block SHM=$shm sh -c \
+    '[ "$SHM" = mixed ] && SHM=$((TPPP_HOST_INDEX == 0)); export TPPP_COLL_SHM=$SHM; exec "$@"' sh \
+    "$tests" --test-suite=$suites --test-case='4 ranks*' || continue
+  if [ "$(grep -c 'Status: SUCCESS' <<<"$out")" -ne 2 ]; then
+    echo "FAIL 4-rank collectives, TPPP_COLL_SHM=$shm: not both hosts succeeded"; echo "$out" | tail -8; fail=$((fail + 1)); continue
+  fi
+  echo "ok 4 ranks over 2 hosts ($suites), TPPP_COLL_SHM=$shm"
 done
 n=$((n + 1))
 start=$(date +%s)

@@ -270,6 +270,13 @@ const HostCollectives::HostSplit& HostCollectives::host_split(const Comm& c) {
   return hs;
 }
 
+bool HostCollectives::hierarchical(const Comm& c, const Comm** local, const Comm** cross) {
+  const HostSplit& hs = host_split(c);
+  *local = &hs.local;
+  *cross = &hs.cross;
+  return hs.hierarchical;
+}
+
 bool HostCollectives::split_by_host(const Comm& c, Comm* local, Comm* cross) const {
   const int n = c.size();
   if (n < 4) return false;
@@ -349,16 +356,21 @@ void HostCollectives::allreduce_hierarchical(const Comm& local, const Comm& cros
   ring_reduce_scatter(local, buf, count, dtype, op, 0, false, seg);
   const Chunks ch{count, static_cast<size_t>(local.size())};
   const size_t mine = static_cast<size_t>(mod(local.me + 1, local.size()));
-  char* part = buf + ch.off(mine) * es;
-  const size_t part_count = ch.len(mine);
-  if (part_count * es <= t_.allreduce_small_bytes || part_count < static_cast<size_t>(cross.size())) {
-    allreduce_doubling(cross, part, part_count, dtype, op, kCross);
-  } else {
-    ring_reduce_scatter(cross, part, part_count, dtype, op, kCross, true, seg);
-    ring_all_gather(cross, part, part_count, dtype, kCross + static_cast<uint64_t>(cross.size() - 1), false, seg);
-  }
+  all_reduce_across(cross, buf + ch.off(mine) * es, ch.len(mine), dtype, op);
   ring_all_gather(local, buf, count, dtype, kBack, true, seg);
   p2p_.coll_wait_all();
+}
+
+void HostCollectives::all_reduce_across(const Comm& cross, char* part, size_t count, int32_t dtype, int32_t op) {
+  const uint64_t kCross = kMaxHierSize * 2;
+  const size_t seg = t_.hier_segment_bytes;
+  if (count * dtype_size(dtype) <= t_.allreduce_small_bytes || count < static_cast<size_t>(cross.size())) {
+    allreduce_doubling(cross, part, count, dtype, op, kCross);
+  } else {
+    ring_reduce_scatter(cross, part, count, dtype, op, kCross, true, seg);
+    ring_all_gather(cross, part, count, dtype, kCross + static_cast<uint64_t>(cross.size() - 1), false, seg);
+    p2p_.coll_wait_all();
+  }
 }
 
 void HostCollectives::all_gather(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype) {

@@ -59,6 +59,18 @@ class HostCollectives {
   void broadcast(const Comm& c, void* buf, size_t count, int32_t dtype, int root);
   void barrier(const Comm& c);
 
+  // For a transport that runs a hierarchical all_reduce's local phases
+  // itself (shared memory): true when all_reduce on c goes hierarchically
+  // (c spans several hosts, each holding the same number > 1 of its
+  // members), with *local its members on this host and *cross those with
+  // this rank's place on the other hosts. The comms stay valid as long as
+  // this object.
+  bool hierarchical(const Comm& c, const Comm** local, const Comm** cross);
+  // The cross-host step of such an all_reduce, inside a call the transport
+  // began: buf all-reduced in place among cross.
+  void all_reduce_across(const Comm& cross, char* buf, size_t count, int32_t dtype, int32_t op);
+  const CollTuning& tuning() const { return t_; }
+
  private:
   // base: the first step number the phase's tags use (a hierarchical call
   // runs several phases between the same peers; see host_collectives.cpp).

@@ -267,7 +267,7 @@ void ShmCollectives::wait_slot_free(const Comm& c, int slot, Waiter& w) {
   for (int q = 0; q < c.size(); q++) {
     if (q == c.me) continue;
     const CommCtl& ctl = seg(c.ranks[static_cast<size_t>(q)])->ctl[static_cast<size_t>(c.id)];
-    spin(c, q, oversubscribed_, w, [&] { return std::max(load_acq(&ctl.done.v), load_acq(&ctl.cur.v)) >= last; });
+    spin(c, q, yield_often_, w, [&] { return std::max(load_acq(&ctl.done.v), load_acq(&ctl.cur.v)) >= last; });
   }
 }
 
@@ -277,17 +277,20 @@ uint64_t ShmCollectives::wait_ready(const Comm& c, int q, int slot, uint64_t tk,
   const int g = c.ranks[static_cast<size_t>(q)];
   SlotHead* h = head_of(slot_at(g, c.id, slot));
   uint64_t v = 0;
-  spin(c, q, oversubscribed_, w, [&] { return (v = load_acq(&h->ready)) >= tk; });
+  spin(c, q, yield_often_, w, [&] { return (v = load_acq(&h->ready)) >= tk; });
   if (v != tk) resolve(c, q, w);
   return v;
 }
 
 void ShmCollectives::all_reduce(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv,
-                                size_t count, int32_t dtype, int32_t op, Waiter& w) {
+                                size_t count, int32_t dtype, int32_t op, Waiter& w, Cross* cross) {
   store_rel(&seg(rank_)->ctl[static_cast<size_t>(c.id)].cur.v, call << kChunkBits);  // see wait_slot_free
   check_reducible(dtype);
+  yield_often_ = oversubscribed_ || cross;
   const size_t bytes = count * dtype_size(dtype);
-  if (bytes <= t_.one_phase_bytes)
+  if (cross)
+    across_hosts(c, call, h, send, recv, count, dtype, op, w, *cross);
+  else if (bytes <= t_.one_phase_bytes)
     small(c, call, h, send, recv, count, dtype, op, w);
   else
     large(c, call, h, send, recv, count, dtype, op, w);
@@ -374,10 +377,88 @@ void ShmCollectives::large(const Comm& c, uint64_t call, const CollHeader& h, co
       const int g = c.ranks[q];
       const CommCtl& ctl = seg(g)->ctl[static_cast<size_t>(c.id)];
       uint64_t v = 0;
-      spin(c, static_cast<int>(q), oversubscribed_, w, [&] { return (v = load_acq(&ctl.reduced[slot].v)) >= tk; });
+      spin(c, static_cast<int>(q), yield_often_, w, [&] { return (v = load_acq(&ctl.reduced[slot].v)) >= tk; });
       if (v != tk) resolve(c, static_cast<int>(q), w);
       const size_t o = slice_off(cc, n, q);
       std::memcpy(out + (e0 + o) * es, data_of(slot_at(g, c.id, slot)) + o * es, slice_len(cc, n, q) * es);
+    }
+    store_rel(&me.done.v, tk);
+  }
+}
+
+// Rank p of this host owns block (p + 1) % n of the vector (n balanced
+// blocks, as HostCollectives' local ring leaves them, so that a host whose
+// ranks run the rings instead exchanges the same blocks with this one), so
+// that its cross-host step is one call on contiguous memory with large
+// messages. Step k of the reduce-scatter: each slot holds piece k of every
+// block (piece = a slot's elements / n) and p reduces piece k of its block
+// from every peer's slot; step k of the all-gather (chunk numbers go on
+// from the reduce-scatter's): p's slot holds piece k of its reduced block
+// and the peers copy it out. A slot is rewritten as in large(): every peer
+// is past its last use (`done` is raised after each step's reads).
+void ShmCollectives::across_hosts(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv,
+                                  size_t count, int32_t dtype, int32_t op, Waiter& w, Cross& cross) {
+  PerComm& pc = per_[static_cast<size_t>(c.id)];
+  CommCtl& me = seg(rank_)->ctl[static_cast<size_t>(c.id)];
+  const size_t es = dtype_size(dtype), n = static_cast<size_t>(c.size()), my = static_cast<size_t>(c.me);
+  const size_t piece = std::max<size_t>(1, t_.slot_bytes / es / n);
+  const size_t steps = (slice_len(count, n, 0) + piece - 1) / piece;  // block 0 is the longest
+  if (2 * steps + 1 >= (size_t(1) << kChunkBits))
+    fail(TPPP_ERR_INVALID_ARGUMENT, "all_reduce: %zu elements is more than the shared-memory path takes", count);
+  // Piece k of rank q's block: its first element in the vector and its length.
+  auto at = [&](size_t q, size_t k) { return slice_off(count, n, (q + 1) % n) + k * piece; };
+  auto len = [&](size_t q, size_t k) {
+    const size_t bl = slice_len(count, n, (q + 1) % n);
+    return k * piece >= bl ? size_t(0) : std::min(piece, bl - k * piece);
+  };
+  const char* in = static_cast<const char*>(send);
+  char* out = static_cast<char*>(recv);
+  for (size_t k = 0; k < steps; k++) {
+    const int slot = static_cast<int>((call + k) & 1);
+    const uint64_t tk = tick(call, k);
+    wait_slot_free(c, slot, w);
+    SlotHead* head = head_of(slot_at(rank_, c.id, slot));
+    char* mine = data_of(slot_at(rank_, c.id, slot));
+    if (k == 0) head->hdr = h;
+    for (size_t q = 0; q < n; q++)
+      if (q != my) std::memcpy(mine + q * piece * es, in + at(q, k) * es, len(q, k) * es);
+    pc.last_tick[slot] = tk;
+    store_rel(&head->ready, tk);
+    for (size_t q = 0, first = 1; q < n; q++) {
+      if (q == my) continue;
+      const int g = c.ranks[q];
+      wait_ready(c, static_cast<int>(q), slot, tk, w);
+      if (k == 0) {
+        const CollHeader theirs = head_of(slot_at(g, c.id, slot))->hdr;
+        if (!header_matches(h, theirs)) check_header(h, theirs, rank_, g, c.name);
+      }
+      const char* src = data_of(slot_at(g, c.id, slot)) + my * piece * es;
+      if (first)
+        reduce_to(out + at(my, k) * es, in + at(my, k) * es, src, len(my, k), dtype, op);
+      else
+        reduce_into(out + at(my, k) * es, src, len(my, k), dtype, op);
+      first = 0;
+    }
+    pc.seen = tk;
+    store_rel(&me.done.v, tk);
+  }
+  const size_t mine = slice_len(count, n, (my + 1) % n);
+  if (mine) cross.across(out + at(my, 0) * es, mine);
+  for (size_t k = 0; k < steps; k++) {
+    const int slot = static_cast<int>((call + steps + k) & 1);
+    const uint64_t tk = tick(call, steps + k);
+    wait_slot_free(c, slot, w);
+    std::memcpy(data_of(slot_at(rank_, c.id, slot)), out + at(my, k) * es, len(my, k) * es);
+    pc.last_tick[slot] = tk;
+    store_rel(&me.reduced[slot].v, tk);
+    for (size_t q = 0; q < n; q++) {
+      if (q == my) continue;
+      const int g = c.ranks[q];
+      const CommCtl& ctl = seg(g)->ctl[static_cast<size_t>(c.id)];
+      uint64_t v = 0;
+      spin(c, static_cast<int>(q), yield_often_, w, [&] { return (v = load_acq(&ctl.reduced[slot].v)) >= tk; });
+      if (v != tk) resolve(c, static_cast<int>(q), w);
+      std::memcpy(out + at(q, k) * es, data_of(slot_at(g, c.id, slot)), len(q, k) * es);
     }
     store_rel(&me.done.v, tk);
   }

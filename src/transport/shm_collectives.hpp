@@ -20,6 +20,17 @@
 //     chunk: peers copy their other slices into their slots (ready), p
 //     reduces slice p from them into its output and its slot (reduced), and
 //     every rank copies the reduced slices it does not own (done).
+//   across hosts (a Cross hook): c is this host's part of a communicator
+//     that spans hosts. Rank p owns block (p + 1) % n of the vector (the
+//     block HostCollectives' local ring leaves it, so hosts that run the
+//     rings instead still pair the same blocks): a reduce-scatter
+//     in slot-sized steps leaves block p reduced over the host in p's
+//     output, the hook all-reduces it with the ranks owning the same block
+//     on the other hosts, and an all-gather in steps spreads the blocks.
+//     Every byte crosses between hosts once each way, in large messages,
+//     and the local phases cost what a local all_reduce does (the
+//     hierarchical all_reduce of host_collectives.hpp, its local rings
+//     replaced by this protocol).
 //
 // A slot is rewritten only once every peer is known to be done with it
 // (their `ready` of a later chunk seen, or their `done`/`cur` read). Waits
@@ -80,12 +91,25 @@ class ShmCollectives {
   void announce(const Comm& c, uint64_t call, const CollHeader& h);
   void check_announced(const Comm& c, uint64_t call, const CollHeader& mine, int my_rank);
 
+  // The step between the local phases of a call across hosts: all-reduces
+  // `count` elements at `data` in place with the other hosts (the same
+  // count on the ranks holding the same slice; 0 is never passed).
+  class Cross {
+   public:
+    virtual void across(char* data, size_t count) = 0;
+
+   protected:
+    ~Cross() = default;
+  };
+
   // The call `call` on c (numbered as announce's), described by h (its
   // fingerprint, compared with each peer's on the first chunk). send may
-  // equal recv. Throws what the waiter throws, NOT_SUPPORTED for a dtype
-  // that cannot be reduced, INVALID_USAGE for a peer in another call.
+  // equal recv. cross: c is this host's part of a communicator spanning
+  // hosts (see the top of this file). Throws what the waiter or cross
+  // throws, NOT_SUPPORTED for a dtype that cannot be reduced,
+  // INVALID_USAGE for a peer in another call.
   void all_reduce(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv, size_t count,
-                  int32_t dtype, int32_t op, Waiter& w);
+                  int32_t dtype, int32_t op, Waiter& w, Cross* cross = nullptr);
 
  private:
   struct Seg;
@@ -98,11 +122,14 @@ class ShmCollectives {
              int32_t dtype, int32_t op, Waiter& w);
   void large(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv, size_t count,
              int32_t dtype, int32_t op, Waiter& w);
+  void across_hosts(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv, size_t count,
+                    int32_t dtype, int32_t op, Waiter& w, Cross& cross);
 
   ShmTuning t_;
   int rank_ = 0;
   bool enabled_ = false;
   bool oversubscribed_ = false;  // more local ranks than CPUs: yield at once
+  bool yield_often_ = false;     // this call's waits yield early (oversubscribed, or across hosts)
   size_t seg_bytes_ = 0;
   std::vector<char*> maps_;      // by global rank: the mapped segment, or null
   struct PerComm {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "transport/ucx/ucx_transport.hpp"
 
@@ -37,7 +38,8 @@ void UcxTransport::begin_call(const Comm& c, const char* op, const CollCall& cal
   coll_name_ = op;
   const uint64_t seq = ++coll_seq_[static_cast<size_t>(c.id)];
   coll_hdr_ = make_header(static_cast<uint32_t>(seq), call);
-  if (announce && shm_usable(c)) shm_->announce(c, seq, coll_hdr_);
+  if (announce)
+    if (const Comm* sc = shm_comm(c)) shm_->announce(*sc, seq, coll_hdr_);
   coll_deadline_ = {};  // set by the first wait that finds an op pending
   // A peer that failed this call before this rank reached it.
   for (size_t i = 0; i < early_notices_.size(); i++) {
@@ -94,16 +96,39 @@ void UcxTransport::collective(const Comm& c, F&& run) {
   }
 }
 
+namespace {
+// The step between a hierarchical all_reduce's local phases in shared memory.
+struct AcrossHosts final : ShmCollectives::Cross {
+  AcrossHosts(HostCollectives& coll, const Comm& cross, int32_t dtype, int32_t op)
+      : coll(coll), cross(cross), dtype(dtype), op(op) {}
+  void across(char* data, size_t count) override { coll.all_reduce_across(cross, data, count, dtype, op); }
+  HostCollectives& coll;
+  const Comm& cross;
+  int32_t dtype, op;
+};
+}  // namespace
+
+// Through shared memory where c's ranks share this host; where c spans
+// hosts hierarchically and is past the small size, its local phases go
+// through shared memory around the exchange across hosts; else messages.
 void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_t count, int32_t dtype, int32_t op,
                               Place) {
-  if (!shm_usable(c)) {
+  const Comm* sc = shm_comm(c);
+  const Comm *local = nullptr, *cross = nullptr;
+  if (sc && sc != &c &&
+      (count * dtype_size(dtype) <= coll_.tuning().allreduce_small_bytes || !coll_.hierarchical(c, &local, &cross)))
+    sc = nullptr;
+  if (!sc) {
     collective(c, [&] { coll_.all_reduce(c, send, recv, count, dtype, op); });
     return;
   }
   collective(c, [&] {
     begin_call(c, "all_reduce", CollCall{CollKind::AllReduce, dtype, op, 0, count}, false);
     try {
-      shm_->all_reduce(c, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, send, recv, count, dtype, op, *this);
+      AcrossHosts hosts(coll_, cross ? *cross : c, dtype, op);
+      shm_->all_reduce(*sc, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, send, recv, count, dtype, op, *this,
+                       cross ? &hosts : nullptr);
+      coll_wait_all();
     } catch (...) {
       coll_end();
       throw;
@@ -112,10 +137,22 @@ void UcxTransport::all_reduce(const Comm& c, const void* send, void* recv, size_
   });
 }
 
-bool UcxTransport::shm_usable(const Comm& c) {
+// c itself when all its ranks share this host (and its segments are
+// mapped); its part on this host when c spans hosts hierarchically and that
+// part is mapped; else null. Known once per communicator id.
+const Comm* UcxTransport::shm_comm(const Comm& c) {
   int8_t& s = shm_comm_[static_cast<size_t>(c.id)];
-  if (s < 0) s = shm_ && shm_->usable(c) ? 1 : 0;
-  return s == 1;
+  const Comm *local = nullptr, *cross = nullptr;
+  if (s < 0) {
+    s = 0;
+    if (shm_ && shm_->usable(c))
+      s = 1;
+    else if (shm_ && coll_.hierarchical(c, &local, &cross) && shm_->usable(*local))
+      s = 2;
+  }
+  if (s == 1) return &c;
+  if (s == 2 && coll_.hierarchical(c, &local, &cross)) return local;
+  return nullptr;
 }
 
 // While a shared-memory wait spins: what a UCX wait checks on its slow path.
@@ -181,11 +218,11 @@ void UcxTransport::collective_failed(const Comm& c, tppp_status status) noexcept
   const uint64_t seq64 = ++coll_seq_[static_cast<size_t>(c.id)];  // this rank's count moves on, as its peers' do
   const uint32_t seq = static_cast<uint32_t>(seq64);
   // Told through shared memory too: a peer there sees this rank past the call.
-  if (shm_usable(c)) {
+  if (const Comm* sc = shm_comm(c)) {
     CollHeader none;  // kind 0: no call, which check_announced passes over
     none.seq = seq;
     none.status = status;
-    shm_->announce(c, seq64, none);
+    shm_->announce(*sc, seq64, none);
   }
   try {
     CollHeader n;
@@ -217,7 +254,8 @@ void UcxTransport::poll_notices() {
   const Comm& c = *coll_comm_;
   // A peer that announced this call number as another call (its path may
   // be shared memory while this rank's is UCX messages, or the reverse).
-  if (shm_usable(c)) shm_->check_announced(c, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, cfg_.rank);
+  if (const Comm* sc = shm_comm(c))
+    shm_->check_announced(*sc, coll_seq_[static_cast<size_t>(c.id)], coll_hdr_, cfg_.rank);
   if (coll_hdr_.kind == static_cast<uint8_t>(CollKind::Broadcast)) poll_other_roots();
   CollHeader n;
   int src = 0;

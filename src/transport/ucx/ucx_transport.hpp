@@ -114,7 +114,7 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   void begin_call(const Comm& c, const char* op, const CollCall& call, bool announce);
   // ShmCollectives::Waiter
   void shm_slow_path(const Comm& c, int peer) override;
-  bool shm_usable(const Comm& c);  // all_reduce on c goes through shared memory
+  const Comm* shm_comm(const Comm& c);  // the comm shared memory serves for c, or null (ucx_collectives.cpp)
 
   void shutdown() noexcept;  // idempotent; the destructor and a failed constructor
   void drain_unexpected(std::chrono::steady_clock::time_point deadline) noexcept;
@@ -195,7 +195,7 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   const char* coll_name_ = "";
   uint64_t coll_seq_[kCommIds] = {0};  // calls so far per communicator id (headers carry 32 bits, tags 8)
   std::unique_ptr<ShmCollectives> shm_;  // all_reduce between the processes of this host
-  int8_t shm_comm_[kCommIds] = {-1, -1, -1};  // shm_->usable per communicator id, once known
+  int8_t shm_comm_[kCommIds] = {-1, -1, -1};  // per communicator id, once known: shm_comm's answer (0 none, 1 c, 2 its local part)
   CollHeader coll_hdr_{};              // the call in progress
   struct Notice {
     CommId comm;
