@@ -282,6 +282,17 @@ uint64_t ShmCollectives::wait_ready(const Comm& c, int q, int slot, uint64_t tk,
   return v;
 }
 
+// Waits for peer q's reduced data of the chunk `tk` in `slot`; returns that
+// slot's data.
+const char* ShmCollectives::wait_reduced(const Comm& c, int q, int slot, uint64_t tk, Waiter& w) {
+  const int g = c.ranks[static_cast<size_t>(q)];
+  const CommCtl& ctl = seg(g)->ctl[static_cast<size_t>(c.id)];
+  uint64_t v = 0;
+  spin(c, q, yield_often_, w, [&] { return (v = load_acq(&ctl.reduced[slot].v)) >= tk; });
+  if (v != tk) resolve(c, q, w);
+  return data_of(slot_at(g, c.id, slot));
+}
+
 void ShmCollectives::all_reduce(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv,
                                 size_t count, int32_t dtype, int32_t op, Waiter& w, Cross* cross) {
   store_rel(&seg(rank_)->ctl[static_cast<size_t>(c.id)].cur.v, call << kChunkBits);  // see wait_slot_free
@@ -374,13 +385,9 @@ void ShmCollectives::large(const Comm& c, uint64_t call, const CollHeader& h, co
     // The slices the peers reduced.
     for (size_t q = 0; q < n; q++) {
       if (q == my) continue;
-      const int g = c.ranks[q];
-      const CommCtl& ctl = seg(g)->ctl[static_cast<size_t>(c.id)];
-      uint64_t v = 0;
-      spin(c, static_cast<int>(q), yield_often_, w, [&] { return (v = load_acq(&ctl.reduced[slot].v)) >= tk; });
-      if (v != tk) resolve(c, static_cast<int>(q), w);
+      const char* theirs = wait_reduced(c, static_cast<int>(q), slot, tk, w);
       const size_t o = slice_off(cc, n, q);
-      std::memcpy(out + (e0 + o) * es, data_of(slot_at(g, c.id, slot)) + o * es, slice_len(cc, n, q) * es);
+      std::memcpy(out + (e0 + o) * es, theirs + o * es, slice_len(cc, n, q) * es);
     }
     store_rel(&me.done.v, tk);
   }
@@ -451,15 +458,8 @@ void ShmCollectives::across_hosts(const Comm& c, uint64_t call, const CollHeader
     std::memcpy(data_of(slot_at(rank_, c.id, slot)), out + at(my, k) * es, len(my, k) * es);
     pc.last_tick[slot] = tk;
     store_rel(&me.reduced[slot].v, tk);
-    for (size_t q = 0; q < n; q++) {
-      if (q == my) continue;
-      const int g = c.ranks[q];
-      const CommCtl& ctl = seg(g)->ctl[static_cast<size_t>(c.id)];
-      uint64_t v = 0;
-      spin(c, static_cast<int>(q), yield_often_, w, [&] { return (v = load_acq(&ctl.reduced[slot].v)) >= tk; });
-      if (v != tk) resolve(c, static_cast<int>(q), w);
-      std::memcpy(out + at(q, k) * es, data_of(slot_at(g, c.id, slot)), len(q, k) * es);
-    }
+    for (size_t q = 0; q < n; q++)
+      if (q != my) std::memcpy(out + at(q, k) * es, wait_reduced(c, static_cast<int>(q), slot, tk, w), len(q, k) * es);
     store_rel(&me.done.v, tk);
   }
 }

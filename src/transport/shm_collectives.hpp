@@ -34,9 +34,10 @@
 //
 // A slot is rewritten only once every peer is known to be done with it
 // (their `ready` of a later chunk seen, or their `done`/`cur` read). Waits
-// spin, then yield; every few hundred spins the transport's slow path runs
-// (abort, deadline, dead peer, a peer's notice, a peer that announced
-// another call: see announce()).
+// spin, then yield (every 16 spins in a call across hosts, whose cross
+// step needs the cores for the kernel's network work); every few hundred
+// spins the transport's slow path runs (abort, deadline, dead peer, a
+// peer's notice, a peer that announced another call: see announce()).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -118,6 +119,7 @@ class ShmCollectives {
   char* slot_at(int rank, CommId id, int s) const;  // a slot's head; its data 32 bytes on
   void wait_slot_free(const Comm& c, int slot, Waiter& w);
   uint64_t wait_ready(const Comm& c, int peer, int slot, uint64_t tick, Waiter& w);
+  const char* wait_reduced(const Comm& c, int peer, int slot, uint64_t tick, Waiter& w);
   void small(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv, size_t count,
              int32_t dtype, int32_t op, Waiter& w);
   void large(const Comm& c, uint64_t call, const CollHeader& h, const void* send, void* recv, size_t count,
