@@ -55,6 +55,7 @@ constexpr uint64_t kSegBits = 20;  // step tag = (step << kSegBits) | segment
 // Hierarchical calls: hosts and members per host below this; each phase's
 // steps start at a multiple of 2x it (ring steps < 2n, tags 32 bits).
 constexpr int kMaxHierSize = 512;
+constexpr uint64_t kCross = kMaxHierSize * 2, kBack = kMaxHierSize * 4;  // the cross and the return phase
 
 // A ring over n ranks: count elements in n chunks, each sent in segments
 // of seg elements.
@@ -335,7 +336,6 @@ void HostCollectives::allreduce_hierarchical(const Comm& local, const Comm& cros
                                              int32_t dtype, int32_t op) {
   const size_t es = dtype_size(dtype);
   const size_t bytes = count * es;
-  const uint64_t kCross = kMaxHierSize * 2, kBack = kMaxHierSize * 4;
   if (bytes <= t_.allreduce_small_bytes || count < static_cast<size_t>(local.size())) {
     if (local.me == 0) {
       char* tmp = scratch(bytes);
@@ -362,7 +362,6 @@ void HostCollectives::allreduce_hierarchical(const Comm& local, const Comm& cros
 }
 
 void HostCollectives::all_reduce_across(const Comm& cross, char* part, size_t count, int32_t dtype, int32_t op) {
-  const uint64_t kCross = kMaxHierSize * 2;
   const size_t seg = t_.hier_segment_bytes;
   if (count * dtype_size(dtype) <= t_.allreduce_small_bytes || count < static_cast<size_t>(cross.size())) {
     allreduce_doubling(cross, part, count, dtype, op, kCross);

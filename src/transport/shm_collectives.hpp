@@ -94,7 +94,7 @@ class ShmCollectives {
 
   // The step between the local phases of a call across hosts: all-reduces
   // `count` elements at `data` in place with the other hosts (the same
-  // count on the ranks holding the same slice; 0 is never passed).
+  // count on the ranks owning the same block; 0 is never passed).
   class Cross {
    public:
     virtual void across(char* data, size_t count) = 0;

@@ -195,7 +195,7 @@ class UcxTransport final : public Transport, private HostP2P, private ShmCollect
   const char* coll_name_ = "";
   uint64_t coll_seq_[kCommIds] = {0};  // calls so far per communicator id (headers carry 32 bits, tags 8)
   std::unique_ptr<ShmCollectives> shm_;  // all_reduce between the processes of this host
-  int8_t shm_comm_[kCommIds] = {-1, -1, -1};  // per communicator id, once known: shm_comm's answer (0 none, 1 c, 2 its local part)
+  int8_t shm_comm_[kCommIds] = {-1, -1, -1};  // per comm id, once known: shm_comm's answer (0 null, 1 c, 2 local)
   CollHeader coll_hdr_{};              // the call in progress
   struct Notice {
     CommId comm;
